@@ -1,0 +1,330 @@
+"""Weight initialisation schemes, with the ``jax.nn.initializers`` signature.
+
+Every kernel initialiser here is a function ``init(key, shape, dtype=float32) -> Array`` for a
+Flax ``Dense`` kernel of shape ``(fan_in, fan_out)`` (Flax stores W transposed: the layer computes
+``h @ kernel``). The models initialise each layer of a stack separately, so kernels are always 2-D
+here. The schemes are:
+
+=================  ==============================  ==========================================
+name               distribution of W               reference
+=================  ==============================  ==========================================
+``xavier``         N(0, 2/(fan_in+fan_out))         Glorot & Bengio (2010)
+``xavier_uniform`` U(±√(6/(fan_in+fan_out)))         Glorot & Bengio (2010)
+``he``             N(0, 2/fan_in)                   He et al. (2015)
+``he_uniform``     U(±√(6/fan_in))                  He et al. (2015)
+``lecun``          N(0, 1/fan_in)                   LeCun et al. (1998)
+``orthogonal``     gain × Haar-orthogonal            Saxe et al. (2014)
+``gaussian``       N(0, σ_w²/fan_in), b ~ N(0, σ_b²)  Poole et al. (2016), Schoenholz et al. (2017)
+=================  ==============================  ==========================================
+
+Aliases: ``glorot`` = ``xavier`` (also ``*_normal`` / ``*_uniform`` spellings), ``kaiming`` =
+``he``. The Gaussian schemes are *untruncated* normals (``jax.nn.initializers.glorot_normal`` uses
+a truncated normal): mean-field theory assumes Gaussian weights, and the variances above are then
+exact. σ_w² and σ_b² are always **variances**, never standard deviations. Biases are zero except in
+``gaussian``.
+
+A scheme is an :class:`InitScheme`: the kernel and bias initialisers plus the effective
+σ_w² = fan_in·Var(W) and σ_b² that mean-field theory needs (for a square layer: xavier 1, he 2,
+lecun 1, orthogonal gain²).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxflow._registry import Registry
+
+__all__ = [
+    "INIT_SCHEMES",
+    "InitScheme",
+    "gaussian",
+    "get_init",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "orthogonal",
+    "xavier_normal",
+    "xavier_uniform",
+]
+
+Initializer = Callable[..., jax.Array]
+
+_variance_scaling = jax.nn.initializers.variance_scaling
+
+
+def xavier_normal(gain: float = 1.0) -> Initializer:
+    """Glorot/Xavier normal: W ~ N(0, gain²·2/(fan_in+fan_out)), untruncated.
+
+    Args:
+      gain: multiplies the standard deviation.
+
+    Returns:
+      An initialiser ``(key, shape, dtype) -> Array``.
+
+    References:
+      Glorot & Bengio, "Understanding the difficulty of training deep feedforward neural
+      networks", AISTATS 2010.
+
+    Example:
+      >>> import jax, jaxflow as jf
+      >>> jf.xavier_normal()(jax.random.key(0), (64, 64)).shape
+      (64, 64)
+    """
+    return _variance_scaling(gain**2, "fan_avg", "normal")
+
+
+def xavier_uniform(gain: float = 1.0) -> Initializer:
+    """Glorot/Xavier uniform: W ~ U(±gain·√(6/(fan_in+fan_out))), variance 2/(fan_in+fan_out).
+
+    Args:
+      gain: multiplies the bound (and the standard deviation).
+
+    Returns:
+      An initialiser ``(key, shape, dtype) -> Array``.
+
+    References:
+      Glorot & Bengio, AISTATS 2010.
+
+    Example:
+      >>> import jax, jaxflow as jf
+      >>> float(abs(jf.xavier_uniform()(jax.random.key(0), (64, 64))).max()) <= (6 / 128) ** 0.5
+      True
+    """
+    return _variance_scaling(gain**2, "fan_avg", "uniform")
+
+
+def he_normal(gain: float = 1.0) -> Initializer:
+    """He/Kaiming normal: W ~ N(0, gain²·2/fan_in), untruncated.
+
+    Args:
+      gain: multiplies the standard deviation.
+
+    Returns:
+      An initialiser ``(key, shape, dtype) -> Array``.
+
+    References:
+      He, Zhang, Ren & Sun, "Delving deep into rectifiers", ICCV 2015.
+
+    Example:
+      >>> import jax, jaxflow as jf
+      >>> w = jf.he_normal()(jax.random.key(0), (4096, 64))
+      >>> round(float(w.var() * 4096), 1)
+      2.0
+    """
+    return _variance_scaling(2.0 * gain**2, "fan_in", "normal")
+
+
+def he_uniform(gain: float = 1.0) -> Initializer:
+    """He/Kaiming uniform: W ~ U(±gain·√(6/fan_in)), variance 2/fan_in.
+
+    Args:
+      gain: multiplies the bound.
+
+    Returns:
+      An initialiser ``(key, shape, dtype) -> Array``.
+
+    References:
+      He et al., ICCV 2015.
+
+    Example:
+      >>> import jax, jaxflow as jf
+      >>> jf.he_uniform()(jax.random.key(0), (64, 64)).shape
+      (64, 64)
+    """
+    return _variance_scaling(2.0 * gain**2, "fan_in", "uniform")
+
+
+def lecun_normal(gain: float = 1.0) -> Initializer:
+    """LeCun normal: W ~ N(0, gain²/fan_in), untruncated.
+
+    Args:
+      gain: multiplies the standard deviation.
+
+    Returns:
+      An initialiser ``(key, shape, dtype) -> Array``.
+
+    References:
+      LeCun, Bottou, Orr & Müller, "Efficient BackProp", 1998.
+
+    Example:
+      >>> import jax, jaxflow as jf
+      >>> jf.lecun_normal()(jax.random.key(0), (64, 64)).dtype
+      dtype('float32')
+    """
+    return _variance_scaling(gain**2, "fan_in", "normal")
+
+
+def orthogonal(gain: float = 1.0) -> Initializer:
+    """Haar-random orthogonal W scaled by ``gain``: WᵀW = gain²·I (for fan_in ≥ fan_out).
+
+    Args:
+      gain: the common singular value of W.
+
+    Returns:
+      An initialiser ``(key, shape, dtype) -> Array``.
+
+    References:
+      Saxe, McClelland & Ganguli, "Exact solutions to the nonlinear dynamics of learning in deep
+      linear neural networks", ICLR 2014.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxflow as jf
+      >>> w = jf.orthogonal()(jax.random.key(0), (8, 8))
+      >>> bool(jnp.allclose(w.T @ w, jnp.eye(8), atol=1e-5))
+      True
+    """
+    return jax.nn.initializers.orthogonal(scale=gain, column_axis=-1)
+
+
+def _normal(variance) -> Initializer:
+    def init(key, shape, dtype=jnp.float32):
+        return jnp.sqrt(jnp.asarray(variance, dtype)) * jax.random.normal(key, shape, dtype)
+
+    return init
+
+
+def _gaussian_kernel(sigma_w2) -> Initializer:
+    def init(key, shape, dtype=jnp.float32):
+        fan_in = shape[-2]
+        return _normal(sigma_w2 / fan_in)(key, shape, dtype)
+
+    return init
+
+
+class InitScheme(NamedTuple):
+    """A named initialisation scheme: kernel and bias initialisers and their mean-field variances.
+
+    Attributes:
+      name: registry name (``"xavier"``, ...) or ``"gaussian"``.
+      kernel_init: initialiser for a ``(fan_in, fan_out)`` kernel.
+      bias_init: initialiser for a ``(fan_out,)`` bias.
+      sigma_w2: fan_in·Var(W_ij) for a square layer (orthogonal: gain²), the σ_w² of mean-field
+        theory.
+      sigma_b2: Var(b_i), the σ_b² of mean-field theory.
+      orthogonal: whether W is orthogonal rather than i.i.d. (free-probability moments differ).
+
+    Example:
+      >>> import jaxflow as jf
+      >>> jf.get_init("he").sigma_w2
+      2.0
+    """
+
+    name: str
+    kernel_init: Initializer
+    bias_init: Initializer
+    sigma_w2: Any
+    sigma_b2: Any = 0.0
+    orthogonal: bool = False
+
+
+_zeros = jax.nn.initializers.zeros
+
+
+def gaussian(sigma_w2: Any, sigma_b2: Any = 0.0) -> InitScheme:
+    """The mean-field scheme: W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²). Both are variances.
+
+    ``sigma_w2`` and ``sigma_b2`` may be traced values, so a sweep can ``vmap`` over them.
+
+    Args:
+      sigma_w2: weight variance times fan_in; must be > 0.
+      sigma_b2: bias variance; must be ≥ 0.
+
+    Returns:
+      An :class:`InitScheme`.
+
+    References:
+      Poole et al., "Exponential expressivity in deep neural networks through transient chaos",
+      NeurIPS 2016; Schoenholz et al., "Deep information propagation", ICLR 2017.
+
+    Example:
+      >>> import jaxflow as jf
+      >>> scheme = jf.gaussian(1.5, 0.05)
+      >>> scheme.sigma_w2, scheme.sigma_b2
+      (1.5, 0.05)
+    """
+    for arg, value, low in (("sigma_w2", sigma_w2, "> 0"), ("sigma_b2", sigma_b2, ">= 0")):
+        if isinstance(value, numbers.Real):
+            bad = not math.isfinite(value) or (value <= 0 if low == "> 0" else value < 0)
+            if bad:
+                raise ValueError(
+                    f"{arg}={value!r} is not a valid variance; it must be finite and {low} "
+                    "(σ² is a variance, not a standard deviation)"
+                )
+    return InitScheme("gaussian", _gaussian_kernel(sigma_w2), _normal(sigma_b2), sigma_w2, sigma_b2)
+
+
+def _scheme(name, kernel_init, sigma_w2, is_orthogonal=False):
+    return InitScheme(name, kernel_init, _zeros, sigma_w2, 0.0, is_orthogonal)
+
+
+INIT_SCHEMES: Registry[InitScheme] = Registry(
+    "initialisation scheme",
+    {
+        "xavier": _scheme("xavier", xavier_normal(), 1.0),
+        "xavier_uniform": _scheme("xavier_uniform", xavier_uniform(), 1.0),
+        "he": _scheme("he", he_normal(), 2.0),
+        "he_uniform": _scheme("he_uniform", he_uniform(), 2.0),
+        "lecun": _scheme("lecun", lecun_normal(), 1.0),
+        "orthogonal": _scheme("orthogonal", orthogonal(), 1.0, True),
+    },
+    """Read-only registry of the named schemes (:class:`InitScheme`), by canonical name.
+
+    :func:`get_init` also resolves the aliases ``glorot``, ``kaiming`` and the ``*_normal`` /
+    ``*_uniform`` spellings, and mean-field pairs ``(sigma_w2, sigma_b2)``.
+
+    Example:
+      >>> import jaxflow as jf
+      >>> list(jf.INIT_SCHEMES)
+      ['he', 'he_uniform', 'lecun', 'orthogonal', 'xavier', 'xavier_uniform']
+    """,
+)
+
+_ALIASES = {
+    "xavier_normal": "xavier",
+    "glorot": "xavier",
+    "glorot_normal": "xavier",
+    "glorot_uniform": "xavier_uniform",
+    "he_normal": "he",
+    "kaiming": "he",
+    "kaiming_normal": "he",
+    "kaiming_uniform": "he_uniform",
+    "lecun_normal": "lecun",
+}
+
+
+def get_init(init: str | InitScheme | tuple) -> InitScheme:
+    """Resolves an init argument to an :class:`InitScheme`.
+
+    Args:
+      init: a scheme name (see :data:`INIT_SCHEMES` and the aliases ``glorot``, ``kaiming``,
+        ``*_normal``), an :class:`InitScheme`, or a mean-field pair ``(sigma_w2, sigma_b2)``.
+
+    Returns:
+      The :class:`InitScheme`.
+
+    Raises:
+      ValueError: for an unknown name or a malformed pair, listing what is allowed.
+
+    Example:
+      >>> import jaxflow as jf
+      >>> jf.get_init("kaiming").name, jf.get_init((1.0, 0.0)).name
+      ('he', 'gaussian')
+    """
+    if isinstance(init, InitScheme):
+        return init
+    if isinstance(init, str):
+        name = _ALIASES.get(init, init)
+        if name in INIT_SCHEMES:
+            return INIT_SCHEMES[name]
+    elif isinstance(init, (tuple, list)) and len(init) == 2:
+        return gaussian(*init)
+    valid = sorted(set(INIT_SCHEMES) | set(_ALIASES))
+    raise ValueError(
+        f"init={init!r} is not a known initialisation; use one of {', '.join(valid)}, "
+        "an InitScheme, or a mean-field pair (sigma_w2, sigma_b2)"
+    )
