@@ -1,0 +1,309 @@
+"""The Jacobian chain against float64 NumPy on the closed forms, and the chain-rule check."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxflow as jf
+from helpers import np_mlp_chain, np_residual_chain, sv_error, tol
+
+WIDTH = 16
+
+
+def _relative(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_chain(model, wrt="postactivation", mode="rev"):
+    return jax.jit(lambda v, x: jf.jacobian_chain(model, v, x, wrt=wrt, mode=mode))
+
+
+def _setup(model, seed=0, batch=None):
+    shape = (model.input_dim,) if batch is None else (batch, model.input_dim)
+    x = jax.random.normal(jax.random.key(seed + 100), shape)
+    return model.init(jax.random.key(seed), x), x
+
+
+MLPS = {
+    act: jf.mlp(12, WIDTH, activation=act, init="xavier", in_dim=5, out_dim=2)
+    for act in ("relu", "tanh", "sigmoid")
+}
+
+
+@pytest.mark.parametrize("activation", sorted(MLPS))
+@pytest.mark.parametrize("wrt", ["postactivation", "preactivation"])
+def test_mlp_chain_matches_numpy_closed_form(activation, wrt):
+    model = MLPS[activation]
+    variables, x = _setup(model)
+    chain = _compiled_chain(model, wrt)(variables, x)
+    layers, products, _ = np_mlp_chain(variables["params"], x, activation, wrt)
+    assert chain.layers.shape == layers.shape == ((12 if wrt == "postactivation" else 11), WIDTH, WIDTH)
+    for computed, reference in zip(chain.layers, layers):
+        assert _relative(computed, reference) < tol("float32", "jacobian")
+    for computed, reference in zip(chain.products, products):
+        assert _relative(computed, reference) < 10 * tol("float32", "jacobian")
+    assert sv_error(chain.layer_singular_values, layers) < tol("float32", "svd")
+    assert sv_error(chain.product_singular_values, products) < tol("float32", "svd")
+    assert bool(chain.finite) and not bool(chain.underflow.any())
+    # ReLU's J_l have zero rows: the products are exactly rank-deficient, and `resolved` says so.
+    # The count is a threshold at σ_max·n·ε: bracket it by the float64 reference's rank at 10× and
+    # 1/10 of that floor.
+    floor = WIDTH * np.finfo(np.float32).eps * np.linalg.norm(products, 2, axis=(1, 2))
+    ref_sv = np.linalg.svd(products, compute_uv=False)
+    assert np.all(chain.resolved >= np.sum(ref_sv > 10 * floor[:, None], axis=1))
+    assert np.all(chain.resolved <= np.sum(ref_sv > 0.1 * floor[:, None], axis=1))
+    if activation == "relu":
+        assert int(chain.resolved.min()) < WIDTH
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_last_product_equals_jacobian_of_hidden_map(activation):
+    model = MLPS[activation]
+    variables, x = _setup(model)
+    stack = model.decompose(variables)
+
+    def hidden(h0):
+        return jax.lax.scan(lambda h, b: (stack.block_fn(b, h), None), h0, stack.blocks)[0]
+
+    reference = jax.jacrev(hidden)(stack.input_map(x))
+    chain = _compiled_chain(model)(variables, x)
+    assert _relative(chain.products[-1], reference) < 10 * tol("float32", "jacobian")
+
+
+@pytest.mark.parametrize("norm", [None, "batch"])
+def test_residual_chain_is_identity_plus_branch(norm):
+    model = jf.residual_stack(6, WIDTH, activation="tanh", init="xavier", norm=norm)
+    variables, x = _setup(model)
+    if norm == "batch":  # move the running statistics away from (0, 1) so they matter
+        stats = variables["batch_stats"]["blocks"]["BatchNorm_0"]
+        keys = jax.random.split(jax.random.key(3))
+        stats = {
+            "mean": stats["mean"] + jax.random.normal(keys[0], stats["mean"].shape),
+            "var": stats["var"] * jax.random.uniform(keys[1], stats["var"].shape, minval=0.2, maxval=3),
+        }
+        variables = {**variables, "batch_stats": {"blocks": {"BatchNorm_0": stats}}}
+    chain = _compiled_chain(model)(variables, x)
+    layers, products, _ = np_residual_chain(variables, x, "tanh", norm)
+    for computed, reference in zip(chain.layers, layers):
+        assert _relative(computed, reference) < tol("float32", "jacobian")
+    assert sv_error(chain.product_singular_values, products) < tol("float32", "svd")
+
+
+def test_batchnorm_jacobian_uses_running_statistics():
+    """In inference mode the chain does not depend on which other inputs share the batch."""
+    model = jf.residual_stack(3, WIDTH, norm="batch")
+    variables, xs = _setup(model, batch=4)
+    one = _compiled_chain(model)(variables, xs[0])
+    batched = _compiled_chain(model)(variables, xs)
+    np.testing.assert_array_equal(one.layers, batched.layers[0])
+
+
+def test_user_block_function():
+    depth, n = 7, 6
+    ws = jax.random.normal(jax.random.key(0), (depth, n, n)) / np.sqrt(n)
+    h0 = jax.random.normal(jax.random.key(1), (n,))
+
+    def block(w, h):
+        return jnp.sin(jnp.matmul(w, h, precision="highest"))
+
+    chain = jf.jacobian_chain(block, ws, h0)
+    h, P = np.asarray(h0, np.float64), np.eye(n)
+    for w in np.asarray(ws, np.float64):
+        z = w @ h
+        J = np.diag(np.cos(z)) @ w
+        h, P = np.sin(z), J @ P
+    assert _relative(chain.products[-1], P) < 10 * tol("float32", "jacobian")
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_jacfwd_agrees_with_jacrev(activation):
+    model = MLPS[activation]
+    variables, x = _setup(model)
+    rev = _compiled_chain(model, mode="rev")(variables, x)
+    fwd = _compiled_chain(model, mode="fwd")(variables, x)
+    np.testing.assert_allclose(fwd.layers, rev.layers, rtol=tol("float32", "jacobian"), atol=1e-7)
+
+
+def test_vmap_over_inputs_and_parameter_sets():
+    model = MLPS["tanh"]
+    variables, xs = _setup(model, batch=3)
+    batched = jax.jit(lambda v, x: jf.jacobian_chain(model, v, x))(variables, xs)
+    assert batched.layers.shape == (3, 12, WIDTH, WIDTH)
+    single = _compiled_chain(model)(variables, xs[1])
+    assert _relative(batched.products[1], single.products) < tol("float32", "jacobian")
+
+    keys = jax.random.split(jax.random.key(9), 2)
+    stacked = jax.vmap(lambda k: model.init(k, xs[0]))(keys)
+    over_params = jax.jit(jax.vmap(lambda v: jf.jacobian_chain(model, v, xs[0])))(stacked)
+    second = jax.tree.map(lambda a: a[1], stacked)
+    np.testing.assert_allclose(
+        over_params.layer_singular_values[1],
+        _compiled_chain(model)(second, xs[0]).layer_singular_values,
+        rtol=1e-5,
+    )
+
+
+def test_singular_values_descending_and_float64():
+    with jax.enable_x64(True):
+        model = jf.mlp(5, WIDTH, activation="tanh", init="orthogonal", param_dtype=jnp.float64)
+        x = jax.random.normal(jax.random.key(1), (WIDTH,), jnp.float64)
+        variables = model.init(jax.random.key(0), x)
+        chain = jf.jacobian_chain(model, variables, x)
+        assert chain.product_singular_values.dtype == jnp.float64
+        assert bool(jnp.all(jnp.diff(chain.product_singular_values, axis=-1) <= 0))
+        _, products, _ = np_mlp_chain(variables["params"], x, "tanh")
+        assert sv_error(chain.product_singular_values, products) < tol("float64", "svd")
+
+
+def test_deep_sigmoid_chain_flags_underflow():
+    """Xavier sigmoid at width 64 shrinks ~0.24 per layer: float32 products underflow by ~60."""
+    model = jf.mlp(90, 64, activation="sigmoid", init="xavier")
+    variables, x = _setup(model)
+    chain = _compiled_chain(model)(variables, x)
+    flags = np.asarray(chain.underflow)
+    assert not flags[:10].any() and flags[-1]
+    first = int(np.argmax(flags))
+    assert 30 <= first <= 60
+    assert np.all(flags[first:])  # once gone, it stays gone
+    sigma_max = np.asarray(chain.product_singular_values[:, 0], np.float64)
+    floor = sigma_max * 64 * np.finfo(np.float32).eps
+    np.testing.assert_array_equal(flags, floor < np.finfo(np.float32).tiny)
+    # Long before that, the small singular values are rounding: fewer and fewer are resolved.
+    resolved = np.asarray(chain.resolved)
+    assert resolved[0] == 64 and resolved[first - 1] < 32
+    assert np.all(np.diff(resolved[:first]) <= 2)
+
+
+@pytest.mark.parametrize("family", ["mlp", "residual"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("depth", [1, 7, 50])
+def test_chain_rule_float32(family, activation, depth):
+    builder = jf.mlp if family == "mlp" else jf.residual_stack
+    init = "he" if activation == "relu" else "xavier"
+    model = builder(depth, WIDTH, activation=activation, init=init, in_dim=5, out_dim=3)
+    variables, x = _setup(model, seed=depth)
+    y = jax.random.normal(jax.random.key(5), (3,))
+    check = jax.jit(lambda v, x, y: jf.chain_rule_check(model, v, x, y))(variables, x, y)
+    assert bool(check.finite)
+    assert float(check.explicit_error) < tol("float32", "chain_rule")
+    assert float(check.vjp_error) < tol("float32", "chain_rule")
+
+
+@pytest.mark.parametrize("family", ["mlp", "residual"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_chain_rule_float64(family, activation):
+    with jax.enable_x64(True):
+        builder = jf.mlp if family == "mlp" else jf.residual_stack
+        model = builder(50, WIDTH, activation=activation, init="xavier", in_dim=5, out_dim=3,
+                        param_dtype=jnp.float64)  # fmt: skip
+        x = jax.random.normal(jax.random.key(1), (5,), jnp.float64)
+        y = jax.random.normal(jax.random.key(2), (3,), jnp.float64)
+        check = jf.chain_rule_check(model, model.init(jax.random.key(0), x), x, y)
+        assert check.explicit.dtype == jnp.float64
+        assert float(check.explicit_error) < tol("float64", "chain_rule")
+        assert float(check.vjp_error) < tol("float64", "chain_rule")
+
+
+def test_chain_rule_explicit_side_matches_numpy():
+    model = MLPS["sigmoid"]
+    variables, x = _setup(model)
+    y = jnp.array([0.5, -1.0])
+    check = jf.chain_rule_check(model, variables, x, y)
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
+    layers, _, h = np_mlp_chain(variables["params"], x, "sigmoid")
+    prediction = p["readout"]["kernel"].T @ h + p["readout"]["bias"]
+    v = p["readout"]["kernel"] @ (2 * (prediction - np.asarray(y)) / 2)
+    for J in layers[::-1]:
+        v = J.T @ v
+    reference = p["input"]["kernel"] @ v
+    assert np.linalg.norm(check.explicit - reference) / np.linalg.norm(reference) < tol("float32", "chain_rule")
+
+
+def test_chain_rule_batched_and_callable_loss():
+    model = MLPS["tanh"]
+    variables, xs = _setup(model, batch=3)
+    ys = jnp.zeros((3, 2))
+    check = jf.chain_rule_check(model, variables, xs, ys, loss=lambda p, y: jnp.sum(jnp.abs(p - y)))
+    assert check.explicit.shape == (3, 5)
+    assert float(check.explicit_error.max()) < tol("float32", "chain_rule")
+
+
+@pytest.mark.parametrize("batch", [None, 4])
+def test_linear_layer_grads_match_vjp(batch):
+    W = jax.random.normal(jax.random.key(0), (3, 5))
+    b = jax.random.normal(jax.random.key(1), (3,))
+    a = jax.random.normal(jax.random.key(2), (5,) if batch is None else (batch, 5))
+    delta = jax.random.normal(jax.random.key(3), (3,) if batch is None else (batch, 3))
+
+    def z(W, b, a):
+        return jnp.matmul(a, W.T, precision="highest") + jnp.broadcast_to(b, delta.shape)
+
+    _, pullback = jax.vjp(z, W, b, a)
+    dW, db, da = pullback(delta)
+    grads = jf.linear_layer_grads(W, a, delta)
+    for ours, theirs in ((grads.weight, dW), (grads.bias, db), (grads.input, da)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+def test_linear_layer_grads_bad_shapes():
+    with pytest.raises(ValueError, match="a has shape"):
+        jf.linear_layer_grads(jnp.ones((3, 5)), jnp.ones(4), jnp.ones(3))
+    with pytest.raises(ValueError, match="delta has shape"):
+        jf.linear_layer_grads(jnp.ones((3, 5)), jnp.ones(5), jnp.ones(4))
+    with pytest.raises(ValueError, match="W has shape"):
+        jf.linear_layer_grads(jnp.ones(3), jnp.ones(5), jnp.ones(3))
+
+
+def test_input_mismatch_is_named():
+    model = MLPS["relu"]
+    variables, _ = _setup(model)
+    with pytest.raises(ValueError, match=r"x has shape \(16,\).* 5"):
+        jf.jacobian_chain(model, variables, jnp.ones(WIDTH))
+    with pytest.raises(ValueError, match=r"x has shape"):
+        jf.chain_rule_check(model, variables, jnp.ones(7), jnp.ones(2))
+
+
+def test_non_square_block_function_is_refused():
+    ws = jnp.ones((3, 4, 6))
+    with pytest.raises(ValueError, match="square stack"):
+        jf.jacobian_chain(lambda w, h: w @ h, ws, jnp.ones(6))
+
+
+def test_preactivation_needs_mlp_of_depth_two():
+    model = jf.residual_stack(3, WIDTH)
+    with pytest.raises(ValueError, match="mlp only"):
+        jf.jacobian_chain(model, *_setup(model), wrt="preactivation")
+    shallow = jf.mlp(1, WIDTH)
+    with pytest.raises(ValueError, match="depth >= 2"):
+        jf.jacobian_chain(shallow, *_setup(shallow), wrt="preactivation")
+
+
+def test_unknown_mode_and_wrt():
+    model = MLPS["relu"]
+    with pytest.raises(ValueError, match="mode='backward'"):
+        jf.jacobian_chain(model, *_setup(model), mode="backward")
+    with pytest.raises(ValueError, match="wrt='pre'"):
+        jf.jacobian_chain(model, *_setup(model), wrt="pre")
+
+
+def test_other_modules_are_refused():
+    import flax.linen as nn
+
+    with pytest.raises(TypeError, match="Dense"):
+        jf.jacobian_chain(nn.Dense(3), {}, jnp.ones(3))
+
+
+def test_non_finite_inputs_and_parameters_are_reported():
+    model = MLPS["tanh"]
+    variables, x = _setup(model)
+    assert not bool(_compiled_chain(model)(variables, x.at[0].set(jnp.nan)).finite)
+    bad = jax.tree.map(lambda a: a, variables)
+    bad["params"]["readout"]["kernel"] = bad["params"]["readout"]["kernel"].at[0, 0].set(jnp.inf)
+    assert not bool(_compiled_chain(model)(bad, x).finite)
+    check = jf.chain_rule_check(model, bad, x, jnp.zeros(2))
+    assert not bool(check.finite)

@@ -1,0 +1,36 @@
+"""The public surface: every exported name imports and is documented."""
+
+import importlib
+
+import pytest
+
+import jaxflow
+
+
+def test_all_is_sorted_and_unique():
+    assert list(jaxflow.__all__) == sorted(set(jaxflow.__all__))
+
+
+@pytest.mark.parametrize("name", jaxflow.__all__)
+def test_public_name_imports_and_has_docstring(name):
+    obj = getattr(jaxflow, name)
+    doc = getattr(obj, "__doc__", None)
+    assert doc and doc.strip(), f"jaxflow.{name} has no docstring"
+
+
+_MODULES = [
+    "jaxflow.activations",
+    "jaxflow.initializers",
+    "jaxflow.models",
+    "jaxflow.jacobians",
+]
+
+
+@pytest.mark.parametrize("module", _MODULES)
+def test_module_all_is_reexported(module):
+    for name in importlib.import_module(module).__all__:
+        assert getattr(jaxflow, name) is getattr(importlib.import_module(module), name), name
+
+
+def test_version():
+    assert isinstance(jaxflow.__version__, str) and jaxflow.__version__.count(".") == 2
