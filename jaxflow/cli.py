@@ -1,0 +1,223 @@
+"""The ``jaxflow`` command line.
+
+Every subcommand is a function ``run_<name>(args) -> int`` registered in :func:`build_parser`;
+:func:`main` turns user errors (bad options, bad values) into one line on stderr and exit code 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+__all__ = ["main"]
+
+EXAMPLES = {
+    "spectra": """examples:
+  jaxflow spectra --depth 20 --width 64 --activation sigmoid --init xavier
+  jaxflow spectra --depth 50 --model residual --activation relu --init he --json
+  jaxflow spectra --depth 10 --init 2.0,0.05        # mean-field (sigma_w2, sigma_b2) variances
+""",
+}
+
+
+class UsageError(Exception):
+    """A user error: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print the whole usage block; one line is enough
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def encodable(text: str, stream=None) -> bool:
+    """Whether ``stream`` (default: stdout) can encode ``text``."""
+    encoding = getattr(stream or sys.stdout, "encoding", None) or "ascii"
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be >= 1")
+    return value
+
+
+def _init_arg(text):
+    """A scheme name, or 'sigma_w2,sigma_b2' variances."""
+    if "," in text:
+        try:
+            sigma_w2, sigma_b2 = (float(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a pair of variances 'sigma_w2,sigma_b2'"
+            ) from None
+        return (sigma_w2, sigma_b2)
+    return text
+
+
+def _add_model_options(parser):
+    from jaxflow.activations import ACTIVATIONS
+    from jaxflow.initializers import INIT_SCHEMES
+
+    parser.add_argument("--model", choices=("mlp", "residual"), default="mlp", help="network family")
+    parser.add_argument("--depth", type=_positive_int, default=20, help="number of blocks L")
+    parser.add_argument("--width", type=_positive_int, default=64, help="hidden width n")
+    parser.add_argument(
+        "--activation",
+        choices=sorted(ACTIVATIONS),
+        default="sigmoid",
+        metavar="NAME",
+        help=f"activation: {', '.join(sorted(ACTIVATIONS))} (default: sigmoid)",
+    )
+    parser.add_argument(
+        "--init",
+        type=_init_arg,
+        default="xavier",
+        metavar="SCHEME",
+        help=f"initialisation: {', '.join(INIT_SCHEMES)}, or variances 'sigma_w2,sigma_b2' "
+        "(default: xavier)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed for weights and input")
+
+
+def _build_model(args):
+    import jaxflow as jf
+
+    builder = jf.mlp if args.model == "mlp" else jf.residual_stack
+    try:
+        return builder(args.depth, args.width, activation=args.activation, init=args.init)
+    except ValueError as error:  # the builders' messages name the argument and what is allowed
+        raise UsageError(f"jaxflow {args.command}: {error}") from None
+
+
+def run_spectra(args) -> int:
+    """Per-layer spectral norms and smallest singular values of J_l and P_l for one network."""
+    import jax
+
+    import jaxflow as jf
+
+    model = _build_model(args)
+    key_init, key_x = jax.random.split(jax.random.key(args.seed))
+    x = jax.random.normal(key_x, (args.width,))
+    variables = model.init(key_init, x)
+    chain = jax.jit(lambda v, x: jf.jacobian_chain(model, v, x))(variables, x)
+    layer_sv = chain.layer_singular_values
+    product_sv = chain.product_singular_values
+    rows = [
+        {
+            "layer": l + 1,
+            "J_norm": float(layer_sv[l, 0]),
+            "J_min": float(layer_sv[l, -1]),
+            "P_norm": float(product_sv[l, 0]),
+            "P_min": float(product_sv[l, -1]),
+            "P_resolved": int(chain.resolved[l]),
+            "underflow": bool(chain.underflow[l]),
+        }
+        for l in range(layer_sv.shape[0])
+    ]
+    config = {
+        "model": args.model,
+        "depth": args.depth,
+        "width": args.width,
+        "activation": args.activation,
+        "init": list(args.init) if isinstance(args.init, tuple) else args.init,
+        "seed": args.seed,
+        "input": "x ~ N(0, I)",
+    }
+    if args.json:
+        json.dump({"config": config, "finite": bool(chain.finite), "layers": rows}, sys.stdout, indent=2)
+        print()
+        return 0
+    fancy = encodable("‖σₗ₂")
+    headers = (
+        ("layer", "‖J_l‖₂", "σ_min(J_l)", "‖P_l‖₂", "σ_min(P_l)")
+        if fancy
+        else ("layer", "|J_l|_2", "smin(J_l)", "|P_l|_2", "smin(P_l)")
+    )
+    print(
+        f"{args.model} depth={args.depth} width={args.width} activation={args.activation} "
+        f"init={config['init']} seed={args.seed}   J_l = dh_l/dh_(l-1), P_l = J_l ... J_1"
+    )
+    print(f"{headers[0]:>5}  " + "  ".join(f"{h:>11}" for h in headers[1:]) + "  resolved")
+    for row in rows:
+        mark = "  underflow" if row["underflow"] else ""
+        values = (row["J_norm"], row["J_min"], row["P_norm"], row["P_min"])
+        print(
+            f"{row['layer']:>5}  "
+            + "  ".join(f"{v:>11.4e}" for v in values)
+            + f"  {row['P_resolved']:>5}/{args.width}{mark}"
+        )
+    if not bool(chain.finite):
+        print("warning: non-finite values in the chain (inputs, parameters or Jacobians)")
+    if any(row["P_resolved"] < args.width for row in rows):
+        print(
+            "note: 'resolved' counts the singular values of P_l above its float32 rounding floor "
+            "sigma_max*n*eps; smaller ones (sigma_min included) are rounding or exact zeros"
+        )
+    if any(row["underflow"] for row in rows):
+        first = next(row["layer"] for row in rows if row["underflow"])
+        print(
+            f"note: P_l underflows float32 from layer {first} on (sigma_max*n*eps below the "
+            "smallest normal number); its singular values there are not the network's"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``jaxflow`` argument parser with every subcommand."""
+    parser = _Parser(
+        prog="jaxflow",
+        description="Study how gradients flow through deep networks, in JAX.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    spectra = commands.add_parser(
+        "spectra",
+        help="per-layer Jacobian and product-chain singular values of one network",
+        description="Print, per layer l, ‖J_l‖₂ and σ_min(J_l) of the block Jacobian "
+        "J_l = ∂h_l/∂h_{l-1}, and ‖P_l‖₂ and σ_min(P_l) of the product P_l = J_l ⋯ J_1, for one "
+        "network at one random input x ~ N(0, I).",
+        epilog=EXAMPLES["spectra"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_options(spectra)
+    spectra.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    spectra.set_defaults(run=run_spectra)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the ``jaxflow`` command; returns the exit status.
+
+    Args:
+      argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+      0 on success, 2 on a user error (reported as one line on stderr).
+
+    Example:
+      >>> from jaxflow.cli import main
+      >>> main(["spectra", "--depth", "0"])
+      2
+    """
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
