@@ -1,0 +1,9 @@
+"""The canned reproductions: each claim of the gradient-flow notes, run and set beside its theory.
+
+Experiments are drivers: they build models, jit and vmap (over seeds, activations or inits) and
+return NamedTuples of labelled numbers that the plotting functions and ``jaxflow reproduce`` read.
+Each submodule holds the experiments of one theme; their public names are re-exported here, so
+``jaxflow.experiments.<name>`` is the import path whatever the submodule.
+"""
+
+__all__: list[str] = []
