@@ -6,4 +6,6 @@ Each submodule holds the experiments of one theme; their public names are re-exp
 ``jaxflow.experiments.<name>`` is the import path whatever the submodule.
 """
 
-__all__: list[str] = []
+from jaxflow.experiments.reproduce import Report, reproduce
+
+__all__ = ["Report", "reproduce"]

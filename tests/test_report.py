@@ -1,0 +1,65 @@
+"""The report writer and `jaxflow reproduce` plumbing (the sections are tested where they live)."""
+
+import importlib
+import json
+import pathlib
+
+import pytest
+
+from jaxflow.cli import main
+from jaxflow.plotting import new_axes, save_figure
+from jaxflow.report import Check, Section, write_report
+
+
+def _section(folder, passed=True):
+    ax = new_axes()
+    ax.plot([0, 1], [1, 0])
+    figure = save_figure(ax, folder / "demo.png")
+    return Section(
+        "demo", "A demo claim", "x < 1", "measured x", (Check("x", 0.5 if passed else 2.0, "< 1", passed),),
+        ("demo.png",), {"x": [0.5, float("inf")]}, 0.1,
+    )  # fmt: skip
+
+
+def test_write_report_is_self_contained_and_refuses_to_overwrite(tmp_path):
+    paths = write_report([_section(tmp_path)], tmp_path, {"title": "T", "jax": "0"})
+    html = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in html and "demo.png" not in html.split("<img")[1][:60]
+    numbers = json.loads((tmp_path / "numbers.json").read_text())
+    assert numbers["sections"]["demo"]["passed"] is True
+    assert numbers["sections"]["demo"]["numbers"]["x"] == [0.5, "inf"]
+    markdown = (tmp_path / "report.md").read_text()
+    assert "1 of 1 sections pass" in markdown and "![A demo claim](demo.png)" in markdown
+    before = (tmp_path / "report.md").read_text()
+    with pytest.raises(FileExistsError, match="nothing was written"):
+        write_report([], tmp_path, {"title": "other"})
+    assert (tmp_path / "report.md").read_text() == before
+    assert set(paths) == {"markdown", "html", "json"}
+
+
+def test_failed_check_fails_the_section(tmp_path):
+    section = _section(tmp_path, passed=False)
+    assert not section.passed
+    write_report([section], tmp_path, {"title": "T"})
+    assert "**FAIL**" in (tmp_path / "report.md").read_text()
+
+
+def test_reproduce_refuses_a_non_empty_folder(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("precious")
+    assert main(["reproduce", "--out", str(tmp_path), "--quick"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "precious"
+
+
+def test_reproduce_exit_status_follows_the_checks(tmp_path, monkeypatch, capsys):
+    module = importlib.import_module("jaxflow.experiments.reproduce")
+
+    demo = {"demo": lambda ctx: _section(pathlib.Path(ctx.folder), False)}
+    monkeypatch.setattr(module, "SECTIONS", demo)
+    assert main(["reproduce", "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    assert "FAILED: A demo claim" in capsys.readouterr().out
+
+
+def test_reproduce_unknown_section_is_a_usage_error(tmp_path, capsys):
+    assert main(["reproduce", "--out", str(tmp_path / "r"), "--sections", "nope"]) == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
