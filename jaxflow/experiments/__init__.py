@@ -6,4 +6,20 @@ Each submodule holds the experiments of one theme; their public names are re-exp
 ``jaxflow.experiments.<name>`` is the import path whatever the submodule.
 """
 
-__all__: list[str] = []
+from jaxflow.experiments.gradient_flow import (
+    ActivationComparison,
+    InitComparison,
+    ResidualComparison,
+    compare_activations,
+    compare_inits,
+    compare_residual,
+)
+
+__all__ = [
+    "ActivationComparison",
+    "InitComparison",
+    "ResidualComparison",
+    "compare_activations",
+    "compare_inits",
+    "compare_residual",
+]
