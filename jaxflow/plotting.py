@@ -89,6 +89,19 @@ def save_figure(fig_or_ax: Any, path: str | os.PathLike, *, overwrite: bool = Fa
     return path
 
 
+_LAYER_AXIS = "Layer l (h_0 = input, h_L = readout input)"
+_ACTIVATION_GRADIENT = "Activation gradient norm ‖∂L/∂h_l‖ (log scale)"
+
+
+def _finish_log_plot(ax, xlabel, ylabel, title):
+    """Log y axis, labels, title and legend: the last steps every gradient figure shares."""
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=STYLE["title_fontsize"])
+    ax.legend()
+    return ax
+
 
 def _seed_rows(values):
     """(models, seeds, layers) from (models, *S, layers): every seed axis flattened into one."""
@@ -150,17 +163,13 @@ def plot_gradient_flow(result, ax=None, *, quantity: str = "weight"):
     x = np.arange(1, depth + 2) if quantity == "weight" else np.arange(depth + 1)
     for name, init, per_seed in zip(result.activations, result.inits, rows):
         _median_band(ax, x, per_seed, f"{name} ({init} init)")
-    ax.set_yscale("log")
-    if quantity == "weight":
-        ax.set_xlabel(f"Layer (Linear layer index; {depth + 1} = readout)")
-        ax.set_ylabel("Weight gradient norm ‖∂L/∂W‖ (log scale)")
-    else:
-        ax.set_xlabel("Layer l (h_0 = input, h_L = readout input)")
-        ax.set_ylabel("Activation gradient norm ‖∂L/∂h_l‖ (log scale)")
     ax.set_xticks(x)
-    ax.set_title(f"Gradient flow comparison: MLP of depth {depth}", fontsize=STYLE["title_fontsize"])
-    ax.legend()
-    return ax
+    if quantity == "weight":
+        xlabel = f"Layer (Linear layer index; {depth + 1} = readout)"
+        ylabel = "Weight gradient norm ‖∂L/∂W‖ (log scale)"
+    else:
+        xlabel, ylabel = _LAYER_AXIS, _ACTIVATION_GRADIENT
+    return _finish_log_plot(ax, xlabel, ylabel, f"Gradient flow comparison: MLP of depth {depth}")
 
 
 def plot_init_comparison(result, ax=None):
@@ -202,15 +211,12 @@ def plot_init_comparison(result, ax=None):
                 color=line.get_color(),
                 label=f"{name}: ({result.predicted[i]:.3f})^(L−l), He et al. 2015",
             )
-    ax.set_yscale("log")
-    ax.set_xlabel("Layer l (h_0 = input, h_L = readout input)")
-    ax.set_ylabel("‖∂L/∂h_l‖ / ‖∂L/∂h_L‖ (log scale)")
-    ax.set_title(
+    return _finish_log_plot(
+        ax,
+        _LAYER_AXIS,
+        "‖∂L/∂h_l‖ / ‖∂L/∂h_L‖ (log scale)",
         f"Initialisation and backward gradient flow: {result.activation} MLP of depth {depth}",
-        fontsize=STYLE["title_fontsize"],
     )
-    ax.legend()
-    return ax
 
 
 def plot_residual_comparison(result, ax=None):
@@ -240,15 +246,12 @@ def plot_residual_comparison(result, ax=None):
     x = np.arange(depth + 1)
     for label, values in (("plain MLP", result.plain), ("residual stack", result.residual)):
         _median_band(ax, x, _seed_rows(np.asarray(values)[None])[0], label)
-    ax.set_yscale("log")
-    ax.set_xlabel("Layer l (h_0 = input, h_L = readout input)")
-    ax.set_ylabel("Activation gradient norm ‖∂L/∂h_l‖ (log scale)")
-    ax.set_title(
+    return _finish_log_plot(
+        ax,
+        _LAYER_AXIS,
+        _ACTIVATION_GRADIENT,
         f"Residual vs plain: {result.activation} ({result.init} init), depth {depth}",
-        fontsize=STYLE["title_fontsize"],
     )
-    ax.legend()
-    return ax
 
 
 def plot_training(result, ax=None):
@@ -269,9 +272,9 @@ def plot_training(result, ax=None):
       >>> import jax.numpy as jnp, optax, jaxflow as jf
       >>> from jaxflow.plotting import plot_training
       >>> model = jf.mlp(2, 2, activation="tanh")
-      >>> variables = {"params": {
-      ...     "blocks": {"Dense_0": {"kernel": jnp.stack([jnp.eye(2)] * 2), "bias": jnp.zeros((2, 2))}},
-      ...     "readout": {"kernel": jnp.ones((2, 1)), "bias": jnp.zeros(1)}}}
+      >>> blocks = {"kernel": jnp.stack([jnp.eye(2)] * 2), "bias": jnp.zeros((2, 2))}
+      >>> readout = {"kernel": jnp.ones((2, 1)), "bias": jnp.zeros(1)}
+      >>> variables = {"params": {"blocks": {"Dense_0": blocks}, "readout": readout}}
       >>> x, y = jnp.eye(2), jnp.array([[0.5], [-0.5]])
       >>> ax = plot_training(jf.train(model, variables, (x, y), optax.sgd(0.1), 20, clip_norm=0.5))
       >>> [line.get_label() for line in ax.get_lines()][2:]
@@ -312,10 +315,10 @@ def plot_training(result, ax=None):
             color="red",
             label=f"first non-finite step ({result.first_nonfinite_step})",
         )
-    ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("Step")
-    ax.set_ylabel("Loss and gradient norm (log scale)")
-    ax.set_title("Training: loss and gradient norm per step", fontsize=STYLE["title_fontsize"])
-    ax.legend()
-    return ax
+    return _finish_log_plot(
+        ax,
+        "Step",
+        "Loss and gradient norm (log scale)",
+        "Training: loss and gradient norm per step",
+    )

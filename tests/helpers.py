@@ -169,8 +169,9 @@ def np_mlp_backprop(params, x, y, activation):
     return loss, kernel_grads, np.stack(act_grads[::-1])
 
 
-def np_mlp_variables(seed, depth, width, in_dim=None, out_dim=1, sigma_w2=1.0, sigma_b2=0.0,
-                     dtype=np.float32):
+def np_mlp_variables(
+    seed, depth, width, in_dim=None, out_dim=1, sigma_w2=1.0, sigma_b2=0.0, dtype=np.float32
+):
     """Variables in a jaxflow MLP's layout (``params["blocks"]["Dense_0"]["kernel"]`` of shape
     (depth, width, width), ...), drawn in NumPy: W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²).
 

@@ -12,7 +12,6 @@ import pytest
 
 import jaxflow as jf
 from helpers import NP_ACTIVATIONS, as64, np_mlp_chain, np_mlp_variables, np_residual_chain, tol
-from jaxflow import gradients as G
 
 
 def _relative(a, b):
@@ -26,7 +25,9 @@ def _relative(a, b):
 
 def _zero_grad_of_int():
     """A float0 leaf, exactly what jax.grad returns for an integer input with allow_int=True."""
-    return jax.grad(lambda p: p["w"].sum(), allow_int=True)({"w": jnp.ones(2), "n": jnp.array(3)})["n"]
+    return jax.grad(lambda p: p["w"].sum(), allow_int=True)({"w": jnp.ones(2), "n": jnp.array(3)})[
+        "n"
+    ]
 
 
 HAND = {
@@ -40,7 +41,13 @@ HAND = {
     "count": jnp.array(7),
     "int_grad": _zero_grad_of_int(),
 }
-EXPECTED_STATUS = {"a": "ok", "tiny": "vanishing", "huge": "exploding", "nan": "nonfinite", "inf": "nonfinite"}
+EXPECTED_STATUS = {
+    "a": "ok",
+    "tiny": "vanishing",
+    "huge": "exploding",
+    "nan": "nonfinite",
+    "inf": "nonfinite",
+}
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -71,7 +78,9 @@ def test_global_norm_is_the_true_norm_and_layer_norms_sum_in_squares():
     flat = np.concatenate([np.asarray(g, np.float64).ravel() for g in jax.tree.leaves(grads)])
     assert _relative(stats.global_norm, np.sqrt(np.sum(flat**2))) < tol("float32", "norm")
     # √(5² + 12²) = 13, not the sum 17 of per-parameter norms that the popular snippets report.
-    assert float(jf.gradient_stats({"a": HAND["a"], "c": jnp.array([0.0, 12.0])}).global_norm) == 13.0
+    assert (
+        float(jf.gradient_stats({"a": HAND["a"], "c": jnp.array([0.0, 12.0])}).global_norm) == 13.0
+    )
     assert stats.layer_names == ("a", "b", "huge", "tiny")
     assert _relative(stats.layer_norms[1], np.sqrt(11.0)) < tol("float32", "gradient")
     rss = np.sqrt(np.sum(np.asarray(stats.layer_norms, np.float64) ** 2))
@@ -84,7 +93,10 @@ def test_norms_survive_float32_underflow_and_overflow():
     stats = jf.gradient_stats(grads)
     assert _relative(stats.leaf("small").norm, 4e-30) < tol("float32", "gradient")
     assert _relative(stats.leaf("large").norm, 4e30) < tol("float32", "gradient")
-    assert dict(zip(stats.names, stats.status_names())) == {"large": "exploding", "small": "vanishing"}
+    assert dict(zip(stats.names, stats.status_names())) == {
+        "large": "exploding",
+        "small": "vanishing",
+    }
 
 
 @functools.lru_cache(maxsize=None)
@@ -147,14 +159,21 @@ def test_batched_stats_vmap_and_format_needs_one():
 
 
 def test_zero_weights_give_inf_or_zero_ratio():
-    stats = jf.gradient_stats({"g": jnp.ones(2), "z": jnp.zeros(2)}, {"g": jnp.zeros(2), "z": jnp.zeros(2)})
+    stats = jf.gradient_stats(
+        {"g": jnp.ones(2), "z": jnp.zeros(2)}, {"g": jnp.zeros(2), "z": jnp.zeros(2)}
+    )
     assert stats.ratio.tolist() == [np.inf, 0.0]
 
 
 @pytest.mark.parametrize(
     "grads, kwargs, error, match",
     [
-        ({"w": jnp.ones(2)}, {"vanishing": 1.0, "exploding": 1.0}, ValueError, "vanishing < exploding"),
+        (
+            {"w": jnp.ones(2)},
+            {"vanishing": 1.0, "exploding": 1.0},
+            ValueError,
+            "vanishing < exploding",
+        ),
         ({"w": jnp.ones(2)}, {"vanishing": float("nan")}, ValueError, "vanishing=nan"),
         ({"w": jnp.ones(2)}, {"exploding": True}, ValueError, "exploding=True"),
         ({"w": None, "n": jnp.array(1)}, {}, ValueError, "no floating-point leaves"),
@@ -211,7 +230,9 @@ def test_activation_gradients_match_the_explicit_jacobian_chain():
     model, variables, x, y, _ = _mlp_grads()
     norms = jf.activation_gradient_norms(model, variables, x, y)
     assert norms.shape == (5, 13)
-    layers = np.asarray(jax.jit(lambda v, x: jf.layer_jacobians(model, v, x))(variables, x), np.float64)
+    layers = np.asarray(
+        jax.jit(lambda v, x: jf.layer_jacobians(model, v, x))(variables, x), np.float64
+    )
     prediction = np.asarray(jax.jit(model.apply)(variables, x), np.float64)
     kernel = variables["params"]["readout"]["kernel"]
     for b in range(5):
@@ -239,13 +260,17 @@ def test_activation_gradients_float64_against_numpy_chain():
 def test_activation_gradients_of_a_residual_stack():
     model = jf.residual_stack(6, 5, activation="tanh", out_dim=2)
     variables = np_mlp_variables(0, 6, 5, out_dim=2, sigma_b2=0.1)
-    variables["params"]["blocks"]["Dense_1"] = np_mlp_variables(1, 6, 5)["params"]["blocks"]["Dense_0"]
+    variables["params"]["blocks"]["Dense_1"] = np_mlp_variables(1, 6, 5)["params"]["blocks"][
+        "Dense_0"
+    ]
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=5).astype(np.float32), rng.normal(size=2).astype(np.float32)
     layers, _, h_last = np_residual_chain(variables, x, "tanh")
     p = as64(variables["params"])
     prediction = p["readout"]["kernel"].T @ h_last + p["readout"]["bias"]
-    reference = _chain_reference(layers, p["readout"]["kernel"], prediction, np.asarray(y, np.float64))
+    reference = _chain_reference(
+        layers, p["readout"]["kernel"], prediction, np.asarray(y, np.float64)
+    )
     assert _relative(jf.activation_gradient_norms(model, variables, x, y), reference) < tol(
         "float32", "gradient"
     )
@@ -341,10 +366,20 @@ def _loss_and_grad(model):
 SGD = optax.sgd(DIVERGE["lr"])
 
 
+TRACES = []
+
+
+def _counting_mse(prediction, y):
+    """The MSE, counting how often it is traced (i.e. how often a loop using it is compiled)."""
+    TRACES.append(1)
+    return jnp.mean(jnp.square(prediction - y))
+
+
 @functools.lru_cache(maxsize=None)
 def _run(clip_norm=None, clip_value=None, steps=DIVERGE["steps"]):
     model, variables, x, y = _diverging()
-    return jf.train(model, variables, (x, y), SGD, steps, clip_norm=clip_norm, clip_value=clip_value)
+    clip = dict(clip_norm=clip_norm, clip_value=clip_value)
+    return jf.train(model, variables, (x, y), SGD, steps, loss=_counting_mse, **clip)
 
 
 def test_divergence_stops_at_the_first_nonfinite_step_and_names_it():
@@ -403,7 +438,9 @@ def test_training_figure(tmp_path):
     assert ax.get_yscale() == "log" and "log scale" in ax.get_ylabel()
     save_figure(ax, tmp_path / "clipped.png")
     ax = plot_training(_run())
-    assert ax.get_lines()[-1].get_label() == f"first non-finite step ({_run().first_nonfinite_step})"
+    assert (
+        ax.get_lines()[-1].get_label() == f"first non-finite step ({_run().first_nonfinite_step})"
+    )
     # The drawn norm equals the recorded one where that is finite, and stays finite where optax's
     # float32 sum of squares overflowed (this run's last finite step has ‖g‖ ≈ 1e37).
     drawn, recorded = ax.get_lines()[1].get_ydata()[:-1], _run().grad_norm[:-1]
@@ -430,8 +467,12 @@ def test_clipped_runs_match_a_hand_written_loop_with_clipping_by_formula():
             else:
                 g = [np.clip(a, -clip_value, clip_value) for a in g]
             losses.append(float(loss))
-            leaves = [np.asarray(p, np.float64) - lr * a for p, a in zip(jax.tree.leaves(params), g)]
-            params = jax.tree.unflatten(jax.tree.structure(params), [jnp.asarray(a, jnp.float32) for a in leaves])
+            leaves = [
+                np.asarray(p, np.float64) - lr * a for p, a in zip(jax.tree.leaves(params), g)
+            ]
+            params = jax.tree.unflatten(
+                jax.tree.structure(params), [jnp.asarray(a, jnp.float32) for a in leaves]
+            )
         # Float32 rounding of two runs of the same arithmetic compounds over 50 steps.
         assert _relative(result.loss, losses) < 50 * tol("float32", "gradient")
         for a, b in zip(jax.tree.leaves(result.variables["params"]), jax.tree.leaves(params)):
@@ -440,12 +481,12 @@ def test_clipped_runs_match_a_hand_written_loop_with_clipping_by_formula():
 
 def test_train_does_not_recompile_for_new_values():
     model, variables, x, y = _diverging()
-    _run()
-    size = G._train_loop._cache_size()
-    result = jf.train(model, jax.tree.map(lambda a: 0.5 * a, variables), (x + 1.0, y), SGD,
-                      DIVERGE["steps"])
-    assert G._train_loop._cache_size() == size
-    assert result.loss[0] != _run().loss[0]
+    first = _run()
+    traced = len(TRACES)
+    halved = jax.tree.map(lambda a: 0.5 * a, variables)
+    result = jf.train(model, halved, (x + 1.0, y), SGD, DIVERGE["steps"], loss=_counting_mse)
+    assert len(TRACES) == traced > 0
+    assert result.loss[0] != first.loss[0]
 
 
 @pytest.mark.slow
@@ -475,7 +516,9 @@ def test_train_bad_input(kwargs, error, match):
     args = dict(data=(x, y), optimizer=optax.sgd(0.1), steps=2)
     args.update(kwargs)
     with pytest.raises(error, match=match):
-        jf.train(model, variables, args.pop("data"), args.pop("optimizer"), args.pop("steps"), **args)
+        jf.train(
+            model, variables, args.pop("data"), args.pop("optimizer"), args.pop("steps"), **args
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -491,8 +534,10 @@ def _tiny_net_loss(params, x):
 
 def test_monitor_passes_updates_through_and_records_gradient_stats():
     keys = jax.random.split(jax.random.key(0), 3)
-    params = {"blocks": {"w": jax.random.normal(keys[0], (4, 3, 3))},
-              "readout": {"kernel": jax.random.normal(keys[1], (3, 1))}}
+    params = {
+        "blocks": {"w": jax.random.normal(keys[0], (4, 3, 3))},
+        "readout": {"kernel": jax.random.normal(keys[1], (3, 1))},
+    }
     x = jax.random.normal(keys[2], (5, 3))
     monitored, plain = optax.chain(jf.monitor(), optax.adam(1e-2)), optax.adam(1e-2)
 
@@ -501,32 +546,52 @@ def test_monitor_passes_updates_through_and_records_gradient_stats():
         grads = jax.grad(_tiny_net_loss)(params, x)
         updates, state = monitored.update(grads, state, params)
         plain_updates, plain_state = plain.update(grads, plain_state)
-        return optax.apply_updates(params, updates), state, plain_state, grads, updates, plain_updates
+        return (
+            optax.apply_updates(params, updates),
+            state,
+            plain_state,
+            grads,
+            updates,
+            plain_updates,
+        )
 
     state, plain_state = monitored.init(params), plain.init(params)
     assert int(state[0].count) == 0 and state[0].stats.names == jf.gradient_stats(params).names
     outside_stats = jax.jit(jf.gradient_stats)
     for t in range(3):
         before = params
-        params, state, plain_state, grads, updates, plain_updates = step(params, state, plain_state, x + t)
+        params, state, plain_state, grads, updates, plain_updates = step(
+            params, state, plain_state, x + t
+        )
         for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(plain_updates)):
             assert np.array_equal(np.asarray(a), np.asarray(b))  # bit-identical to adam alone
         outside, recorded = outside_stats(grads, before), state[0].stats
         assert int(state[0].count) == t + 1
         assert recorded.names == outside.names and recorded.layer_names == outside.layer_names
-        assert recorded.layer_names == ("blocks/00", "blocks/01", "blocks/02", "blocks/03", "readout")
+        assert recorded.layer_names == (
+            "blocks/00",
+            "blocks/01",
+            "blocks/02",
+            "blocks/03",
+            "readout",
+        )
         np.testing.assert_array_equal(recorded.status, outside.status)
         np.testing.assert_array_equal(recorded.status_counts, outside.status_counts)
         for field in ("norm", "mean", "max_abs", "ratio", "layer_norms", "global_norm"):
-            np.testing.assert_allclose(getattr(recorded, field), getattr(outside, field),
-                                       rtol=tol("float32", "norm"))
+            np.testing.assert_allclose(
+                getattr(recorded, field), getattr(outside, field), rtol=tol("float32", "norm")
+            )
 
 
 def test_monitor_state_keeps_its_structure_without_params():
     params = {"w": jnp.ones(3), "frozen": jnp.array(2)}
     opt = jf.monitor(vanishing=1e-3)
     state = opt.init(params)
-    updates, new_state = jax.jit(opt.update)({"w": jnp.array([1e-4, 0.0, 0.0]), "frozen": None}, state)
+    updates, new_state = jax.jit(opt.update)(
+        {"w": jnp.array([1e-4, 0.0, 0.0]), "frozen": None}, state
+    )
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
-    assert new_state.stats.status_names().tolist() == ["vanishing"] and np.isnan(new_state.stats.ratio[0])
+    assert new_state.stats.status_names().tolist() == ["vanishing"] and np.isnan(
+        new_state.stats.ratio[0]
+    )
     assert new_state.stats.frozen == ("frozen",)

@@ -26,7 +26,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxflow.gradients import GradientStats, _loss, _loss_and_gradients, _norm, gradient_stats
+from jaxflow.gradients.layers import _loss, _loss_and_gradients
+from jaxflow.gradients.stats import GradientStats, _norm, gradient_stats
 from jaxflow.initializers import InitScheme, get_init
 from jaxflow.models import _check_positive_int, mlp, residual_stack
 
@@ -270,8 +271,9 @@ def compare_activations(
       True
     """
     activations = _names(activations, "activations")
-    depth, width, batch = (_check_positive_int(n, v) for n, v in
-                           (("depth", depth), ("width", width), ("batch", batch)))
+    depth, width, batch = (
+        _check_positive_int(n, v) for n, v in (("depth", depth), ("width", width), ("batch", batch))
+    )
     schemes = _inits_for(activations, init, width)
     models = [mlp(depth, width, activation=a, init=s) for a, s in zip(activations, schemes)]
     outputs = _run(models, batch, loss, key, linear_weights=True)
@@ -329,8 +331,9 @@ def compare_inits(
       [0.5, 1.0]
     """
     inits = _names(inits, "inits") if not isinstance(inits, (InitScheme,)) else (inits,)
-    depth, width, batch = (_check_positive_int(n, v) for n, v in
-                           (("depth", depth), ("width", width), ("batch", batch)))
+    depth, width, batch = (
+        _check_positive_int(n, v) for n, v in (("depth", depth), ("width", width), ("batch", batch))
+    )
     schemes = tuple(get_init(i) for i in inits)
     models = [mlp(depth, width, activation=activation, init=s) for s in schemes]
     outputs = _run(models, batch, loss, key)
@@ -389,12 +392,14 @@ def compare_residual(
     Example:
       >>> import jax
       >>> from jaxflow.experiments import compare_residual
-      >>> result = compare_residual(activation="sigmoid", key=jax.random.split(jax.random.key(3), 4))
+      >>> keys = jax.random.split(jax.random.key(3), 4)
+      >>> result = compare_residual(activation="sigmoid", key=keys)  # depth 50, width 64
       >>> bool((result.plain_ratio < 1e-10).all()), bool((result.residual_ratio > 1e-2).all())
       (True, True)
     """
-    depth, width, batch = (_check_positive_int(n, v) for n, v in
-                           (("depth", depth), ("width", width), ("batch", batch)))
+    depth, width, batch = (
+        _check_positive_int(n, v) for n, v in (("depth", depth), ("width", width), ("batch", batch))
+    )
     scheme = _resolve_init(init, activation, width)
     models = [
         mlp(depth, width, activation=activation, init=scheme),
