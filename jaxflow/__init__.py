@@ -24,6 +24,7 @@ from jaxflow.experiments.gradient_flow import (
 from jaxflow.gradients import (
     STATUSES,
     GradientStats,
+    LeafStats,
     MonitorState,
     TrainResult,
     activation_gradient_norms,
@@ -71,6 +72,7 @@ __all__ = [
     "InitComparison",
     "InitScheme",
     "JacobianChain",
+    "LeafStats",
     "LinearGrads",
     "MLP",
     "MonitorState",

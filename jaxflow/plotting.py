@@ -169,7 +169,9 @@ def plot_gradient_flow(result, ax=None, *, quantity: str = "weight"):
         ylabel = "Weight gradient norm ‖∂L/∂W‖ (log scale)"
     else:
         xlabel, ylabel = _LAYER_AXIS, _ACTIVATION_GRADIENT
-    return _finish_log_plot(ax, xlabel, ylabel, f"Gradient flow comparison: MLP of depth {depth}")
+    width = np.shape(result.variables["params"]["blocks"]["Dense_0"]["kernel"])[-1]
+    title = f"Gradient flow comparison: MLP of depth {depth}, width {width}"
+    return _finish_log_plot(ax, xlabel, ylabel, title)
 
 
 def plot_init_comparison(result, ax=None):

@@ -23,8 +23,11 @@ Conventions (they change numbers, so they are fixed here and tested):
   :data:`STATUSES` = ``("ok", "vanishing", "exploding", "nonfinite")``. ``nonfinite`` (any NaN or
   ±Inf entry) wins over ``exploding`` (norm > ``exploding``, default 1e3), which wins over
   ``vanishing`` (norm < ``vanishing``, default 1e-7, the notes' thresholds). An all-zero gradient
-  is vanishing. Norms are √Σg² like optax's, so in float32 a gradient above ~1.8e19 has norm
-  ``inf`` yet status ``exploding``: ``nonfinite`` means the gradient itself holds NaN or Inf.
+  is vanishing; ``nonfinite`` means the gradient itself holds NaN or Inf.
+* **Norms do not underflow or overflow.** Per-leaf and per-layer norms are √Σg² computed after
+  scaling by max|g|: a plain float32 √Σg² is 0 for gradients near 1e-20 (their squares underflow:
+  exactly the vanishing regime) and inf above ~1e19. The global norm is optax's plain √Σg², which
+  does overflow there — it is the number the clipper sees.
 * **Frozen leaves** are skipped and listed by name in ``frozen``: ``None`` and
   ``optax.MaskedNode`` leaves (parameters left out of the gradient), integer, boolean and
   ``float0`` leaves (what ``jax.grad(..., allow_int=True)`` returns for integers), and empty arrays.
@@ -43,6 +46,7 @@ from jaxflow.gradients.layers import (
 from jaxflow.gradients.stats import (
     STATUSES,
     GradientStats,
+    LeafStats,
     MonitorState,
     format_gradient_report,
     gradient_stats,
@@ -53,6 +57,7 @@ from jaxflow.gradients.training import TrainResult, train
 __all__ = [
     "STATUSES",
     "GradientStats",
+    "LeafStats",
     "MonitorState",
     "TrainResult",
     "activation_gradient_norms",

@@ -20,6 +20,7 @@ import optax
 __all__ = [
     "STATUSES",
     "GradientStats",
+    "LeafStats",
     "MonitorState",
     "format_gradient_report",
     "gradient_stats",
@@ -351,9 +352,9 @@ def _gradient_stats(grads, params, vanishing, exploding, stacked) -> GradientSta
             w_blocks.append(_rows_of(w, is_stacked[i]))
         w_norm = _per_row([_norm(b, axis=1) for b in w_blocks], rows)
         safe = jnp.where(w_norm > 0, w_norm, 1.0)
-        ratio = jnp.where(w_norm > 0, norm / safe, jnp.where(norm > 0, jnp.inf, 0.0)).astype(
-            norm.dtype
-        )
+        # ‖w‖ = 0: inf for a nonzero gradient, 0 for a zero one, NaN stays NaN.
+        undefined = jnp.where(norm == 0, 0.0, norm * jnp.inf)
+        ratio = jnp.where(w_norm > 0, norm / safe, undefined).astype(norm.dtype)
 
     status = jnp.where(
         nonfinite,
@@ -502,9 +503,6 @@ def monitor(
 
     Returns:
       An ``optax.GradientTransformation``; ``update`` returns the updates it was given.
-
-    References:
-      The transformation follows optax's own ``(init, update)`` pattern (e.g. ``optax.snapshot``).
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, jaxflow as jf

@@ -152,6 +152,8 @@ def _train_loop(
         new_params = optax.apply_updates(params, updates)
         _, bad_values = _nonfinite_rows(new_params, frozenset(stacked))
         finite = jnp.isfinite(loss) & jnp.all(stats.status != _NONFINITE) & ~jnp.any(bad_values)
+        for leaf in jax.tree.leaves(new_rest):  # BatchNorm statistics updated by this step
+            finite &= jnp.all(jnp.isfinite(leaf))
 
         # Keep the last finite state: the bad step is recorded, its update is not applied.
         def keep(new, old):
@@ -181,7 +183,7 @@ def _train_loop(
     return t, {"params": params, **rest}, opt_state, records, bad, bad_values
 
 
-def _train_data(model, data, steps):
+def _train_data(model, data):
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise TypeError("data must be a pair (x, y) of arrays")
     x, y = (jnp.asarray(a) for a in data)
@@ -225,8 +227,8 @@ def train(
     shapes or thresholds.
 
     Args:
-      model: a flax module (``model.apply(variables, x)``); a jaxflow model with ``batch_stats``
-        trains BatchNorm in training mode.
+      model: a jaxflow model (or any flax module whose ``model.apply(variables, x)`` is the
+        prediction); a jaxflow model with ``batch_stats`` trains BatchNorm in training mode.
       variables: its variables (``{"params": ..., ...}``).
       data: ``(x, y)``: one batch x (B, d), y (B, out) reused every step, or N batches
         x (N, B, d), y (N, B, out), step t using batch t mod N.
@@ -271,7 +273,7 @@ def train(
         raise ValueError("variables must be the model's variables, a mapping with a 'params' entry")
     _check_thresholds(vanishing, exploding)
     _clipper(clip_norm, clip_value)  # validates the thresholds here, not inside jit
-    xs, ys = _train_data(model, data, steps)
+    xs, ys = _train_data(model, data)
     stacked = tuple(sorted(_as_names(stacked)))
     variables = dict(variables)
     if opt_state is None:
