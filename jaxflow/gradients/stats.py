@@ -47,6 +47,13 @@ class LeafStats(NamedTuple):
       max_abs: max |g|.
       ratio: ‖g‖/‖w‖ (NaN when no params were given).
       status: the int code, an index into :data:`STATUSES`.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> stats = jf.gradient_stats({"w": jnp.array([3.0, 4.0]), "b": jnp.array([1e-9])})
+      >>> leaf = stats.leaf("w")
+      >>> float(leaf.norm), jf.STATUSES[int(leaf.status)]
+      (5.0, 'ok')
     """
 
     norm: jax.Array
@@ -482,6 +489,12 @@ class MonitorState(NamedTuple):
     Attributes:
       count: () int32, how many updates it has seen (0: ``stats`` are zeros, nothing seen yet).
       stats: the :class:`GradientStats` of the latest updates it saw.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> state = jf.monitor().init({"w": jnp.ones(3)})
+      >>> int(state.count), state.stats.names
+      (0, ('w',))
     """
 
     count: jax.Array

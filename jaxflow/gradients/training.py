@@ -53,6 +53,13 @@ class TrainResult(NamedTuple):
         made non-finite.
       clip_norm: the ``clip_by_global_norm`` threshold used, or ``None``.
       clip_value: the ``clip`` (by value) threshold used, or ``None``.
+
+    Example:
+      See :func:`train`; the fields:
+
+      >>> import jaxflow as jf
+      >>> jf.TrainResult._fields[2:5]
+      ('loss', 'grad_norm', 'clipped')
     """
 
     variables: Any
