@@ -203,10 +203,9 @@ def _names(values, what):
 
 
 @functools.lru_cache(maxsize=32)
-def _flow(models: tuple, batch: int, loss: Any, linear_weights: bool):
-    """The one compiled call: keys (S,) → per model (loss, Linear weight-gradient norms, ∂L/∂h_l
-    norms, GradientStats, variables); the weight norms and variables only for ``linear_weights``
-    (the notes' MLPs)."""
+def _flow(models: tuple, batch: int, loss: Any, notes: bool):
+    """The one compiled call: keys (S,) → per model (loss, ∂L/∂h_l norms, and for ``notes`` (the
+    notes' MLPs) also the Linear weight-gradient norms, GradientStats and variables)."""
     loss_fn = _loss(loss)
 
     def one(model, key):
@@ -216,17 +215,14 @@ def _flow(models: tuple, batch: int, loss: Any, linear_weights: bool):
         variables = model.init(k_init, x)
         value, grads, taps = _loss_and_gradients(model, variables, x, y, loss_fn)
         h_norms = _norm(taps, axis=(1, 2))
-        weights = None
-        if linear_weights:
-            kernels = grads["blocks"]["Dense_0"]["kernel"]
-            weights = jnp.concatenate(
-                [
-                    _norm(kernels, axis=(1, 2)),
-                    _norm(grads["readout"]["kernel"]).reshape(1),
-                ]
-            )
+        if not notes:
+            return value, h_norms
+        kernels = grads["blocks"]["Dense_0"]["kernel"]
+        weights = jnp.concatenate(
+            [_norm(kernels, axis=(1, 2)), _norm(grads["readout"]["kernel"]).reshape(1)]
+        )
         stats = gradient_stats(grads, variables["params"])
-        return value, weights, h_norms, stats, variables if linear_weights else None
+        return value, h_norms, weights, stats, variables
 
     def run(keys):
         return tuple(jax.vmap(functools.partial(one, model))(keys) for model in models)
@@ -234,9 +230,9 @@ def _flow(models: tuple, batch: int, loss: Any, linear_weights: bool):
     return jax.jit(run)
 
 
-def _run(models, batch, loss, key, linear_weights=False):
+def _run(models, batch, loss, key, notes=False):
     keys, shape = _keys(key)
-    outputs = _flow(tuple(models), batch, loss, linear_weights)(keys)
+    outputs = _flow(tuple(models), batch, loss, notes)(keys)
     return jax.tree.map(lambda a: a.reshape(shape + a.shape[1:]), outputs)
 
 
@@ -302,8 +298,8 @@ def compare_activations(
     )
     schemes = _inits_for(activations, init, width)
     models = [mlp(depth, width, activation=a, init=s) for a, s in zip(activations, schemes)]
-    outputs = _run(models, batch, loss, key, linear_weights=True)
-    value, weights, h_norms, stats, variables = zip(*outputs)
+    outputs = _run(models, batch, loss, key, notes=True)
+    value, h_norms, weights, stats, variables = zip(*outputs)
     return ActivationComparison(
         activations=activations,
         inits=tuple(s.name for s in schemes),
@@ -364,7 +360,7 @@ def compare_inits(
     schemes = tuple(get_init(i) for i in inits)
     models = [mlp(depth, width, activation=activation, init=s) for s in schemes]
     outputs = _run(models, batch, loss, key)
-    h_norms = jnp.stack([o[2] for o in outputs])
+    h_norms = jnp.stack([h for _, h in outputs])
     predicted = None
     if activation == "relu":
         predicted = tuple(math.sqrt(float(s.sigma_w2) / 2.0) for s in schemes)
@@ -434,7 +430,7 @@ def compare_residual(
             depth, width, activation=activation, init=scheme, branch_depth=branch_depth, norm=norm
         ),
     ]
-    (_, _, plain, _, _), (_, _, residual, _, _) = _run(models, batch, loss, key)
+    (_, plain), (_, residual) = _run(models, batch, loss, key)
     return ResidualComparison(
         activation=activation,
         init=scheme.name,
