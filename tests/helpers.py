@@ -18,6 +18,11 @@ TOLERANCES = {
         "chain_rule": 1e-5,  # ∂L/∂x, relative norm error
         "model": 1e-5,  # scanned vs unrolled model outputs
         "orthogonal": 1e-5,  # WᵀW − gain²I, absolute
+        "gradient": 2e-5,  # gradient norms (per leaf, per layer, ∂L/∂h_l) vs float64, relative
+        "norm": 2e-6,  # root-sum-square of per-layer norms vs the global norm, relative
+        # Monte-Carlo checks: the allowed |mean − theory| in standard errors of the mean, the
+        # standard error estimated from the seed-to-seed spread (5σ: ~6e-7 two-sided per check).
+        "monte_carlo_sigmas": 5.0,
     },
     "float64": {
         "elementwise": 1e-12,
@@ -26,6 +31,9 @@ TOLERANCES = {
         "chain_rule": 1e-12,
         "model": 1e-12,
         "orthogonal": 1e-12,
+        "gradient": 1e-12,
+        "norm": 1e-14,
+        "monte_carlo_sigmas": 5.0,
     },
 }
 
@@ -122,3 +130,64 @@ def sv_error(computed, matrices):
     ref = np.linalg.svd(np.asarray(matrices, np.float64), compute_uv=False)
     computed = np.asarray(computed, np.float64)
     return float(np.max(np.abs(computed - ref) / ref[..., :1]))
+
+
+def np_mlp_backprop(params, x, y, activation):
+    """Backpropagation through a jaxflow MLP by the notes' formulas, in float64 NumPy.
+
+    The loss is the batch-mean MSE (PyTorch's ``nn.MSELoss()``); with δ = ∂L/∂z of a layer
+    z = a W + b (Flax layout), ∂L/∂W = aᵀδ and ∂L/∂a = δWᵀ.
+
+    Returns:
+      (loss, kernel gradients [hidden layers 1…L, then the readout], ∂L/∂h_l for l = 0…L as an
+      array (L+1, batch, n)).
+    """
+    phi, dphi = NP_ACTIVATIONS[activation]
+    p = as64(params)
+    h = np.asarray(x, np.float64)
+    if "input" in p:
+        h = h @ p["input"]["kernel"] + p["input"]["bias"]
+    kernels, biases = p["blocks"]["Dense_0"]["kernel"], p["blocks"]["Dense_0"]["bias"]
+    hs, zs = [h], []
+    for K, b in zip(kernels, biases):
+        zs.append(h @ K + b)
+        h = phi(zs[-1])
+        hs.append(h)
+    prediction = h @ p["readout"]["kernel"] + p["readout"]["bias"]
+    residual = prediction - np.asarray(y, np.float64)
+    loss = np.mean(residual**2)
+    delta = 2.0 * residual / residual.size
+    kernel_grads = [hs[-1].T @ delta]
+    a = delta @ p["readout"]["kernel"].T
+    act_grads = [a]
+    for l in reversed(range(len(kernels))):
+        delta = a * dphi(zs[l])
+        kernel_grads.append(hs[l].T @ delta)
+        a = delta @ kernels[l].T
+        act_grads.append(a)
+    kernel_grads = kernel_grads[1:][::-1] + kernel_grads[:1]
+    return loss, kernel_grads, np.stack(act_grads[::-1])
+
+
+def np_mlp_variables(
+    seed, depth, width, in_dim=None, out_dim=1, sigma_w2=1.0, sigma_b2=0.0, dtype=np.float32
+):
+    """Variables in a jaxflow MLP's layout (``params["blocks"]["Dense_0"]["kernel"]`` of shape
+    (depth, width, width), ...), drawn in NumPy: W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²).
+
+    Tests that only need *some* parameters use these instead of ``model.init``, whose compilation
+    costs a second or more per model.
+    """
+    rng = np.random.default_rng(seed)
+
+    def dense(fan_in, fan_out, *lead):
+        kernel = rng.normal(0.0, np.sqrt(sigma_w2 / fan_in), lead + (fan_in, fan_out))
+        bias = rng.normal(0.0, np.sqrt(sigma_b2), lead + (fan_out,))
+        return {"kernel": kernel.astype(dtype), "bias": bias.astype(dtype)}
+
+    params = {"blocks": {"Dense_0": dense(width, width, depth)}}
+    if in_dim is not None:
+        params["input"] = dense(in_dim, width)
+    if out_dim is not None:
+        params["readout"] = dense(width, out_dim)
+    return {"params": params}

@@ -23,6 +23,8 @@ _MODULES = [
     "jaxflow.initializers",
     "jaxflow.models",
     "jaxflow.jacobians",
+    "jaxflow.gradients",
+    "jaxflow.experiments.gradient_flow",
 ]
 
 

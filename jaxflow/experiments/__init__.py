@@ -6,6 +6,23 @@ Each submodule holds the experiments of one theme; their public names are re-exp
 ``jaxflow.experiments.<name>`` is the import path whatever the submodule.
 """
 
+from jaxflow.experiments.gradient_flow import (
+    ActivationComparison,
+    InitComparison,
+    ResidualComparison,
+    compare_activations,
+    compare_inits,
+    compare_residual,
+)
 from jaxflow.experiments.reproduce import Report, reproduce
 
-__all__ = ["Report", "reproduce"]
+__all__ = [
+    "ActivationComparison",
+    "InitComparison",
+    "Report",
+    "ResidualComparison",
+    "compare_activations",
+    "compare_inits",
+    "compare_residual",
+    "reproduce",
+]

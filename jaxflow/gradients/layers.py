@@ -1,0 +1,244 @@
+"""Per-layer quantities of the hidden stack: ∂L/∂h_l in one backward pass, dead and saturated units.
+
+See :mod:`jaxflow.gradients` for the conventions (losses, which h_l).
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxflow.activations import get_activation
+from jaxflow.gradients.stats import _norm
+from jaxflow.jacobians import _loss_fn
+from jaxflow.models import MLP, Network, _check_input
+
+__all__ = ["activation_gradient_norms", "dead_unit_fraction", "saturated_unit_fraction"]
+
+# One function object per loss name, so a jitted driver keyed on it does not recompile per call.
+_loss = functools.lru_cache(maxsize=None)(_loss_fn)
+
+
+# Activation gradients: one backward pass through zero taps added to every h_l.
+
+
+def _tapped_forward(stack, x, taps):
+    """readout(h_L) and (h_0, …, h_L) for a batch x (B, d), with taps[l] added to h_l.
+
+    ∂L/∂taps[l] = ∂L/∂h_l: a zero tap enters exactly where h_l does, so one backward pass gives
+    the gradient at every layer.
+    """
+    block = jax.vmap(stack.block_fn, in_axes=(None, 0))
+    h0 = jax.vmap(stack.input_map)(x) + taps[0]
+
+    def body(h, inputs):
+        block_vars, tap = inputs
+        h = block(block_vars, h) + tap
+        return h, h
+
+    h_last, hs = jax.lax.scan(body, h0, (stack.blocks, taps[1:]))
+    return jax.vmap(stack.readout)(h_last), jnp.concatenate([h0[None], hs])
+
+
+def _tap_shape(stack, x):
+    h0 = jax.eval_shape(jax.vmap(stack.input_map), x)
+    return jax.ShapeDtypeStruct((stack.depth + 1,) + h0.shape, h0.dtype)
+
+
+def _loss_and_gradients(model, variables, x, y, loss_fn, reduce="mean"):
+    """(loss, ∂loss/∂params, ∂loss/∂h_l for l = 0…L (L+1, B, n)) from one backward pass.
+
+    x: (B, d), y: (B, out); the loss is the ``reduce`` ("mean" or "sum") over examples of
+    ``loss_fn(prediction, y)``.
+    """
+    rest = {k: v for k, v in variables.items() if k != "params"}
+    reduce_fn = jnp.mean if reduce == "mean" else jnp.sum
+
+    def objective(params, taps):
+        stack = model.decompose({"params": params, **rest})
+        prediction, _ = _tapped_forward(stack, x, taps)
+        return reduce_fn(jax.vmap(loss_fn)(prediction, y))
+
+    shape = _tap_shape(model.decompose(variables), x)
+    taps = jnp.zeros(shape.shape, shape.dtype)
+    value, (param_grads, tap_grads) = jax.value_and_grad(objective, argnums=(0, 1))(
+        variables["params"], taps
+    )
+    return value, param_grads, tap_grads
+
+
+def _check_model(model, fn):
+    if not isinstance(model, Network):
+        raise TypeError(
+            f"model is a {type(model).__name__}; {fn} takes a jaxflow model "
+            "(jf.mlp, jf.residual_stack)"
+        )
+
+
+def _batch_xy(model, x, y):
+    """x as (B, d) and y as (B, out), checked against the model; and whether x was one example."""
+    _check_input(x, model.input_dim, "x")
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    single = x.ndim == 1
+    if x.ndim not in (1, 2):
+        raise ValueError(f"x has shape {x.shape}; it must be (d,) or (batch, d)")
+    out = model.width if model.out_dim is None else model.out_dim
+    expected = (out,) if single else (x.shape[0], out)
+    if y.shape != expected:
+        raise ValueError(f"y has shape {y.shape}; for x of shape {x.shape} it must be {expected}")
+    return (x[None], y[None], True) if single else (x, y, False)
+
+
+def activation_gradient_norms(model, variables, x, y, loss: Any = "mse") -> jax.Array:
+    """‖∂ℓ/∂h_l‖ at every layer l = 0…L, per example, from one backward pass.
+
+    This is the quantity the vanishing-gradient bound speaks of: by the chain rule
+    ∂ℓ/∂h_l = J_{l+1}ᵀ ⋯ J_Lᵀ J_outᵀ ∇_y ℓ. Rather than materialising Jacobians, a zero vector
+    ε_l is added to every h_l inside the one scan over the blocks, and ``jax.grad`` with respect
+    to the stacked ε (shape (L+1, batch, n)) returns every ∂ℓ/∂h_l at the cost of one backward
+    pass. For a batch, the per-example losses ℓ_b are summed, so row b holds the gradient of ℓ_b
+    alone (examples do not interact; BatchNorm runs in inference mode). For the batch-mean loss
+    divide by the batch size.
+
+    Pure and jit-compatible.
+
+    Args:
+      model: a jaxflow model (:func:`~jaxflow.mlp`, :func:`~jaxflow.residual_stack`).
+      variables: its variables.
+      x: one input (d,) or a batch (batch, d).
+      y: the target, (out,) or (batch, out) (the width n when the model has no readout).
+      loss: ``"mse"`` or a per-example ``loss(prediction, y) -> scalar``.
+
+    Returns:
+      (L+1,) for one example, (batch, L+1) for a batch; column l is ‖∂ℓ/∂h_l‖₂, h_0 the input
+      map's output and h_L the readout's input.
+
+    Example:
+      Two linear blocks h_l = W h_{l−1} with W = I/2 and no readout: each step back halves the
+      gradient, ∂ℓ/∂h_0 = Wᵀ Wᵀ ∂ℓ/∂h_2.
+
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> model = jf.mlp(2, 2, activation="linear", out_dim=None)
+      >>> W = {"kernel": 0.5 * jnp.stack([jnp.eye(2)] * 2), "bias": jnp.zeros((2, 2))}
+      >>> variables = {"params": {"blocks": {"Dense_0": W}}}
+      >>> x, y = jnp.array([1.0, 1.0]), jnp.array([0.25, -0.75])  # h_2 = (0.25, 0.25)
+      >>> jf.activation_gradient_norms(model, variables, x, y).tolist()  # ‖∂ℓ/∂h_2‖ = 1
+      [0.25, 0.5, 1.0]
+    """
+    _check_model(model, "activation_gradient_norms")
+    x, y, single = _batch_xy(model, x, y)
+    norms = _activation_gradient_norms(model, variables, x, y, _loss(loss))
+    return norms[0] if single else norms
+
+
+# Jitted with the model static (also when called eagerly: one compile instead of op-by-op).
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _activation_gradient_norms(model, variables, x, y, loss_fn):
+    _, _, tap_grads = _loss_and_gradients(model, variables, x, y, loss_fn, reduce="sum")
+    return _norm(tap_grads, axis=-1).T  # (B, L+1)
+
+
+# Dead and saturated units.
+
+
+def _preactivation_derivatives(model, variables, x, fn):
+    """φ′(z_l) for every hidden layer of an MLP: (L, B, n), from the pre-activation chain."""
+    if not isinstance(model, MLP):
+        raise TypeError(
+            f"model is a {type(model).__name__}; {fn} measures the hidden units of a jaxflow MLP "
+            "(jf.mlp)"
+        )
+    if model.depth < 2:
+        raise ValueError(
+            f"{fn} needs an MLP of depth >= 2 (it reads z_1…z_L from "
+            f"model.decompose(wrt='preactivation')); this model has depth={model.depth}"
+        )
+    _check_input(x, model.input_dim, "x")
+    x = jnp.asarray(x)
+    return _derivatives(model, variables, x[None] if x.ndim == 1 else x)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _derivatives(model, variables, x):
+    # The pre-activation stack starts at z_1 (its input map is the first Dense) and its blocks
+    # give z_2…z_L, so its h_0…h_{L−1} are every z_l.
+    stack = model.decompose(variables, wrt="preactivation")
+    shape = _tap_shape(stack, x)
+    _, zs = _tapped_forward(stack, x, jnp.zeros(shape.shape, shape.dtype))
+    return get_activation(model.activation).derivative(zs)
+
+
+def dead_unit_fraction(model, variables, x) -> jax.Array:
+    """Per hidden layer, the fraction of units that pass no gradient for any input of the batch.
+
+    A unit i of layer l is dead when φ′(z_l[i]) = 0 for every example: for ReLU that is an output
+    of exactly zero for every input (z ≤ 0, with ReLU′(0) = 0 as ``jax.grad`` has it), so no
+    gradient reaches its incoming weights from this batch.
+
+    Pure and jit-compatible.
+
+    Args:
+      model: a jaxflow MLP of depth ≥ 2.
+      variables: its variables.
+      x: one input (d,) or a batch (batch, d).
+
+    Returns:
+      (L,) fractions in [0, 1], layer l = 1…L.
+
+    Example:
+      Two ReLU blocks with W = I; the second unit of layer 1 has bias −5, so it is zero for both
+      inputs, and stays zero in layer 2:
+
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> model = jf.mlp(2, 2, activation="relu", out_dim=None)
+      >>> bias = jnp.array([[0.0, -5.0], [0.0, 0.0]])
+      >>> blocks = {"kernel": jnp.stack([jnp.eye(2)] * 2), "bias": bias}
+      >>> x = jnp.array([[1.0, 1.0], [2.0, 3.0]])
+      >>> jf.dead_unit_fraction(model, {"params": {"blocks": {"Dense_0": blocks}}}, x).tolist()
+      [0.5, 0.5]
+    """
+    derivative = _preactivation_derivatives(model, variables, x, "dead_unit_fraction")
+    return jnp.mean(jnp.all(derivative == 0, axis=1), axis=-1)
+
+
+def saturated_unit_fraction(model, variables, x, *, threshold: float = 1e-2) -> jax.Array:
+    """Per hidden layer, the fraction of units in saturation for every input of the batch.
+
+    A unit i of layer l is saturated when |φ′(z_l[i])| < ``threshold`` for every example (sigmoid:
+    |z| > 4.6 at the default 1e-2; tanh: |z| > 3.0): it passes almost no gradient for any input.
+    For ReLU this counts the dead units (φ′ is 0 or 1).
+
+    Pure and jit-compatible.
+
+    Args:
+      model: a jaxflow MLP of depth ≥ 2.
+      variables: its variables.
+      x: one input (d,) or a batch (batch, d).
+      threshold: |φ′| below this is saturated; > 0.
+
+    Returns:
+      (L,) fractions in [0, 1], layer l = 1…L.
+
+    Raises:
+      ValueError: for a threshold that is not a positive number.
+
+    Example:
+      Two tanh blocks with W = I; the second unit of layer 1 has bias 8, so z ≥ 9 and
+      tanh′(z) < 1e-7 for both inputs; layer 2 sees |z| ≤ 1 and is not saturated:
+
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> model = jf.mlp(2, 2, activation="tanh", out_dim=None)
+      >>> bias = jnp.array([[0.0, 8.0], [0.0, 0.0]])
+      >>> blocks = {"kernel": jnp.stack([jnp.eye(2)] * 2), "bias": bias}
+      >>> x = jnp.array([[1.0, 1.0], [2.0, 3.0]])
+      >>> jf.saturated_unit_fraction(model, {"params": {"blocks": {"Dense_0": blocks}}}, x).tolist()
+      [0.5, 0.0]
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not threshold > 0:
+        raise ValueError(f"threshold={threshold!r} is not allowed; it must be a number > 0")
+    derivative = _preactivation_derivatives(model, variables, x, "saturated_unit_fraction")
+    return jnp.mean(jnp.all(jnp.abs(derivative) < threshold, axis=1), axis=-1)

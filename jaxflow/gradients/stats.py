@@ -1,0 +1,545 @@
+"""Gradient statistics: the notes' per-parameter table as a pure function, and the optax monitor.
+
+See :mod:`jaxflow.gradients` for the conventions (leaf keys, layers, status codes, frozen leaves).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+import sys
+from typing import Any, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+__all__ = [
+    "STATUSES",
+    "GradientStats",
+    "LeafStats",
+    "MonitorState",
+    "format_gradient_report",
+    "gradient_stats",
+    "monitor",
+]
+
+STATUSES = ("ok", "vanishing", "exploding", "nonfinite")
+"""Status names, indexed by the integer codes in :attr:`GradientStats.status`."""
+
+_OK, _VANISHING, _EXPLODING, _NONFINITE = range(len(STATUSES))
+_ROOT = "(root)"
+
+# optax.global_norm warns (deprecated) in recent optax; optax.tree.norm is what
+# clip_by_global_norm itself calls there. Older optax has only global_norm.
+_global_norm = optax.tree.norm if hasattr(optax, "tree") else optax.global_norm
+
+
+class LeafStats(NamedTuple):
+    """The statistics of one leaf (or one layer of a stacked leaf), from :meth:`GradientStats.leaf`.
+
+    Attributes:
+      norm: ‖g‖₂.
+      mean: mean of g.
+      max_abs: max |g|.
+      ratio: ‖g‖/‖w‖ (NaN when no params were given).
+      status: the int code, an index into :data:`STATUSES`.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> stats = jf.gradient_stats({"w": jnp.array([3.0, 4.0]), "b": jnp.array([1e-9])})
+      >>> leaf = stats.leaf("w")
+      >>> float(leaf.norm), jf.STATUSES[int(leaf.status)]
+      (5.0, 'ok')
+    """
+
+    norm: jax.Array
+    mean: jax.Array
+    max_abs: jax.Array
+    ratio: jax.Array
+    status: jax.Array
+
+
+@flax.struct.dataclass
+class GradientStats:
+    """Per-leaf and per-layer gradient statistics, from :func:`gradient_stats`.
+
+    A registered pytree: the arrays are its leaves and the names are static, so it passes through
+    ``jit``, ``vmap`` and ``lax.scan`` (which add leading axes to every array field). Shapes below
+    are for one gradient; n is the number of measured leaves (stacked leaves count once per layer),
+    m the number of layers.
+
+    Attributes:
+      norm: (n,) ‖g‖₂ of each leaf.
+      mean: (n,) mean of g.
+      max_abs: (n,) max |g|.
+      ratio: (n,) ‖g‖/‖w‖ when params were given, else NaN; +inf where ‖w‖ = 0 < ‖g‖ (e.g. zero-
+        initialised biases), 0 where both are 0.
+      status: (n,) int32 codes into :data:`STATUSES`.
+      layer_norms: (m,) √Σ‖g‖² over each layer's leaves.
+      global_norm: () ``optax.tree.norm`` of the measured leaves.
+      status_counts: (4,) int32, how many leaves have each status, in :data:`STATUSES` order.
+      names: n leaf keys (static), e.g. ``blocks/07/Dense_0/kernel``.
+      layers: n layer indices (static), the layer of each leaf.
+      layer_names: m layer names (static), e.g. ``blocks/07``, ``readout``.
+      frozen: keys of the skipped leaves (static; see the module docs).
+      thresholds: ``(vanishing, exploding)`` used for the status (static).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> stats = jf.gradient_stats({"w": jnp.array([3.0, 4.0]), "b": jnp.array([1e-9])})
+      >>> stats.names, stats.norm.tolist(), stats.status_names().tolist()
+      (('b', 'w'), [1e-09, 5.0], ['vanishing', 'ok'])
+    """
+
+    norm: jax.Array
+    mean: jax.Array
+    max_abs: jax.Array
+    ratio: jax.Array
+    status: jax.Array
+    layer_norms: jax.Array
+    global_norm: jax.Array
+    status_counts: jax.Array
+    names: tuple[str, ...] = flax.struct.field(pytree_node=False)
+    layers: tuple[int, ...] = flax.struct.field(pytree_node=False)
+    layer_names: tuple[str, ...] = flax.struct.field(pytree_node=False)
+    frozen: tuple[str, ...] = flax.struct.field(pytree_node=False)
+    thresholds: tuple[float, float] = flax.struct.field(pytree_node=False)
+
+    def status_names(self) -> np.ndarray:
+        """Every leaf's status as a NumPy array of strings (host-side), shaped like ``status``."""
+        return np.asarray(STATUSES)[np.asarray(self.status)]
+
+    def leaf(self, name: str) -> LeafStats:
+        """The statistics of the leaf ``name`` (e.g. ``"blocks/07/Dense_0/kernel"``).
+
+        Raises:
+          KeyError: for an unknown name, listing the known ones.
+        """
+        if name not in self.names:
+            raise KeyError(f"{name!r} is not a measured leaf; known: {', '.join(self.names)}")
+        i = self.names.index(name)
+        return LeafStats(
+            *(a[..., i] for a in (self.norm, self.mean, self.max_abs, self.ratio, self.status))
+        )
+
+    def leaves_with(self, status: str) -> tuple[str, ...]:
+        """The names of the leaves with ``status`` (host-side, for unbatched stats).
+
+        Raises:
+          ValueError: for an unknown status or batched stats.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"status={status!r} is not known; use one of {STATUSES}")
+        codes = np.asarray(self.status)
+        if codes.ndim != 1:
+            raise ValueError(
+                f"these stats are batched (status shape {codes.shape}); select one first, e.g. "
+                "jax.tree.map(lambda a: a[i], stats)"
+            )
+        return tuple(n for n, c in zip(self.names, codes) if c == STATUSES.index(status))
+
+
+def _key_name(key) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def _is_frozen_node(x) -> bool:
+    return x is None or isinstance(x, optax.MaskedNode)
+
+
+def _flatten(tree):
+    """[(path parts, leaf)] in pytree order, with None and MaskedNode kept as leaves."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_frozen_node)
+    return [(tuple(_key_name(k) for k in path), leaf) for path, leaf in flat]
+
+
+def _leaf_dtype(leaf):
+    dtype = getattr(leaf, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.result_type(leaf)
+
+
+class _Row(NamedTuple):
+    """One measured row: leaf ``leaf`` of the float leaves, layer ``layer`` of it if stacked."""
+
+    name: str
+    leaf: int
+    layer: int | None
+    group: str
+
+
+def _plan(grads, stacked):
+    """The static layout: measured rows in order, float leaves, their paths, and frozen names."""
+    rows, leaves, paths, frozen, anchors = [], [], [], [], {}
+    for pos, (parts, leaf) in enumerate(_flatten(grads)):
+        name = "/".join(parts) or _ROOT
+        if _is_frozen_node(leaf):
+            frozen.append(name)
+            continue
+        dtype = _leaf_dtype(leaf)
+        if np.issubdtype(dtype, np.complexfloating):
+            raise TypeError(
+                f"grads leaf {name!r} is complex ({dtype}); only real gradients are measured"
+            )
+        if not np.issubdtype(dtype, np.floating) or math.prod(jnp.shape(leaf)) == 0:
+            frozen.append(name)
+            continue
+        where = next((i for i, part in enumerate(parts) if part in stacked), None)
+        index = len(leaves)
+        leaves.append(leaf)
+        paths.append(parts)
+        if where is None:
+            top = 1 if parts[:1] == ("params",) and len(parts) > 1 else 0
+            group = "/".join(parts[: top + 1]) or _ROOT
+            rows.append(((pos, 0, pos), _Row(name, index, None, group)))
+            continue
+        if jnp.ndim(leaf) == 0:
+            raise ValueError(
+                f"grads leaf {name!r} sits under the stacked subtree {parts[where]!r} but is a "
+                "scalar; stacked leaves need a leading depth axis (pass stacked=() if it has none)"
+            )
+        prefix = parts[: where + 1]
+        anchor = anchors.setdefault(prefix, pos)
+        depth = jnp.shape(leaf)[0]
+        width = max(2, len(str(depth - 1)))
+        for layer in range(depth):
+            index_part = f"{layer:0{width}d}"
+            full = "/".join(prefix + (index_part,) + parts[where + 1 :])
+            rows.append(
+                ((anchor, layer, pos), _Row(full, index, layer, "/".join(prefix + (index_part,))))
+            )
+    rows = [row for _, row in sorted(rows, key=lambda r: r[0])]
+    return rows, leaves, paths, tuple(frozen)
+
+
+def _check_thresholds(vanishing, exploding):
+    for arg, value in (("vanishing", vanishing), ("exploding", exploding)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+            raise ValueError(f"{arg}={value!r} is not allowed; it must be a real number")
+    if not (0 <= vanishing < exploding) or math.isinf(vanishing):
+        raise ValueError(
+            f"vanishing={vanishing!r}, exploding={exploding!r} are not allowed; they need "
+            "0 <= vanishing < exploding, vanishing finite"
+        )
+
+
+def _as_names(stacked) -> frozenset:
+    if isinstance(stacked, str):
+        return frozenset((stacked,))
+    if stacked is None:
+        return frozenset()
+    stacked = tuple(stacked)
+    if not all(isinstance(s, str) for s in stacked):
+        raise TypeError(f"stacked={stacked!r} must be a name or a sequence of names")
+    return frozenset(stacked)
+
+
+def _norm(x, axis=None):
+    """√Σx² along ``axis``, scaled by max|x| first.
+
+    Vanishing gradients reach 1e-20 and below, whose squares underflow float32 to zero (and
+    exploding ones above ~1e19 overflow), so the plain √Σx² reports 0 (or inf) where the norm is
+    perfectly representable.
+    """
+    x = jnp.asarray(x)
+    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
+    safe = jnp.where((m > 0) & jnp.isfinite(m), m, 1.0).astype(x.dtype)
+    axes = tuple(range(x.ndim)) if axis is None else axis
+    return jnp.squeeze(safe, axes) * jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis))
+
+
+def _per_row(values, rows):
+    """Gathers per-leaf (k,) vectors into the row order with one static gather."""
+    offsets = np.cumsum([0] + [v.shape[0] for v in values])
+    index = np.array([offsets[r.leaf] + (r.layer or 0) for r in rows])
+    return jnp.concatenate(values)[index]
+
+
+def _nonfinite(block):
+    return ~jnp.all(jnp.isfinite(block), axis=1)
+
+
+def _nonfinite_rows(tree, stacked):
+    """(row names, (n,) bool: whether each row holds a NaN or Inf), in gradient_stats' layout."""
+    rows, leaves, _, _ = _plan(tree, stacked)
+    is_stacked = {r.leaf: r.layer is not None for r in rows}
+    flags = [_nonfinite(_rows_of(leaf, is_stacked[i])) for i, leaf in enumerate(leaves)]
+    return tuple(r.name for r in rows), _per_row(flags, rows)
+
+
+def _rows_of(leaf, stacked_leaf):
+    a = jnp.asarray(leaf)
+    a = a.astype(jnp.promote_types(a.dtype, jnp.float32))
+    return a.reshape((a.shape[0], -1) if stacked_leaf else (1, -1))
+
+
+def gradient_stats(
+    grads,
+    params=None,
+    *,
+    vanishing: float = 1e-7,
+    exploding: float = 1e3,
+    stacked: Any = ("blocks",),
+) -> GradientStats:
+    """The notes' gradient table as a pure function: per-leaf and per-layer norms, and a status.
+
+    Pure and jit-compatible (the thresholds and ``stacked`` are static); ``vmap`` over a batch of
+    gradients adds a leading axis to every array. See the module docs for the conventions (keys,
+    layers, status codes, frozen leaves).
+
+    Args:
+      grads: a pytree of gradients, e.g. ``jax.grad(loss)(params)``.
+      params: the parameters, same structure (frozen leaves may differ), for ‖g‖/‖w‖; or ``None``.
+      vanishing: a leaf whose ‖g‖ is below this is ``vanishing`` (the notes' 1e-7).
+      exploding: a leaf whose ‖g‖ is above this is ``exploding`` (the notes' 1e3).
+      stacked: path component names whose subtrees carry a leading depth axis, split per layer;
+        ``()`` for none.
+
+    Returns:
+      A :class:`GradientStats`.
+
+    Raises:
+      ValueError: for bad thresholds, a scalar leaf under a stacked subtree, a ``params`` tree that
+        lacks a measured leaf or has another shape, or no floating-point leaf at all.
+      TypeError: for complex gradients.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxflow as jf
+      >>> grads = {"blocks": {"kernel": jnp.stack([jnp.full((2, 2), 1e-9), jnp.ones((2, 2))])},
+      ...          "readout": {"kernel": jnp.array([[jnp.nan], [1.0]])}}
+      >>> stats = jax.jit(jf.gradient_stats)(grads)
+      >>> stats.names
+      ('blocks/00/kernel', 'blocks/01/kernel', 'readout/kernel')
+      >>> stats.status_names().tolist()
+      ['vanishing', 'ok', 'nonfinite']
+      >>> stats.layer_names, stats.layer_norms[:2].tolist()
+      (('blocks/00', 'blocks/01', 'readout'), [2e-09, 2.0])
+    """
+    _check_thresholds(vanishing, exploding)
+    return _gradient_stats(grads, params, float(vanishing), float(exploding), _as_names(stacked))
+
+
+# Jitted even when called eagerly: op-by-op dispatch would compile every small reduction of every
+# leaf separately (seconds on the first call); under an outer jit this is simply inlined.
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _gradient_stats(grads, params, vanishing, exploding, stacked) -> GradientStats:
+    rows, leaves, paths, frozen = _plan(grads, stacked)
+    if not leaves:
+        raise ValueError(
+            f"grads has no floating-point leaves to measure (frozen or non-float: {list(frozen)})"
+        )
+    is_stacked = {r.leaf: r.layer is not None for r in rows}
+    blocks = [_rows_of(leaf, is_stacked[i]) for i, leaf in enumerate(leaves)]
+    norm = _per_row([_norm(b, axis=1) for b in blocks], rows)
+    mean = _per_row([jnp.mean(b, axis=1) for b in blocks], rows)
+    max_abs = _per_row([jnp.max(jnp.abs(b), axis=1) for b in blocks], rows)
+    nonfinite = _per_row([_nonfinite(b) for b in blocks], rows)
+
+    if params is None:
+        ratio = jnp.full_like(norm, jnp.nan)
+    else:
+        by_path = {parts: leaf for parts, leaf in _flatten(params)}
+        w_blocks = []
+        for i, parts in enumerate(paths):
+            w = by_path.get(parts)
+            name = "/".join(parts) or _ROOT
+            if w is None or _is_frozen_node(w):
+                raise ValueError(f"params has no array at {name!r}, where grads has a gradient")
+            if jnp.shape(w) != jnp.shape(leaves[i]):
+                raise ValueError(
+                    f"params[{name!r}] has shape {jnp.shape(w)} but its gradient has shape "
+                    f"{jnp.shape(leaves[i])}"
+                )
+            w_blocks.append(_rows_of(w, is_stacked[i]))
+        w_norm = _per_row([_norm(b, axis=1) for b in w_blocks], rows)
+        safe = jnp.where(w_norm > 0, w_norm, 1.0)
+        # ‖w‖ = 0: inf for a nonzero gradient, 0 for a zero one, NaN stays NaN.
+        undefined = jnp.where(norm == 0, 0.0, norm * jnp.inf)
+        ratio = jnp.where(w_norm > 0, norm / safe, undefined).astype(norm.dtype)
+
+    status = jnp.where(
+        nonfinite,
+        _NONFINITE,
+        jnp.where(norm > exploding, _EXPLODING, jnp.where(norm < vanishing, _VANISHING, _OK)),
+    ).astype(jnp.int32)
+
+    layer_names = tuple(dict.fromkeys(r.group for r in rows))
+    layer_of = tuple(layer_names.index(r.group) for r in rows)
+    ids, groups = np.asarray(layer_of), len(layer_names)
+    # √Σ‖g‖² per layer, scaled by the layer's largest leaf norm as in _norm.
+    scale = jax.ops.segment_max(norm, ids, num_segments=groups)
+    scale = jnp.where((scale > 0) & jnp.isfinite(scale), scale, 1.0)
+    layer_norms = scale * jnp.sqrt(
+        jax.ops.segment_sum(jnp.square(norm / scale[ids]), ids, num_segments=groups)
+    )
+    codes = jnp.arange(len(STATUSES), dtype=jnp.int32)
+    status_counts = jnp.sum(status[None, :] == codes[:, None], axis=1, dtype=jnp.int32)
+    return GradientStats(
+        norm=norm,
+        mean=mean,
+        max_abs=max_abs,
+        ratio=ratio,
+        status=status,
+        layer_norms=layer_norms,
+        global_norm=_global_norm(leaves),
+        status_counts=status_counts,
+        names=tuple(r.name for r in rows),
+        layers=layer_of,
+        layer_names=layer_names,
+        frozen=frozen,
+        thresholds=(vanishing, exploding),
+    )
+
+
+_MARKS = {True: ("✓", "⚠", "‖g‖/‖w‖"), False: ("ok", "!!", "|g|/|w|")}
+
+
+def format_gradient_report(
+    stats: GradientStats, *, stream=None, unicode: bool | None = None
+) -> str:
+    """The notes' gradient table as text: one line per leaf, ✓ or ⚠, then layers and totals.
+
+    Host-side (reads the numbers). The marks are ✓ / ⚠ as in the notes, or ``ok`` / ``!!`` when
+    ``stream`` cannot encode them (a plain-ASCII terminal or log).
+
+    Args:
+      stats: unbatched :class:`GradientStats` (index a batch first: ``jax.tree.map(lambda a: a[i],
+        stats)``).
+      stream: where the text will go, to pick the marks (default ``sys.stdout``).
+      unicode: force Unicode (``True``) or ASCII (``False``) marks; ``None`` decides by ``stream``.
+
+    Returns:
+      The report, a multi-line string (print it).
+
+    Raises:
+      TypeError: if ``stats`` is not a GradientStats. ValueError: if it is batched.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> stats = jf.gradient_stats({"w": jnp.array([3.0, 4.0]), "b": jnp.array([1e-9])})
+      >>> print(jf.format_gradient_report(stats, unicode=False))  # doctest: +ELLIPSIS
+      Gradient statistics: 2 leaves, global norm 5.00e+00
+      ...
+      !! b       norm=1.00e-09  mean=1.00e-09  max=1.00e-09  vanishing
+      ok w       norm=5.00e+00  mean=3.50e+00  max=4.00e+00
+      ...
+    """
+    if not isinstance(stats, GradientStats):
+        raise TypeError(
+            f"stats is a {type(stats).__name__}; pass the GradientStats of gradient_stats"
+        )
+    if np.ndim(stats.norm) != 1:
+        raise ValueError(
+            f"stats are batched (norm shape {np.shape(stats.norm)}); select one first, e.g. "
+            "jax.tree.map(lambda a: a[i], stats)"
+        )
+    if unicode is None:
+        from jaxflow.cli import encodable
+
+        unicode = encodable("".join(_MARKS[True]), stream or sys.stdout)
+    good, bad, ratio_label = _MARKS[bool(unicode)]
+    norm, mean, max_abs, ratio = (
+        np.asarray(a) for a in (stats.norm, stats.mean, stats.max_abs, stats.ratio)
+    )
+    statuses = stats.status_names()
+    width = max(len(n) for n in stats.names)
+    show_ratio = not np.all(np.isnan(ratio))
+    vanishing, exploding = stats.thresholds
+    lines = [
+        f"Gradient statistics: {len(stats.names)} leaves, "
+        f"global norm {float(stats.global_norm):.2e}",
+        f"({bad} marks norm < {vanishing:.0e} vanishing, > {exploding:.0e} exploding, "
+        "or NaN/Inf nonfinite)",
+        "-" * (width + 60),
+    ]
+    for i, name in enumerate(stats.names):
+        mark = good if statuses[i] == "ok" else bad
+        line = (
+            f"{mark} {name:{width}s}  norm={norm[i]:.2e}  mean={mean[i]:.2e}  max={max_abs[i]:.2e}"
+        )
+        if show_ratio:
+            line += f"  {ratio_label}={ratio[i]:.2e}"
+        if statuses[i] != "ok":
+            line += f"  {statuses[i]}"
+        lines.append(line)
+    lines.append("-" * (width + 60))
+    layers = ", ".join(
+        f"{n} {v:.2e}" for n, v in zip(stats.layer_names, np.asarray(stats.layer_norms))
+    )
+    lines.append(f"layer norms: {layers}")
+    counts = ", ".join(f"{int(c)} {s}" for s, c in zip(STATUSES, np.asarray(stats.status_counts)))
+    lines.append(f"status: {counts}")
+    if stats.frozen:
+        lines.append(f"frozen (not measured): {', '.join(stats.frozen)}")
+    return "\n".join(lines)
+
+
+# The monitor: gradient_stats inside any optax chain.
+
+
+class MonitorState(NamedTuple):
+    """The state of :func:`monitor`.
+
+    Attributes:
+      count: () int32, how many updates it has seen (0: ``stats`` are zeros, nothing seen yet).
+      stats: the :class:`GradientStats` of the latest updates it saw.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> state = jf.monitor().init({"w": jnp.ones(3)})
+      >>> int(state.count), state.stats.names
+      (0, ('w',))
+    """
+
+    count: jax.Array
+    stats: GradientStats
+
+
+def monitor(
+    *, vanishing: float = 1e-7, exploding: float = 1e3, stacked: Any = ("blocks",)
+) -> optax.GradientTransformation:
+    """An optax transformation that passes updates through unchanged and keeps their statistics.
+
+    Place it in any ``optax.chain``: first, it sees the raw gradients; after a clipping step, the
+    clipped ones. Its state (:class:`MonitorState`) holds the latest :func:`gradient_stats`
+    (global and per-layer norms, per-leaf norms and status codes, status counts), computed inside
+    the same jitted update, with ‖g‖/‖w‖ when ``update`` is given ``params``.
+
+    Args:
+      vanishing, exploding, stacked: passed to :func:`gradient_stats`.
+
+    Returns:
+      An ``optax.GradientTransformation``; ``update`` returns the updates it was given.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, jaxflow as jf
+      >>> params = {"w": jnp.ones(3)}
+      >>> opt = optax.chain(jf.monitor(), optax.adam(1e-3))
+      >>> state = opt.init(params)
+      >>> grads = {"w": jnp.array([3.0, 4.0, 0.0])}
+      >>> updates, state = jax.jit(opt.update)(grads, state, params)
+      >>> float(state[0].stats.global_norm), int(state[0].count)
+      (5.0, 1)
+    """
+    _check_thresholds(vanishing, exploding)
+    stacked = tuple(sorted(_as_names(stacked)))
+    measure = functools.partial(
+        gradient_stats, vanishing=vanishing, exploding=exploding, stacked=stacked
+    )
+
+    def init_fn(params):
+        shapes = jax.eval_shape(measure, params, params)
+        stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        return MonitorState(jnp.zeros((), jnp.int32), stats)
+
+    def update_fn(updates, state, params=None):
+        stats = measure(updates, params)
+        return updates, MonitorState(state.count + 1, stats)
+
+    return optax.GradientTransformation(init_fn, update_fn)
