@@ -38,6 +38,19 @@ from jaxflow.jacobians import (
     singular_values,
 )
 from jaxflow.models import MLP, Network, ResidualStack, Stack, mlp, residual_stack
+from jaxflow.spectra import (
+    HutchinsonEstimate,
+    LogSpectrum,
+    LyapunovSpectrum,
+    PowerIteration,
+    SpectralEstimates,
+    layer_spectral_estimates,
+    log_spectrum,
+    lyapunov_exponents,
+    mean_squared_singular_value,
+    product_spectral_estimates,
+    top_singular_value,
+)
 
 __version__ = "0.1.0"
 
@@ -45,13 +58,18 @@ __all__ = [
     "ACTIVATIONS",
     "Activation",
     "ChainRuleCheck",
+    "HutchinsonEstimate",
     "INIT_SCHEMES",
     "InitScheme",
     "JacobianChain",
     "LinearGrads",
+    "LogSpectrum",
+    "LyapunovSpectrum",
     "MLP",
     "Network",
+    "PowerIteration",
     "ResidualStack",
+    "SpectralEstimates",
     "Stack",
     "accumulate_chain",
     "chain_rule_check",
@@ -62,13 +80,19 @@ __all__ = [
     "he_uniform",
     "jacobian_chain",
     "layer_jacobians",
+    "layer_spectral_estimates",
     "lecun_normal",
     "linear_layer_grads",
+    "log_spectrum",
+    "lyapunov_exponents",
+    "mean_squared_singular_value",
     "mlp",
     "orthogonal",
+    "product_spectral_estimates",
     "residual_stack",
     "scan_chain",
     "singular_values",
+    "top_singular_value",
     "xavier_normal",
     "xavier_uniform",
 ]
