@@ -138,7 +138,8 @@ def plot_log_singular_values(spectrum, ax=None, *, indices=None, label=None, **l
     for k, i in enumerate(indices):
         ordinal = " (largest)" if i == 0 else " (smallest)" if i == n - 1 else ""
         # One colour per index, so a second spectrum drawn on the same axes pairs up line by line.
-        ax.plot(layers, values[:, i], label=f"{prefix}i = {i + 1}{ordinal}", **{"color": f"C{k % 10}", **style})
+        line_style = {"color": f"C{k % 10}", **style}
+        ax.plot(layers, values[:, i], label=f"{prefix}i = {i + 1}{ordinal}", **line_style)
     ax.set_xlabel("layer l  (P_l = J_l ⋯ J_1)")
     ax.set_ylabel("ln σ_i(P_l)  (natural log of the singular value)")
     ax.legend(fontsize="small")
