@@ -237,6 +237,17 @@ def mean_squared_singular_value(
     )
 
 
+def _stack_and_h0(model, variables, x, wrt, name):
+    stack, x, _ = _resolve(model, variables, x, wrt)
+    if jnp.ndim(x) != 1:
+        raise ValueError(
+            f"x has shape {jnp.shape(x)}; {name} takes one input (jax.vmap it for a batch)"
+        )
+    h0 = stack.input_map(x)
+    _check_square(stack.block_fn, stack.blocks, h0)
+    return stack, h0
+
+
 def _estimates(matvec, n, dtype, key, num_iters, tol, num_probes):
     power_key, probe_key = jax.random.split(key)
     return SpectralEstimates(
@@ -285,14 +296,7 @@ def layer_spectral_estimates(
       >>> est.top.sigma.round(4).tolist(), est.mean_squared.value.round(4).tolist()
       ([3.0, 2.0], [5.0, 4.0])
     """
-    stack, x, _ = _resolve(model, variables, x, wrt)
-    if jnp.ndim(x) != 1:
-        raise ValueError(
-            f"x has shape {jnp.shape(x)}; layer_spectral_estimates takes one input "
-            "(jax.vmap it for a batch)"
-        )
-    h0 = stack.input_map(x)
-    _check_square(stack.block_fn, stack.blocks, h0)
+    stack, h0 = _stack_and_h0(model, variables, x, wrt, "layer_spectral_estimates")
     n, dtype = h0.shape[-1], h0.dtype
 
     def emit(J, layer):
@@ -348,14 +352,7 @@ def product_spectral_estimates(
       >>> round(float(est.top.sigma), 4), round(float(est.mean_squared.value), 4)
       (6.0, 20.0)
     """
-    stack, x, _ = _resolve(model, variables, x, wrt)
-    if jnp.ndim(x) != 1:
-        raise ValueError(
-            f"x has shape {jnp.shape(x)}; product_spectral_estimates takes one input "
-            "(jax.vmap it for a batch)"
-        )
-    h0 = stack.input_map(x)
-    _check_square(stack.block_fn, stack.blocks, h0)
+    stack, h0 = _stack_and_h0(model, variables, x, wrt, "product_spectral_estimates")
 
     def hidden(h):  # the forward pass over the blocks, h_0 ↦ h_L
         return jax.lax.scan(lambda h, block: (stack.block_fn(block, h), None), h, stack.blocks)[0]
