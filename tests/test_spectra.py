@@ -260,18 +260,16 @@ def test_selected_layers_batches_and_no_recompilation():
         return (
             jf.log_spectrum(_tanh_block, ws[0], h, method="qr"),
             jf.log_spectrum(_tanh_block, ws[0], h, method="qr", layers=(3, 30)),
-            jf.log_spectrum(_tanh_block, ws[0], h, method="qr", layers="last"),
             jf.log_spectrum(_tanh_block, ws[0], hs, method="qr", layers="last"),
             jax.vmap(lambda w: jf.log_spectrum(_tanh_block, w, h, layers=(30, 3)))(ws),
         )
 
-    every, selected, last, batched, graded = spectra(ws, hs[0], hs)
+    every, selected, batched, graded = spectra(ws, hs[0], hs)
     assert every.values.shape == (30, 4) and every.layers.tolist() == list(range(1, 31))
     np.testing.assert_allclose(selected.values, np.asarray(every.values)[[2, 29]], rtol=1e-6)
-    assert selected.layers.tolist() == [3, 30] and last.layers.tolist() == [30]
-    np.testing.assert_allclose(last.values, every.values[-1:], rtol=1e-6)
-    assert batched.values.shape == (2, 1, 4) and batched.layers.shape == (2, 1)
-    np.testing.assert_allclose(batched.values[0], last.values, rtol=1e-6)
+    assert selected.layers.tolist() == [3, 30] and batched.layers.tolist() == [[30], [30]]
+    assert batched.values.shape == (2, 1, 4)  # a batch of inputs, each at its last layer
+    np.testing.assert_allclose(batched.values[0], every.values[-1:], rtol=1e-6)
     # Parameter set 0 is the one above: its graded log-determinants are the QR ones.
     assert graded.values.shape == (2, 2, 4) and graded.layers[0].tolist() == [30, 3]
     np.testing.assert_allclose(
@@ -280,7 +278,7 @@ def test_selected_layers_batches_and_no_recompilation():
     assert not np.allclose(graded.values[1], graded.values[0])
     moved = spectra(ws + 0.1, hs[1], hs + 1.0)  # new values, same shapes: no new trace
     assert len(traces) == 1
-    assert not np.allclose(moved[2].values, last.values)
+    assert not np.allclose(moved[0].values, every.values)
 
 
 def test_overflowed_forward_pass_is_not_finite():
