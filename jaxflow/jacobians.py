@@ -186,7 +186,7 @@ def accumulate_chain(
             return out, out
 
         if mode == "linear":
-            h, J = jax.linearize(lambda h: block_fn(block_vars, h), h)
+            h, J = jax.linearize(lambda h: step(h)[0], h)
         else:
             jacobian = jax.jacrev if mode == "rev" else jax.jacfwd
             J, h = jacobian(step, has_aux=True)(h)
