@@ -22,8 +22,11 @@ accurate at any depth. One quantity, three implementations, behind ``method=``:
   (Σ_{i≤k} of them ≤ Σ_{i≤k} ln σ_i(P_l), with equality at k = n, both being ln|det P_l|), and
   divided by l they converge to the Lyapunov exponents (:func:`lyapunov_exponents`).
 
-Logarithms are accumulated with compensated (two-sum) addition, so ln σ at depth 10,000 carries
-the rounding of one float32 number, not of 10,000 additions.
+Logarithms are accumulated with compensated (two-sum) addition: the running sum, ~10⁴ at depth
+10,000 where one float32 ulp is ~1e-3, is not rounded at every layer; what remains is each
+layer's own rounding (~ε per log, so at most L·n·ε in a sum of n logs after L layers). Exact
+zeros are exact: a J_l with zero rows (ReLU units that are off) makes the product's rank drop,
+and the lost singular values are −inf, not rounding.
 
 Matrix-free estimates (wide layers, where materialising J_l is wasteful): the top singular value
 by power iteration on JᵀJ with one JVP and one VJP per step (:func:`top_singular_value`), and the
@@ -33,14 +36,17 @@ mean squared singular value (1/n)‖J‖_F² by Hutchinson's estimator
 and to P_L through the network.
 
 References:
-  Benettin, Galgani, Giorgilli & Strelcyn (1980), Meccanica 15, 9–30.
-  Loh, Gubernatis, Scalettar, White, Scalapino & Sugar (1992), in *Interacting Electrons in
-  Reduced Dimensions*; also Loh & Gubernatis (1992), *Stable numerical simulations of models of
-  interacting electrons in condensed-matter physics*.
+  Benettin, Galgani, Giorgilli & Strelcyn (1980), *Lyapunov characteristic exponents for smooth
+  dynamical systems and for Hamiltonian systems; a method for computing all of them*, Meccanica 15.
+  Loh, Gubernatis, Scalettar, White, Scalapino & Sugar (1989), *Stable matrix-multiplication
+  algorithms for low-temperature numerical simulations of fermions*; Loh & Gubernatis (1992),
+  *Stable numerical simulations of models of interacting electrons in condensed-matter physics*.
   Bai, Lee, Li & Xu (2011), *Stable solutions of linear systems involving long chain of matrix
-  multiplications*, Linear Algebra Appl. 435, 659–673; Bai, Chen, Scalettar & Yamazaki (2011),
-  *Numerical methods for quantum Monte Carlo simulations of the Hubbard model*.
+  multiplications*, Linear Algebra Appl. 435; Bai, Chen, Scalettar & Yamazaki (2011), *Numerical
+  methods for quantum Monte Carlo simulations of the Hubbard model*.
   Demmel & Veselić (1992), *Jacobi's method is more accurate than QR*, SIAM J. Matrix Anal. Appl.
+  13; Drmač & Veselić (2008), *New fast and accurate Jacobi SVD algorithm*, SIAM J. Matrix Anal.
+  Appl. 29.
   Newman (1986), *The distribution of Lyapunov exponents: exact results for random matrices*,
   Commun. Math. Phys. 103, 121–126.
   Hutchinson (1989), *A stochastic estimator of the trace of the influence matrix*, Commun.
