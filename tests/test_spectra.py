@@ -354,6 +354,14 @@ def test_bad_arguments_are_named():
         jf.mean_squared_singular_value(jnp.eye(3), key=jax.random.key(0), num_probes=1)
     with pytest.raises(ValueError, match=r"v0 has shape \(2,\)"):
         jf.top_singular_value(jnp.eye(3), v0=jnp.ones(2))
+    with pytest.raises(ValueError, match="key=None"):
+        jf.mean_squared_singular_value(jnp.eye(3), key=None)
+    with pytest.raises(ValueError, match="key=None"):
+        jf.product_spectral_estimates(model, variables, x, key=None)
+    with pytest.raises(ValueError, match="tol=0"):
+        jf.top_singular_value(jnp.eye(3), tol=0)
+    with pytest.raises(ValueError, match="mode='linear'"):
+        jf.log_spectrum(model, variables, x, mode="linear")
     with pytest.raises(TypeError, match="must be a linear function"):
         jf.top_singular_value(jnp.tanh, dim=3)
     with pytest.raises(ValueError, match="one input"):

@@ -155,6 +155,8 @@ def top_singular_value(
     )
     if isinstance(num_iters, bool) or not isinstance(num_iters, numbers.Integral) or num_iters < 1:
         raise ValueError(f"num_iters={num_iters!r} is not allowed; it must be an integer >= 1")
+    if tol is not None and not tol > 0:
+        raise ValueError(f"tol={tol!r} is not allowed; it must be > 0 (or None for 100 ε)")
     if v0 is None:
         v0 = jax.random.normal(jax.random.key(0) if key is None else key, (n,), dtype)
     elif v0.shape != (n,):
@@ -219,6 +221,7 @@ def mean_squared_singular_value(
       >>> round(float(jf.mean_squared_singular_value(J, key=jax.random.key(0)).value), 4)
       4.6667
     """
+    _check_key(key, "mean_squared_singular_value")
     matvec, _, n, dtype = _linear_operator(
         matrix_or_matvec, dim, dtype, precision, "mean_squared_singular_value"
     )
@@ -237,7 +240,13 @@ def mean_squared_singular_value(
     )
 
 
-def _stack_and_h0(model, variables, x, wrt, name):
+def _check_key(key, name):
+    if key is None:
+        raise ValueError(f"{name}: key=None; pass a key, e.g. key=jax.random.key(0)")
+
+
+def _stack_and_h0(model, variables, x, wrt, name, key):
+    _check_key(key, name)
     stack, x, _ = _resolve(model, variables, x, wrt)
     if jnp.ndim(x) != 1:
         raise ValueError(
@@ -296,7 +305,7 @@ def layer_spectral_estimates(
       >>> est.top.sigma.round(4).tolist(), est.mean_squared.value.round(4).tolist()
       ([3.0, 2.0], [5.0, 4.0])
     """
-    stack, h0 = _stack_and_h0(model, variables, x, wrt, "layer_spectral_estimates")
+    stack, h0 = _stack_and_h0(model, variables, x, wrt, "layer_spectral_estimates", key)
     n, dtype = h0.shape[-1], h0.dtype
 
     def emit(J, layer):
@@ -352,7 +361,7 @@ def product_spectral_estimates(
       >>> round(float(est.top.sigma), 4), round(float(est.mean_squared.value), 4)
       (6.0, 20.0)
     """
-    stack, h0 = _stack_and_h0(model, variables, x, wrt, "product_spectral_estimates")
+    stack, h0 = _stack_and_h0(model, variables, x, wrt, "product_spectral_estimates", key)
 
     def hidden(h):  # the forward pass over the blocks, h_0 ↦ h_L
         return jax.lax.scan(lambda h, block: (stack.block_fn(block, h), None), h, stack.blocks)[0]
