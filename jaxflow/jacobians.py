@@ -39,6 +39,7 @@ __all__ = [
     "ChainRuleCheck",
     "JacobianChain",
     "LinearGrads",
+    "accumulate_chain",
     "chain_rule_check",
     "jacobian_chain",
     "layer_jacobians",
@@ -130,6 +131,72 @@ def singular_values(a: jax.Array) -> jax.Array:
         return jnp.linalg.svd(a, compute_uv=False)
 
 
+def accumulate_chain(
+    block_fn: Callable[[Any, jax.Array], jax.Array],
+    blocks: Any,
+    h0: jax.Array,
+    init: Any,
+    update: Callable[[Any, Any], Any],
+    emit: Callable[[Any, Any], Any] | None = None,
+    *,
+    mode: str = "rev",
+):
+    """The one scan over the stack, carrying a state of the caller's choosing.
+
+    Layer by layer it takes J_l at h_{l−1}, sets ``state_l = update(J_l, state_{l−1})`` and emits
+    ``emit(J_l, state_l)``. :func:`scan_chain` is this scan with the product P_l as the state;
+    :mod:`jaxflow.spectra` carries a graded factorisation or a QR frame of P_l instead, and with
+    ``mode="linear"`` hands each J_l over as a linear map, never materialised (wide layers).
+
+    Args:
+      block_fn: ``(block_variables, h) -> h``, mapping R^n to R^n.
+      blocks: stacked block variables, every leaf with a leading axis of length L.
+      h0: (n,), the input of the first block.
+      init: the state before the first layer (any pytree, or ``None``).
+      update: ``(J_l, state) -> state``, with the same pytree structure, shapes and dtypes.
+      emit: ``(J_l, state_l) -> pytree`` of per-layer outputs, or ``None`` to emit nothing.
+      mode: how J_l is handed to ``update`` and ``emit``: ``"rev"`` (an (n, n) array from
+        ``jax.jacrev``, the default), ``"fwd"`` (the same from ``jax.jacfwd``) or ``"linear"``
+        (the function v ↦ J_l v from ``jax.linearize``; its transpose is
+        ``jax.linear_transpose``).
+
+    Returns:
+      ``(h_L, state_L, emitted)``, every leaf of ``emitted`` stacked on a leading axis of length
+      L (``None`` without ``emit``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxflow as jf
+      >>> block = lambda w, h: w @ h
+      >>> ws = jnp.stack([2 * jnp.eye(2), 3 * jnp.eye(2)])
+      >>> _, log_det, _ = jf.accumulate_chain(
+      ...     block, ws, jnp.ones(2), 0.0, lambda J, s: s + jnp.linalg.slogdet(J)[1])
+      >>> round(float(jnp.exp(log_det)))  # det(J_2 J_1) = 4 · 9
+      36
+    """
+    if mode not in MODES + ("linear",):
+        raise ValueError(
+            f"mode={mode!r} is not a known differentiation mode; use one of {MODES + ('linear',)}"
+        )
+
+    def body(carry, block_vars):
+        h, state = carry
+
+        def step(h):
+            out = block_fn(block_vars, h)
+            return out, out
+
+        if mode == "linear":
+            h, J = jax.linearize(lambda h: step(h)[0], h)
+        else:
+            jacobian = jax.jacrev if mode == "rev" else jax.jacfwd
+            J, h = jacobian(step, has_aux=True)(h)
+        state = update(J, state)
+        return (h, state), (None if emit is None else emit(J, state))
+
+    (h, state), emitted = jax.lax.scan(body, (h0, init), blocks)
+    return h, state, emitted
+
+
 def scan_chain(
     block_fn: Callable[[Any, jax.Array], jax.Array],
     blocks: Any,
@@ -143,7 +210,8 @@ def scan_chain(
 
     Everything that walks the chain (:func:`jacobian_chain`, :func:`layer_jacobians`, the sweeps'
     on-the-fly reductions) is this scan with a different ``emit``, so per-layer statistics can be
-    reduced inside the scan instead of materialising L matrices.
+    reduced inside the scan instead of materialising L matrices. It is :func:`accumulate_chain`
+    with P_l as the state.
 
     Args:
       block_fn: ``(block_variables, h) -> h``, mapping R^n to R^n.
@@ -167,22 +235,18 @@ def scan_chain(
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not a known differentiation mode; use one of {MODES}")
-    jacobian = jax.jacrev if mode == "rev" else jax.jacfwd
+    if products:
+        init = jnp.eye(h0.shape[-1], dtype=h0.dtype)
 
-    def body(carry, block_vars):
-        h, P = carry
+        def update(J, P):
+            return jnp.matmul(J, P, precision=HIGHEST)
+    else:
+        init = None
 
-        def step(h):
-            out = block_fn(block_vars, h)
-            return out, out
+        def update(J, P):
+            return None
 
-        J, h = jacobian(step, has_aux=True)(h)
-        if products:
-            P = jnp.matmul(J, P, precision=HIGHEST)
-        return (h, P), emit(J, P)
-
-    P0 = jnp.eye(h0.shape[-1], dtype=h0.dtype) if products else None
-    (h, _), emitted = jax.lax.scan(body, (h0, P0), blocks)
+    h, _, emitted = accumulate_chain(block_fn, blocks, h0, init, update, emit, mode=mode)
     return h, emitted
 
 

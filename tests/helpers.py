@@ -191,3 +191,64 @@ def np_mlp_variables(
     if out_dim is not None:
         params["readout"] = dense(width, out_dim)
     return {"params": params}
+# --- Stable spectra and matrix-free estimates (jaxflow.spectra) -------------------------------
+#
+# "log_spectrum": ln σ_i(P_l) against float64 / mpmath references, absolute (the issue's bar).
+#   The graded path is backward stable layer by layer: each σ_i carries a relative error of order
+#   ε·κ(T_l) per layer (measured ≲ 1e-4 at depth 100, width 8), so 1e-3 leaves a margin of ~10.
+# "log_rounding": float32 stores ln σ itself with relative rounding ε/2; at depth 10,000
+#   |ln σ| ~ 10⁴ and one ulp is ~1e-3, so identities between sums of logs (log-det, majorisation)
+#   are checked to log_spectrum + log_rounding·Σ|ln σ| (a few ulps per value).
+# "log_per_layer": each layer adds n logs (ln|R_ii| and, for the graded factor, the row norms of
+#   T), each rounded to ~ε relative; over L layers a sum of n logs may drift by L·n·ε (measured:
+#   8e-4 on a residual chain of 10,000 layers, against 1e-2 allowed).
+# "svd_floor": the plain float32 SVD resolves σ_i to 1e-4 relative only if σ_i/σ_1 ≥ n·ε/1e-4;
+#   the plain path is compared with the graded one above σ_1·n·ε·svd_floor.
+# "power_iteration": float32 rounding of σ = ‖Jv‖ per unit of width: at most n·ε relative
+#   (typically √n·ε; 3e-5 at n = 256), added to the Kato–Temple bound ‖r‖²/(σ₁² − σ₂²) on the
+#   Rayleigh quotient's error.
+# "z": Monte-Carlo deviations (Newman exponents, Hutchinson) are at most this many standard
+#   errors; with a fixed seed the test is deterministic, and a 4σ miss has probability ~6e-5.
+TOLERANCES["float32"].update(
+    log_spectrum=1e-3,
+    log_rounding=4 * 2.0**-24,
+    log_per_layer=2.0**-23,
+    svd_floor=1e4,
+    power_iteration=2.0**-23,
+    z=4.0,
+)
+TOLERANCES["float64"].update(
+    log_spectrum=1e-9,
+    log_rounding=4 * 2.0**-53,
+    log_per_layer=2.0**-52,
+    svd_floor=1e4,
+    power_iteration=2.0**-52,
+    z=4.0,
+)
+
+
+def mp_log_singular_values(layers, dps=300):
+    """ln σ_i of J_L ⋯ J_1 (descending), from the float64 matrices multiplied and decomposed in
+    mpmath with ``dps`` digits: no underflow at any depth and no rounding that matters."""
+    import mpmath
+
+    with mpmath.workdps(dps):
+        P = mpmath.eye(layers.shape[-1])
+        for J in layers:
+            P = mpmath.matrix(np.asarray(J, np.float64).tolist()) * P
+        values = mpmath.svd_r(P, compute_uv=False)
+        logs = [float(mpmath.log(v)) if v > 0 else -np.inf for v in values]
+    return np.sort(np.array(logs))[::-1]
+
+
+def np_log_growth(layers, v):
+    """ln‖J_L ⋯ J_1 v‖ in float64, renormalising after every layer so nothing underflows."""
+    v = np.asarray(v, np.float64)
+    total = np.log(np.linalg.norm(v))
+    v = v / np.linalg.norm(v)
+    for J in layers:
+        v = J @ v
+        norm = np.linalg.norm(v)
+        total += np.log(norm)
+        v = v / norm
+    return total

@@ -25,6 +25,7 @@ _MODULES = [
     "jaxflow.jacobians",
     "jaxflow.gradients",
     "jaxflow.experiments.gradient_flow",
+    "jaxflow.spectra",
 ]
 
 
