@@ -51,6 +51,7 @@ class Section(NamedTuple):
       figures: file names of the figures, relative to the report folder.
       numbers: every number behind the section (JSON-serialisable).
       seconds: wall-clock time it took.
+      text: preformatted text shown after the checks (e.g. a table), or ``""``.
 
     Example:
       >>> from jaxflow.report import Check, Section
@@ -66,6 +67,7 @@ class Section(NamedTuple):
     figures: tuple[str, ...]
     numbers: dict
     seconds: float
+    text: str = ""
 
     @property
     def passed(self) -> bool:
@@ -127,6 +129,8 @@ def _markdown(sections: Sequence[Section], meta: dict) -> str:
                 mark = "pass" if c.passed else "**FAIL**"
                 lines.append(f"| {c.name} | {_format(c.measured)} | {c.expected} | {mark} |")
             lines.append("")
+        if s.text:
+            lines += ["```", s.text.rstrip("\n"), "```", ""]
         for figure in s.figures:
             lines += [f"![{s.title}]({figure})", ""]
     return "\n".join(lines) + "\n"
@@ -136,7 +140,7 @@ _CSS = """
 body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .6rem}
 th{background:#f3f3f3}.pass{color:#176d2c}.fail{color:#b00020;font-weight:bold}
-img{max-width:100%;border:1px solid #eee}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem}
+img{max-width:100%;border:1px solid #eee}pre{background:#f7f7f7;padding:.5rem;overflow-x:auto}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem}
 """
 
 
@@ -173,6 +177,8 @@ def _html(sections: Sequence[Section], meta: dict, folder: str) -> str:
                     f"<td>{e(c.expected)}</td><td class='{ccls}'>{cword}</td></tr>"
                 )
             parts.append("</table>")
+        if s.text:
+            parts.append(f"<pre>{e(s.text)}</pre>")
         for figure in s.figures:
             with open(os.path.join(folder, figure), "rb") as f:
                 data = base64.b64encode(f.read()).decode("ascii")
@@ -228,6 +234,7 @@ def write_report(sections: Sequence[Section], folder: str | os.PathLike, meta: d
                 "checks": [_jsonable(c._asdict()) for c in s.checks],
                 "figures": list(s.figures),
                 "numbers": _jsonable(s.numbers),
+                "text": s.text,
             }
             for s in sections
         },
