@@ -138,6 +138,7 @@ def scan_chain(
     *,
     products: bool = True,
     mode: str = "rev",
+    with_output: bool = False,
 ):
     """The one scan over the stack: takes every J_l, carries P_l, emits ``emit(J_l, P_l)``.
 
@@ -153,6 +154,9 @@ def scan_chain(
         False).
       products: whether to carry P_l = J_l P_{l−1}.
       mode: ``"rev"`` (``jax.jacrev``, the default) or ``"fwd"`` (``jax.jacfwd``).
+      with_output: call ``emit(J_l, P_l, h_l)`` with the block's output h_l as well, for
+        statistics of the activations (and for a backward pass that needs them) without a second
+        forward pass.
 
     Returns:
       ``(h_L, emitted)`` with every leaf of ``emitted`` stacked on a leading axis of length L.
@@ -179,7 +183,7 @@ def scan_chain(
         J, h = jacobian(step, has_aux=True)(h)
         if products:
             P = jnp.matmul(J, P, precision=HIGHEST)
-        return (h, P), emit(J, P)
+        return (h, P), (emit(J, P, h) if with_output else emit(J, P))
 
     P0 = jnp.eye(h0.shape[-1], dtype=h0.dtype) if products else None
     (h, _), emitted = jax.lax.scan(body, (h0, P0), blocks)

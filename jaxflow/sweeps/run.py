@@ -1,0 +1,356 @@
+"""The sweep driver: plan chunks, shard them over devices, run, store, and label the results."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import numpy as np
+
+from . import compute
+from .grid import Grid, init_family, init_variances, kernel_variances
+
+CPU_MEMORY_BUDGET = 2 * 2**30
+"""Default memory budget on CPU, where jax reports no device memory limit (bytes)."""
+
+ACCELERATOR_MEMORY_FRACTION = 0.5
+"""Default budget on a GPU/TPU: this fraction of the device's memory limit."""
+
+PREFIX_METRICS = {
+    "J_spectrum": ("J_sv_max", "J_sv_min", "J_sv_mean_sq", "J_sv_mean_log", "J_cond"),
+    "P_spectrum": ("P_sv_max", "P_sv_min", "P_sv_mean_sq", "P_sv_mean_log", "P_cond", "P_resolved"),
+    "J_spectra": ("J_sv",),
+    "P_spectra": ("P_sv",),
+    "dead_fraction": ("dead_fraction",),
+    "saturated_fraction": ("saturated_fraction",),
+}
+
+DESCRIPTIONS = {
+    "J_sv_max": "largest singular value of J_l = dh_l/dh_(l-1)",
+    "J_sv_min": "smallest singular value of J_l",
+    "J_sv_mean_sq": "mean of the squared singular values of J_l, (1/n)||J_l||_F^2",
+    "J_sv_mean_log": "mean of log singular values of J_l (natural log)",
+    "J_cond": "condition number sigma_max/sigma_min of J_l",
+    "J_sv": "singular values of J_l, descending",
+    "P_sv_max": "largest singular value of P_l = J_l ... J_1",
+    "P_sv_min": "smallest singular value of P_l (float32: meaningful only above the rounding floor)",
+    "P_sv_mean_sq": "mean of the squared singular values of P_l, (1/n)||P_l||_F^2",
+    "P_sv_mean_log": "mean of log singular values of P_l (natural log)",
+    "P_cond": "condition number sigma_max/sigma_min of P_l",
+    "P_resolved": "number of singular values of P_l above sigma_max*n*eps (float32 resolution)",
+    "P_sv": "singular values of P_l, descending",
+    "dead_fraction": "fraction of units with phi'(z_l) = 0 for every input of the batch",
+    "saturated_fraction": "fraction of units with |phi'(z_l)| <= saturation*sup|phi'| for every input",
+    "activation_grad_norm": "||dL/dh_l||_F over the batch, for the depth-d network",
+    "weight_grad_norm": "||dL/dW_l||_F (Dense kernels of block l), for the depth-d network",
+    "grad_ratio": "||dL/dh_0|| / ||dL/dh_d||: first-to-last activation-gradient ratio at depth d",
+    "weight_grad_ratio": "||dL/dW_1|| / ||dL/dW_d||: first-to-last weight-gradient ratio at depth d",
+}
+
+
+class Chunk(NamedTuple):
+    """One compiled call: configurations ``start:stop`` (flat over init × seed) of one activation."""
+
+    index: int
+    activation: int
+    start: int
+    stop: int
+
+
+def resolve_devices(devices) -> tuple:
+    """The devices a sweep shards over (see :func:`jaxflow.sweep`)."""
+    if devices is None:
+        devices = jax.local_devices()
+        if devices[0].platform == "cpu" and _lapack_blocks_pool():
+            devices = devices[:1]
+    devices = tuple(devices)
+    if not devices:
+        raise ValueError("devices=() is empty; give at least one device")
+    return devices
+
+
+def _lapack_blocks_pool() -> bool:
+    # jaxlib < 0.11 splits every batched LAPACK call (the SVD included) over XLA:CPU's intra-op
+    # pool and blocks a pool thread while it waits. One CPU device already uses every core that
+    # way; several host devices each block a thread in the same pool and, once they hold all of
+    # them, wait forever (see the sweeps module docs).
+    import jaxlib
+
+    major, minor = (int(p) for p in jaxlib.__version__.split(".")[:2])
+    return (major, minor) < (0, 11)
+
+
+def default_memory_budget(device) -> int:
+    """Bytes a chunk may use: half the accelerator's memory, or 2 GiB on CPU."""
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # some backends raise instead of returning None
+        stats = {}
+    limit = stats.get("bytes_limit")
+    if limit:
+        return int(ACCELERATOR_MEMORY_FRACTION * limit)
+    return CPU_MEMORY_BUDGET
+
+
+def plan_chunks(grid: Grid, chunk_size: int) -> list[Chunk]:
+    """Chunks of at most ``chunk_size`` configurations, never mixing activations."""
+    per_activation = len(grid.init) * grid.seeds
+    chunks = []
+    for a in range(len(grid.activation)):
+        for start in range(0, per_activation, chunk_size):
+            stop = min(start + chunk_size, per_activation)
+            chunks.append(Chunk(len(chunks), a, start, stop))
+    return chunks
+
+
+def choose_chunk_size(grid: Grid, spec, chunk_size, memory_budget, devices) -> int:
+    """The configurations per chunk: ``chunk_size``, or as many as ``memory_budget`` holds."""
+    per_activation = len(grid.init) * grid.seeds
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size!r} is not allowed; it must be an integer >= 1")
+        return min(chunk_size, per_activation)
+    if memory_budget is None:
+        memory_budget = default_memory_budget(devices[0]) * len(devices)
+    elif isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or memory_budget <= 0:
+        raise ValueError(f"memory_budget={memory_budget!r} is not allowed; it must be bytes > 0")
+    fits = int(memory_budget // compute.bytes_per_config(spec))
+    if fits < 1:
+        raise ValueError(
+            f"memory_budget={memory_budget} bytes is below one configuration's estimated "
+            f"{compute.bytes_per_config(spec)} bytes; raise it or shrink width/batch"
+        )
+    return min(per_activation, fits)
+
+
+def chunk_inputs(grid: Grid, spec, chunk: Chunk, padded: int):
+    """Host arrays (activation index, family, w_vars, b_var, seed) of a chunk, padded."""
+    flat = np.arange(chunk.start, chunk.stop)
+    flat = np.concatenate([flat, np.full(padded - flat.size, flat[-1])])  # repeat the last one
+    init_idx, seed = np.divmod(flat, grid.seeds)
+    table = [kernel_variances(i, grid.width) for i in grid.init]
+    family = np.asarray([spec.families.index(init_family(grid.init[i])) for i in init_idx], np.int32)
+    w_vars = np.asarray([table[i][:2] for i in init_idx], np.float32)
+    b_var = np.asarray([table[i][2] for i in init_idx], np.float32)
+    return np.int32(chunk.activation), family, w_vars, b_var, seed.astype(np.int32)
+
+
+def chunk_dataset(grid: Grid, chunk: Chunk, outputs: dict):
+    """One chunk's raw results as an xarray.Dataset over its flat ``config`` dimension."""
+    import xarray as xr
+
+    size = chunk.stop - chunk.start
+    offset = chunk.activation * len(grid.init) * grid.seeds
+    data = {}
+    for name, value in outputs.items():
+        value = np.asarray(value)[:size]
+        dims = ("config",) + _raw_dims(name)[: value.ndim - 1]
+        data[name] = (dims, value)
+    coords = {"config": np.arange(offset + chunk.start, offset + chunk.stop)}
+    return xr.Dataset(data, coords=coords)
+
+
+def _raw_dims(name):
+    if name in ("J_sv", "P_sv"):
+        return ("example", "layer", "sv")
+    if name.startswith(("J_", "P_")):
+        return ("example", "layer")
+    if name in ("dead_fraction", "saturated_fraction"):
+        return ("layer",)
+    if name in ("activation_grad_norm", "weight_grad_norm"):
+        return ("depth", "layer")
+    return ("depth",)
+
+
+def assemble(grid: Grid, raw, attrs: dict):
+    """The labelled dataset from the raw per-config results of every chunk.
+
+    Prefix quantities (spectra, unit fractions) are computed once per layer and shown at every
+    depth d for layers l ≤ d (NaN beyond d), so every variable reads the same way:
+    ``ds.P_sv_max.sel(depth=20)`` is the depth-20 network.
+    """
+    import xarray as xr
+
+    raw = raw.sortby("config")
+    A, I, S = len(grid.activation), len(grid.init), grid.seeds
+    depths = np.asarray(grid.depth)
+    layers = np.arange(1, grid.max_depth + 1)
+    mask = layers[None, :] <= depths[:, None]  # (depth, layer)
+    data = {}
+    for name, var in raw.data_vars.items():
+        values = np.asarray(var.values, dtype=np.float64 if var.dtype.kind == "f" else None)
+        values = values.reshape((A, I, S) + values.shape[1:])
+        dims = ("activation", "init", "seed") + var.dims[1:]
+        if "layer" in var.dims and "depth" not in var.dims:
+            # prefix quantity: insert a depth axis before the layer axis, masked to l <= d
+            axis = dims.index("layer")
+            values = np.expand_dims(values.astype(np.float64), axis)
+            shape = [1] * values.ndim
+            shape[axis], shape[axis + 1] = mask.shape
+            values = np.where(mask.reshape(shape), values, np.nan)
+            dims = dims[:axis] + ("depth",) + dims[axis:]
+        elif "layer" in var.dims:
+            axis = dims.index("depth")
+            shape = [1] * values.ndim
+            shape[axis], shape[axis + 1] = mask.shape
+            values = np.where(mask.reshape(shape), values, np.nan)
+        data[name] = xr.Variable(dims, values, attrs={"description": DESCRIPTIONS.get(name, "")})
+    sigma = np.asarray([init_variances(i) for i in grid.init])
+    coords = {
+        "activation": np.asarray(grid.activation, dtype=object),
+        "init": np.asarray(grid.init_labels, dtype=object),
+        "sigma_w2": ("init", sigma[:, 0]),
+        "sigma_b2": ("init", sigma[:, 1]),
+        "seed": np.arange(S),
+        "example": np.arange(grid.batch),
+        "depth": depths,
+        "layer": layers,
+    }
+    if "sv" in raw.dims:
+        coords["sv"] = np.arange(1, grid.width + 1)
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    return ds
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for package in ("jaxflow", "jax", "jaxlib", "flax", "numpy", "xarray", "zarr"):
+        try:
+            out[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _progress(total_configs: int, total_chunks: int, done_chunks: int, quiet: bool):
+    """A tqdm bar (configurations, their rate and ETA; chunks in the postfix), or None."""
+    stream = sys.stderr
+    if quiet or not (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_configs, unit="config", desc="sweep", file=stream, dynamic_ncols=True)
+    bar.set_postfix_str(f"chunks {done_chunks}/{total_chunks}")
+    return bar
+
+
+def run_sweep(
+    grid: Grid,
+    store=None,
+    *,
+    chunk_size: int | None = None,
+    memory_budget: float | None = None,
+    devices=None,
+    quiet: bool = False,
+    callback: Callable[[int, int], None] | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+):
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid is a {type(grid).__name__}; pass a jaxflow.Grid (or Grid.from_toml(path))")
+    import xarray as xr
+
+    start_time = time.perf_counter()
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    if process_count > 1 and store is None:
+        raise ValueError(
+            "a multi-host sweep needs store=: each process writes its own chunks to a shared store"
+        )
+    devices = resolve_devices(devices if process_count == 1 or devices else jax.local_devices())
+    spec = compute.spec_of(grid)
+
+    def sizes(requested):
+        size = choose_chunk_size(grid, spec, requested, memory_budget, devices)
+        return size, len(plan_chunks(grid, size))
+
+    sweep_store = None
+    if store is not None:
+        from .store import SweepStore
+
+        sweep_store = SweepStore.open(store, grid, chunk_size, sizes)
+        chunk_size = sweep_store.chunk_size
+    else:
+        chunk_size = sizes(chunk_size)[0]
+    chunks = plan_chunks(grid, chunk_size)
+    padded = math.ceil(chunk_size / len(devices)) * len(devices)
+    finished = sweep_store.finished() if sweep_store else set()
+    todo = [c for c in chunks if c.index not in finished and c.index % process_count == process_index]
+
+    kernel = compute.compiled_kernel(spec, devices)
+    traces_before = compute.TRACES[spec]
+    bar = _progress(sum(c.stop - c.start for c in todo), len(chunks), len(finished), quiet)
+    results = {}
+
+    def finish(chunk, outputs):
+        ds = chunk_dataset(grid, chunk, jax.device_get(outputs))
+        if sweep_store is not None:
+            sweep_store.write_chunk(chunk.index, ds)
+        else:
+            results[chunk.index] = ds
+        if bar is not None:
+            bar.update(chunk.stop - chunk.start)
+            bar.set_postfix_str(f"chunks {len(finished) + len(done) + 1}/{len(chunks)}")
+        done.append(chunk.index)
+        if callback is not None:
+            callback(chunk.index, len(chunks))
+
+    done: list[int] = []
+    in_flight = None
+    try:
+        for chunk in todo:
+            # Dispatch the next chunk before finishing the previous one: the device computes
+            # while the host converts and writes.
+            outputs = kernel(*chunk_inputs(grid, spec, chunk, padded))
+            if in_flight is not None:
+                finish(*in_flight)
+            in_flight = (chunk, outputs)
+        if in_flight is not None:
+            finish(*in_flight)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if process_count > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("jaxflow.sweep: every chunk written")
+    if sweep_store is not None:
+        parts = [sweep_store.read_chunk(c.index) for c in chunks]
+    else:
+        parts = [results[c.index] for c in chunks]
+    raw = xr.concat(parts, dim="config") if len(parts) > 1 else parts[0]
+    device = devices[0]
+    attrs = {
+        "grid": grid.to_json(),
+        "versions": json.dumps(_versions(), sort_keys=True),
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "num_devices": len(devices),
+        "process_count": process_count,
+        "compilations": compute.TRACES[spec] - traces_before,
+        "chunk_size": chunk_size,
+        "num_chunks": len(chunks),
+        "chunks_computed": json.dumps(sorted(done)),
+        "seconds": round(time.perf_counter() - start_time, 3),
+        "conventions": (
+            "J_l = dh_l/dh_(l-1) over the hidden blocks, P_l = J_l...J_1; singular values "
+            "descending; depth-d quantities of a depth-D pass; loss = batch-mean squared error of "
+            "the readout against y ~ N(0, 1); seed s: k_init, k_data = split(key(s)), "
+            "k_x, k_y = split(k_data); weights = model.init(k_init, x)"
+        ),
+    }
+    ds = assemble(grid, raw, attrs)
+    from .theory import add_theory
+
+    ds = add_theory(grid, ds)
+    if sweep_store is not None and process_index == 0:
+        sweep_store.write_result(ds)
+    return ds
