@@ -37,6 +37,7 @@ from jaxflow.jacobians import (
     singular_values,
 )
 from jaxflow.models import MLP, Network, ResidualStack, Stack, mlp, residual_stack
+from jaxflow.sweeps import METRICS, Grid, open_sweep, sweep
 
 __version__ = "0.1.0"
 
@@ -44,10 +45,12 @@ __all__ = [
     "ACTIVATIONS",
     "Activation",
     "ChainRuleCheck",
+    "Grid",
     "INIT_SCHEMES",
     "InitScheme",
     "JacobianChain",
     "LinearGrads",
+    "METRICS",
     "MLP",
     "Network",
     "ResidualStack",
@@ -63,10 +66,12 @@ __all__ = [
     "lecun_normal",
     "linear_layer_grads",
     "mlp",
+    "open_sweep",
     "orthogonal",
     "residual_stack",
     "scan_chain",
     "singular_values",
+    "sweep",
     "xavier_normal",
     "xavier_uniform",
 ]

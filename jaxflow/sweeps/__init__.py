@@ -75,7 +75,8 @@ def sweep(
     targets y ~ N(0, 1). Seed s draws ``k_init, k_data = jax.random.split(jax.random.key(s))``;
     weights are ``model.init(k_init, x)`` of the core model (``jf.mlp`` / ``jf.residual_stack``
     with the grid's width, activation and init), so any configuration can be rebuilt and checked
-    with the core functions; x, y come from ``k_x, k_y = jax.random.split(k_data)``.
+    with the core functions; x and y are the columns of
+    ``jax.random.normal(k_data, (batch, width + 1))`` (x the first width).
 
     Args:
       grid: the :class:`Grid`.

@@ -344,7 +344,7 @@ def run_sweep(
             "J_l = dh_l/dh_(l-1) over the hidden blocks, P_l = J_l...J_1; singular values "
             "descending; depth-d quantities of a depth-D pass; loss = batch-mean squared error of "
             "the readout against y ~ N(0, 1); seed s: k_init, k_data = split(key(s)), "
-            "k_x, k_y = split(k_data); weights = model.init(k_init, x)"
+            "[x | y] = normal(k_data, (batch, width + 1)); weights = model.init(k_init, x)"
         ),
     }
     ds = assemble(grid, raw, attrs)
