@@ -18,6 +18,7 @@ TOLERANCES = {
         "chain_rule": 1e-5,  # ∂L/∂x, relative norm error
         "model": 1e-5,  # scanned vs unrolled model outputs
         "orthogonal": 1e-5,  # WᵀW − gain²I, absolute
+        "gradient_norm": 2e-5,  # per-layer gradient norms and their ratios vs float64, relative
     },
     "float64": {
         "elementwise": 1e-12,
@@ -26,6 +27,7 @@ TOLERANCES = {
         "chain_rule": 1e-12,
         "model": 1e-12,
         "orthogonal": 1e-12,
+        "gradient_norm": 1e-12,
     },
 }
 

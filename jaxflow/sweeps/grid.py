@@ -206,8 +206,9 @@ class Grid:
             isinstance(v, numbers.Real) and not isinstance(v, bool) for v in init
         ):
             init = (tuple(init),)  # one mean-field pair, not two entries
-        init = tuple(_normalise_init(i) for i in _as_tuple("init", init))
-        _no_duplicates("init", init, [init_label(i) for i in init])
+        raw = _as_tuple("init", init)
+        init = tuple(_normalise_init(i) for i in raw)
+        _no_duplicates("init", raw, [init_label(i) for i in init])  # aliases count as duplicates
         set_("init", init)
         for key in ("width", "seeds", "batch", "branch_depth"):
             set_(key, _positive_int(key, getattr(self, key)))

@@ -275,7 +275,8 @@ def run_sweep(
     if store is not None:
         from .store import SweepStore
 
-        sweep_store = SweepStore.open(store, grid, chunk_size, sizes)
+        requested = None if chunk_size is None else sizes(chunk_size)[0]
+        sweep_store = SweepStore.open(store, grid, requested, sizes)
         chunk_size = sweep_store.chunk_size
     else:
         chunk_size = sizes(chunk_size)[0]
@@ -323,6 +324,12 @@ def run_sweep(
 
         multihost_utils.sync_global_devices("jaxflow.sweep: every chunk written")
     if sweep_store is not None:
+        missing = sorted({c.index for c in chunks} - sweep_store.finished())
+        if missing:
+            raise RuntimeError(
+                f"chunks {missing} are not in the store {sweep_store.path!r} after every process "
+                "finished; a process of this multi-host sweep failed — rerun to resume"
+            )
         parts = [sweep_store.read_chunk(c.index) for c in chunks]
     else:
         parts = [results[c.index] for c in chunks]
