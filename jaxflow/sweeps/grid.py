@@ -173,7 +173,7 @@ class Grid:
       >>> import jaxflow as jf
       >>> grid = jf.Grid(depth=[5, 10], activation=["relu", "tanh"], init=["he", (1.0, 0.05)])
       >>> grid.num_configs, grid.max_depth
-      (16, 10)
+      (32, 10)
     """
 
     depth: tuple = (5, 10, 20, 40)
