@@ -206,7 +206,8 @@ def test_one_compilation_for_the_whole_grid(count_grid):
     grid = count_grid
     first = jf.sweep(grid, quiet=True)
     assert first.attrs["compilations"] == 1
-    assert first.attrs["num_chunks"] == 3  # one per activation, all of the same shape
+    # per activation a chunk of 8 seeds for xavier, he and orthogonal each, all of one shape
+    assert first.attrs["num_chunks"] == 9
     second = jf.sweep(grid, quiet=True)
     assert second.attrs["compilations"] == 0
     xr.testing.assert_identical(first.drop_attrs(), second.drop_attrs())
@@ -221,8 +222,9 @@ def count_grid():
 
 def test_chunk_size_does_not_change_results(count_grid):
     one = jf.sweep(count_grid, quiet=True)
-    other = jf.sweep(count_grid, quiet=True, chunk_size=5)  # 24 per activation: 5, 5, 5, 5, 4
-    assert other.attrs["num_chunks"] == 15 and one.attrs["num_chunks"] == 3
+    # per activation: normal family 16 configs in 5, 5, 5, 1; orthogonal 8 in 5, 3
+    other = jf.sweep(count_grid, quiet=True, chunk_size=5)
+    assert other.attrs["num_chunks"] == 18 and one.attrs["num_chunks"] == 9
     xr.testing.assert_identical(one.drop_attrs(), other.drop_attrs())
 
 
@@ -274,7 +276,7 @@ def test_progress_bar_only_on_a_terminal(ds, capsys, monkeypatch):
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     jf.sweep(grid)
-    assert "config" in terminal.getvalue() and "chunks 3/3" in terminal.getvalue()
+    assert "config" in terminal.getvalue() and "chunks 9/9" in terminal.getvalue()
     terminal.truncate(0)
     jf.sweep(grid, quiet=True)
     assert terminal.getvalue().strip("\x00") == ""
@@ -332,7 +334,11 @@ def test_memory_budget_sets_the_chunk_size():
     from jaxflow.sweeps.run import choose_chunk_size
 
     spec = compute.spec_of(GRID)
-    per_config = compute.bytes_per_config(spec)
     devices = jax.devices()[:1]
-    assert choose_chunk_size(GRID, spec, None, 4 * per_config, devices) == 4
-    assert choose_chunk_size(GRID, spec, None, 10**12, devices) == 6  # capped at one activation
+    big = jf.Grid(depth=[2], activation=["relu"], init=["xavier", "he"], width=WIDTH, seeds=8)
+    big_spec = compute.spec_of(big)
+    per_config = compute.bytes_per_config(big_spec)
+    assert choose_chunk_size(big, big_spec, None, 5 * per_config, devices) == 5
+    # capped at the smallest weight-family group: GRID's orthogonal init has 2 seeds
+    assert choose_chunk_size(GRID, spec, None, 10**12, devices) == 2
+    assert choose_chunk_size(big, big_spec, None, 10**12, devices) == 16

@@ -26,8 +26,8 @@ def test_store_holds_the_result_and_resumes(reference, tmp_path):
     path = tmp_path / "sweep.zarr"
     seen = []
     first = jf.sweep(GRID, store=path, quiet=True, callback=lambda i, n: seen.append((i, n)))
-    assert seen == [(0, 3), (1, 3), (2, 3)]
-    assert sorted(os.listdir(path / "finished")) == ["00000", "00001", "00002"]
+    assert seen == [(i, 9) for i in range(9)]  # 3 activations × (2 normal + 1 orthogonal)
+    assert sorted(os.listdir(path / "finished")) == [f"{i:05d}" for i in range(9)]
     xr.testing.assert_identical(reference.drop_attrs(), first.drop_attrs())
     again = jf.sweep(GRID, store=path, quiet=True)
     assert json.loads(again.attrs["chunks_computed"]) == [] and again.attrs["compilations"] == 0
@@ -79,8 +79,8 @@ SCRIPT = textwrap.dedent(
 
     def callback(index, total):
         print(f"finished {index}", flush=True)
-        if index == 1:
-            time.sleep(120)  # chunk 2 is in flight (dispatched before chunk 1 was written)
+        if index == total - 2:
+            time.sleep(120)  # the last chunk is in flight (dispatched before this one was written)
 
     jf.sweep(GRID, store=sys.argv[1], quiet=True, callback=callback)
     """
@@ -97,16 +97,16 @@ def test_sigkill_mid_sweep_then_resume(reference, tmp_path):
         lines = []
         for line in child.stdout:
             lines.append(line.strip())
-            if line.strip() == "finished 1":
+            if line.strip() == "finished 7":
                 break
         child.send_signal(signal.SIGKILL)
     finally:
         child.wait(timeout=60)
         child.stdout.close()
-    assert lines == ["finished 0", "finished 1"] and child.returncode == -signal.SIGKILL
-    assert sorted(os.listdir(path / "finished")) == ["00000", "00001"]
+    assert lines == [f"finished {i}" for i in range(8)] and child.returncode == -signal.SIGKILL
+    assert sorted(os.listdir(path / "finished")) == [f"{i:05d}" for i in range(8)]
     resumed = jf.sweep(GRID, store=path, quiet=True)
-    assert json.loads(resumed.attrs["chunks_computed"]) == [2]  # only the chunk in flight
+    assert json.loads(resumed.attrs["chunks_computed"]) == [8]  # only the chunk in flight
     xr.testing.assert_identical(reference.drop_attrs(), resumed.drop_attrs())
 
 
@@ -115,11 +115,11 @@ def test_multi_host_chunks_split_by_process(reference, tmp_path):
 
     path = tmp_path / "sweep.zarr"
     # Process 1 of 2 computes the odd chunks only, then (alone here) finds chunks missing.
-    with pytest.raises(RuntimeError, match=r"chunks \[0, 2\] are not in the store"):
+    with pytest.raises(RuntimeError, match=r"chunks \[0, 2, 4, 6, 8\] are not in the store"):
         run_sweep(GRID, store=path, quiet=True, process_index=1, process_count=2)
-    assert sorted(os.listdir(path / "finished")) == ["00001"]
+    assert sorted(os.listdir(path / "finished")) == ["00001", "00003", "00005", "00007"]
     done = run_sweep(GRID, store=path, quiet=True, process_index=0, process_count=2)
-    assert json.loads(done.attrs["chunks_computed"]) == [0, 2]
+    assert json.loads(done.attrs["chunks_computed"]) == [0, 2, 4, 6, 8]
     xr.testing.assert_identical(reference.drop_attrs(), done.drop_attrs())
 
 

@@ -4,12 +4,13 @@ One trace serves the whole grid. What is static (and so fixes the compilation) i
 :class:`Spec`: model family, width, batch, the largest depth, the reported depths, the activation
 list, which weight families occur, and the metrics. Everything else is data:
 
-* the **activation** is an index into the grid's activations, chosen with ``lax.switch`` inside the
-  block function. A chunk never mixes activations, so the index is one unbatched scalar per call
-  and XLA runs only the chosen branch (a batched index would turn the switch into a ``select``
-  that computes every branch);
-* the **init scheme** is per-configuration data: the family index (normal / uniform / orthogonal)
-  and the variances σ_w²/n and σ_b², so schemes are ``vmap``-ed, not compiled separately;
+* the **activation** is an index into the grid's activations and the **weight family** (normal,
+  uniform, orthogonal) an index into the families the grid uses, each chosen with ``lax.switch``.
+  A chunk never mixes activations or families, so both are unbatched scalars of the call and XLA
+  runs only the chosen branch (a batched index would turn the switch into a ``select`` that
+  computes every branch: a QR for every configuration's orthogonal draw, used by a third of them);
+* the **init scale** is per-configuration data, the variances σ_w²/fan_in and σ_b², so schemes of
+  one family are ``vmap``-ed, not compiled separately;
 * the **seed** is an integer; weights, inputs and targets are drawn inside the call.
 
 Weights are exactly those of ``jf.mlp(depth, width, activation=..., init=...).init(k_init, x)``
@@ -94,7 +95,7 @@ def spec_of(grid) -> Spec:
 
 
 def _kernel_init(spec, family, w_vars):
-    """A kernel initialiser with the family index and the variances as data.
+    """A kernel initialiser with the family index (unbatched) and the variances as data.
 
     ``w_vars`` is (Var(W) of a hidden width×width kernel, Var(W) of the width×1 readout kernel),
     computed on the host exactly as the scheme computes them (xavier's fan_avg differs between the
@@ -102,18 +103,18 @@ def _kernel_init(spec, family, w_vars):
     """
 
     def draw(name, key, shape, dtype):
-        w_var = w_vars[0] if shape[0] == shape[1] else w_vars[1]
+        w_var = (w_vars[0] if shape[0] == shape[1] else w_vars[1]).astype(dtype)
         if name == "normal":  # jax.nn.initializers.variance_scaling(..., "normal")
-            return jax.random.normal(key, shape, dtype) * jnp.sqrt(w_var.astype(dtype))
+            return jax.random.normal(key, shape, dtype) * jnp.sqrt(w_var)
         if name == "uniform":  # variance_scaling(..., "uniform")
-            return jax.random.uniform(key, shape, dtype, -1) * jnp.sqrt(3 * w_var.astype(dtype))
+            return jax.random.uniform(key, shape, dtype, -1) * jnp.sqrt(3 * w_var)
         return orthogonal_init(jnp.sqrt(w_var))(key, shape, dtype)
 
     def init(key, shape, dtype=jnp.float32):
-        if len(spec.families) == 1:
-            return draw(spec.families[0], key, shape, dtype)
-        draws = [draw(name, key, shape, dtype) for name in spec.families]
-        return jnp.select([family == i for i in range(len(draws) - 1)], draws[:-1], draws[-1])
+        draws = [functools.partial(draw, name, shape=shape, dtype=dtype) for name in spec.families]
+        if len(draws) == 1:
+            return draws[0](key)
+        return jax.lax.switch(family, draws, key)
 
     return init
 
@@ -149,7 +150,7 @@ def draw_network(spec: Spec, family, w_var, b_var, seed):
 
     Args:
       spec: the static spec.
-      family: index into ``spec.families``.
+      family: index into ``spec.families`` (the same for every configuration of a call).
       w_var: (2,) kernel variances (hidden, readout); see :func:`_kernel_init`.
       b_var: σ_b², the bias variance.
       seed: the integer seed.
@@ -303,7 +304,7 @@ def _backward(spec, block_fn, stack, h0, hs, y):
 
 def _kernel(spec: Spec, act_idx, family, w_var, b_var, seed):
     TRACES[spec] += 1  # runs only while tracing: counts compilations, optax-style
-    return jax.vmap(functools.partial(one_config, spec, act_idx))(family, w_var, b_var, seed)
+    return jax.vmap(functools.partial(one_config, spec, act_idx, family))(w_var, b_var, seed)
 
 
 @functools.lru_cache(maxsize=None)
@@ -326,7 +327,7 @@ def compiled_kernel(spec: Spec, devices: tuple):
         options = {"xla_backend_optimization_level": 1}
     return jax.jit(
         functools.partial(_kernel, spec),
-        in_shardings=(replicated, per_config, per_config, per_config, per_config),
+        in_shardings=(replicated, replicated, per_config, per_config, per_config),
         out_shardings=per_config,
         compiler_options=options,
     )

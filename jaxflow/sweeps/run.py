@@ -54,12 +54,19 @@ DESCRIPTIONS = {
 
 
 class Chunk(NamedTuple):
-    """One compiled call: configurations ``start:stop`` (flat over init × seed) of one activation."""
+    """One compiled call: configurations of one activation and one weight family.
+
+    Attributes:
+      index: position in the plan (and the store's chunk name).
+      activation: index into ``grid.activation``.
+      family: index into the spec's weight families.
+      configs: flat (init, seed) indices ``init * seeds + seed`` within the activation's block.
+    """
 
     index: int
     activation: int
-    start: int
-    stop: int
+    family: int
+    configs: tuple
 
 
 def resolve_devices(devices) -> tuple:
@@ -97,24 +104,36 @@ def default_memory_budget(device) -> int:
     return CPU_MEMORY_BUDGET
 
 
-def plan_chunks(grid: Grid, chunk_size: int) -> list[Chunk]:
-    """Chunks of at most ``chunk_size`` configurations, never mixing activations."""
-    per_activation = len(grid.init) * grid.seeds
+def _family_groups(grid: Grid, spec) -> list[list[int]]:
+    """Flat (init, seed) indices of each weight family's inits, in the spec's family order."""
+    return [
+        [i * grid.seeds + s for i, init in enumerate(grid.init) if init_family(init) == family
+         for s in range(grid.seeds)]
+        for family in spec.families
+    ]
+
+
+def plan_chunks(grid: Grid, spec, chunk_size: int) -> list[Chunk]:
+    """Chunks of at most ``chunk_size`` configurations, never mixing activations or families."""
     chunks = []
     for a in range(len(grid.activation)):
-        for start in range(0, per_activation, chunk_size):
-            stop = min(start + chunk_size, per_activation)
-            chunks.append(Chunk(len(chunks), a, start, stop))
+        for f, group in enumerate(_family_groups(grid, spec)):
+            for start in range(0, len(group), chunk_size):
+                chunks.append(Chunk(len(chunks), a, f, tuple(group[start : start + chunk_size])))
     return chunks
 
 
 def choose_chunk_size(grid: Grid, spec, chunk_size, memory_budget, devices) -> int:
-    """The configurations per chunk: ``chunk_size``, or as many as ``memory_budget`` holds."""
-    per_activation = len(grid.init) * grid.seeds
+    """The configurations per chunk: ``chunk_size``, or as many as ``memory_budget`` holds.
+
+    The default is capped at the smallest family group (seeds × that family's inits), so chunks of
+    one size tile every group without padding when the groups are multiples of it.
+    """
+    largest = max(len(g) for g in _family_groups(grid, spec))
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size={chunk_size!r} is not allowed; it must be an integer >= 1")
-        return min(chunk_size, per_activation)
+        return min(chunk_size, largest)
     if memory_budget is None:
         memory_budget = default_memory_budget(devices[0]) * len(devices)
     elif isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or memory_budget <= 0:
@@ -125,33 +144,36 @@ def choose_chunk_size(grid: Grid, spec, chunk_size, memory_budget, devices) -> i
             f"memory_budget={memory_budget} bytes is below one configuration's estimated "
             f"{compute.bytes_per_config(spec)} bytes; raise it or shrink width/batch"
         )
-    return min(per_activation, fits)
+    return min(min(len(g) for g in _family_groups(grid, spec)), fits)
 
 
-def chunk_inputs(grid: Grid, spec, chunk: Chunk, padded: int):
-    """Host arrays (activation index, family, w_vars, b_var, seed) of a chunk, padded."""
-    flat = np.arange(chunk.start, chunk.stop)
+def chunk_inputs(grid: Grid, chunk: Chunk, padded: int):
+    """Host arrays (activation index, family index, w_vars, b_var, seed) of a chunk, padded."""
+    flat = np.asarray(chunk.configs)
     flat = np.concatenate([flat, np.full(padded - flat.size, flat[-1])])  # repeat the last one
     init_idx, seed = np.divmod(flat, grid.seeds)
-    table = [kernel_variances(i, grid.width) for i in grid.init]
-    family = np.asarray([spec.families.index(init_family(grid.init[i])) for i in init_idx], np.int32)
-    w_vars = np.asarray([table[i][:2] for i in init_idx], np.float32)
-    b_var = np.asarray([table[i][2] for i in init_idx], np.float32)
-    return np.int32(chunk.activation), family, w_vars, b_var, seed.astype(np.int32)
+    table = np.asarray([kernel_variances(i, grid.width) for i in grid.init], np.float32)
+    return (
+        np.int32(chunk.activation),
+        np.int32(chunk.family),
+        table[init_idx, :2],
+        table[init_idx, 2],
+        seed.astype(np.int32),
+    )
 
 
 def chunk_dataset(grid: Grid, chunk: Chunk, outputs: dict):
     """One chunk's raw results as an xarray.Dataset over its flat ``config`` dimension."""
     import xarray as xr
 
-    size = chunk.stop - chunk.start
+    size = len(chunk.configs)
     offset = chunk.activation * len(grid.init) * grid.seeds
     data = {}
     for name, value in outputs.items():
         value = np.asarray(value)[:size]
         dims = ("config",) + _raw_dims(name)[: value.ndim - 1]
         data[name] = (dims, value)
-    coords = {"config": np.arange(offset + chunk.start, offset + chunk.stop)}
+    coords = {"config": offset + np.asarray(chunk.configs)}
     return xr.Dataset(data, coords=coords)
 
 
@@ -264,12 +286,12 @@ def run_sweep(
         raise ValueError(
             "a multi-host sweep needs store=: each process writes its own chunks to a shared store"
         )
-    devices = resolve_devices(devices if process_count == 1 or devices else jax.local_devices())
+    devices = resolve_devices(devices)  # this process's own devices, also in a multi-host sweep
     spec = compute.spec_of(grid)
 
     def sizes(requested):
         size = choose_chunk_size(grid, spec, requested, memory_budget, devices)
-        return size, len(plan_chunks(grid, size))
+        return size, len(plan_chunks(grid, spec, size))
 
     sweep_store = None
     if store is not None:
@@ -280,14 +302,14 @@ def run_sweep(
         chunk_size = sweep_store.chunk_size
     else:
         chunk_size = sizes(chunk_size)[0]
-    chunks = plan_chunks(grid, chunk_size)
+    chunks = plan_chunks(grid, spec, chunk_size)
     padded = math.ceil(chunk_size / len(devices)) * len(devices)
     finished = sweep_store.finished() if sweep_store else set()
     todo = [c for c in chunks if c.index not in finished and c.index % process_count == process_index]
 
     kernel = compute.compiled_kernel(spec, devices)
     traces_before = compute.TRACES[spec]
-    bar = _progress(sum(c.stop - c.start for c in todo), len(chunks), len(finished), quiet)
+    bar = _progress(sum(len(c.configs) for c in todo), len(chunks), len(finished), quiet)
     results = {}
 
     def finish(chunk, outputs):
@@ -297,7 +319,7 @@ def run_sweep(
         else:
             results[chunk.index] = ds
         if bar is not None:
-            bar.update(chunk.stop - chunk.start)
+            bar.update(len(chunk.configs))
             bar.set_postfix_str(f"chunks {len(finished) + len(done) + 1}/{len(chunks)}")
         done.append(chunk.index)
         if callback is not None:
@@ -309,7 +331,7 @@ def run_sweep(
         for chunk in todo:
             # Dispatch the next chunk before finishing the previous one: the device computes
             # while the host converts and writes.
-            outputs = kernel(*chunk_inputs(grid, spec, chunk, padded))
+            outputs = kernel(*chunk_inputs(grid, chunk, padded))
             if in_flight is not None:
                 finish(*in_flight)
             in_flight = (chunk, outputs)
