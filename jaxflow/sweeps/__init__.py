@@ -11,8 +11,9 @@ How it runs:
   from it; activations are a ``lax.switch`` index, init schemes vmapped data, seeds vmapped.
   ``ds.attrs["compilations"]`` says how many ran (0 when an identical sweep ran before in the same
   process).
-* **Chunks** of (init, seed) configurations of one activation, as many as fit a memory budget
-  (default: half the accelerator's memory, 2 GiB on CPU); the chunk size never changes a result.
+* **Chunks** of (init, seed) configurations of one activation and one weight family (normal,
+  uniform or orthogonal), as many as fit a memory budget (default: half the accelerator's memory,
+  2 GiB on CPU), all padded to one shape; the chunk size never changes a result.
 * **Devices**: each chunk's configuration axis is sharded over the devices (``Mesh`` +
   ``NamedSharding``), padded to a multiple of their number.
 * **Store**: with ``store="path.zarr"`` every finished chunk is written as it completes and a rerun
@@ -84,7 +85,9 @@ def sweep(
         finished chunk is written as it completes; rerunning with the same grid resumes, skipping
         finished chunks; a store of another grid is refused, never overwritten.
       chunk_size: configurations per compiled call (default: as many as ``memory_budget`` holds,
-        up to one activation's init × seed block). Results do not depend on it.
+        up to the smallest group of one activation and one weight family, e.g. ``seeds`` when the
+        grid has an orthogonal and a Gaussian init). Chunks never mix activations or weight
+        families; results do not depend on the chunk size.
       memory_budget: bytes a chunk may use (default: half the accelerator memory; 2 GiB per CPU
         device, where jax reports no limit).
       devices: devices to shard each chunk's configurations over (default: every local device; on
