@@ -238,6 +238,21 @@ def test_four_devices_equal_one(count_grid):
     xr.testing.assert_allclose(one.drop_attrs(), sharded.drop_attrs(), rtol=1e-5, atol=0)
 
 
+def test_host_devices_that_would_deadlock_lapack_are_refused(monkeypatch):
+    import os
+
+    from jaxflow.sweeps import run
+
+    monkeypatch.setattr(run, "_lapack_blocks_pool", lambda: True)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    grid = jf.Grid(depth=[2], activation=["tanh"], init=["he"], width=64, seeds=8, batch=4,
+                   metrics=["P_spectrum"])
+    with pytest.raises(ValueError, match="would deadlock jaxlib < 0.11's batched SVD"):
+        jf.sweep(grid, devices=jax.devices())
+    # tiny matrices stay below jaxlib's split threshold: the tests' sharded sweeps are safe
+    run.check_host_devices(jax.devices(), compute.spec_of(GRID), 8)
+
+
 def test_dataset_is_labelled(ds):
     assert ds.J_sv_max.dims == ("activation", "init", "seed", "example", "depth", "layer")
     assert ds.grad_ratio.dims == ("activation", "init", "seed", "depth")
@@ -327,7 +342,7 @@ def test_bad_sweep_arguments():
     with pytest.raises(ValueError, match="below one configuration's estimated"):
         jf.sweep(GRID, memory_budget=10)
     with pytest.raises(ValueError, match="multi-host sweep needs store="):
-        jf.sweeps.run_sweep(GRID, process_count=2, process_index=0)
+        jf.sweep(GRID, process_count=2, process_index=0)
 
 
 def test_memory_budget_sets_the_chunk_size():

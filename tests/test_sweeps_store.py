@@ -111,14 +111,12 @@ def test_sigkill_mid_sweep_then_resume(reference, tmp_path):
 
 
 def test_multi_host_chunks_split_by_process(reference, tmp_path):
-    from jaxflow.sweeps.run import run_sweep
-
     path = tmp_path / "sweep.zarr"
     # Process 1 of 2 computes the odd chunks only, then (alone here) finds chunks missing.
     with pytest.raises(RuntimeError, match=r"chunks \[0, 2, 4, 6, 8\] are not in the store"):
-        run_sweep(GRID, store=path, quiet=True, process_index=1, process_count=2)
+        jf.sweep(GRID, store=path, quiet=True, process_index=1, process_count=2)
     assert sorted(os.listdir(path / "finished")) == ["00001", "00003", "00005", "00007"]
-    done = run_sweep(GRID, store=path, quiet=True, process_index=0, process_count=2)
+    done = jf.sweep(GRID, store=path, quiet=True, process_index=0, process_count=2)
     assert json.loads(done.attrs["chunks_computed"]) == [0, 2, 4, 6, 8]
     xr.testing.assert_identical(reference.drop_attrs(), done.drop_attrs())
 

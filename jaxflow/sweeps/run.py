@@ -93,6 +93,28 @@ def _lapack_blocks_pool() -> bool:
     return (major, minor) < (0, 11)
 
 
+def check_host_devices(devices, spec, padded: int) -> None:
+    """Refuses a sharding over CPU devices that jaxlib < 0.11's LAPACK kernels would deadlock.
+
+    jaxlib 0.10's batched SVD splits a call of ``b`` m×n matrices into tasks on XLA:CPU's intra-op
+    pool (one thread per core) when b·10·m·n ≥ 200,000, and blocks its own thread until they finish.
+    A device executes on a pool thread, so once as many devices as pool threads are inside such a
+    call, every thread waits for tasks that no thread is left to run.
+    """
+    import os
+
+    if len(devices) < 2 or devices[0].platform != "cpu" or not _lapack_blocks_pool():
+        return
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    svd_batch = (padded // len(devices)) * spec.batch * 2
+    if len(devices) >= threads and svd_batch * 10 * spec.width**2 >= 200_000:
+        raise ValueError(
+            f"devices: {len(devices)} CPU devices on {threads} cores would deadlock jaxlib < 0.11's "
+            "batched SVD (each device blocks a pool thread waiting for its own sub-tasks); one CPU "
+            "device already uses every core for the decompositions — pass devices=None"
+        )
+
+
 def default_memory_budget(device) -> int:
     """Bytes a chunk may use: half the accelerator's memory, or 2 GiB on CPU."""
     try:
@@ -273,7 +295,7 @@ def _progress(total_configs: int, total_chunks: int, done_chunks: int, quiet: bo
     return bar
 
 
-def run_sweep(
+def sweep(
     grid: Grid,
     store=None,
     *,
@@ -285,6 +307,70 @@ def run_sweep(
     process_index: int | None = None,
     process_count: int | None = None,
 ):
+    """Runs every network of ``grid`` in one compiled, chunked, sharded call per chunk.
+
+    Metrics (``grid.metrics``; each a name from :data:`METRICS`):
+
+    * ``J_spectrum`` / ``P_spectrum`` — per layer and input, summaries of the singular values of
+      J_l = ∂h_l/∂h_{l−1} and of P_l = J_l ⋯ J_1: ``*_sv_max``, ``*_sv_min``, ``*_sv_mean_sq``
+      ((1/n)‖·‖_F²), ``*_sv_mean_log``, ``*_cond``, and ``P_resolved`` (values above P_l's float32
+      rounding floor σ_max·n·ε); ``J_spectra`` / ``P_spectra`` add the full spectra ``J_sv``,
+      ``P_sv`` (a ``sv`` dimension of length width).
+    * ``activation_grad_norm`` — ‖∂L/∂h_l‖ (Frobenius over the batch) of the depth-d network;
+      ``weight_grad_norm`` — ‖∂L/∂W_l‖ of block l's Dense kernels.
+    * ``grad_ratio`` — ‖∂L/∂h_0‖ / ‖∂L/∂h_d‖ (the whole chain of d blocks) and
+      ``weight_grad_ratio`` — ‖∂L/∂W_1‖ / ‖∂L/∂W_d‖.
+    * ``dead_fraction`` / ``saturated_fraction`` (MLP) — per layer, the fraction of units with
+      φ′(z_l) = 0, resp. |φ′(z_l)| ≤ ``grid.saturation``·sup|φ′|, for every input of the batch.
+    * With :mod:`jaxflow.theory` installed: ``theory_chi1`` and the mean-field predictions
+      ``theory_P_sv_mean_sq`` (χ₁^l) and ``theory_grad_ratio`` (χ₁^{d/2}) beside the measurements.
+
+    The loss of a depth-d network is the batch-mean squared error of its readout of h_d against
+    targets y ~ N(0, 1). Seed s draws ``k_init, k_data = jax.random.split(jax.random.key(s))``;
+    weights are ``model.init(k_init, x)`` of the core model (``jf.mlp`` / ``jf.residual_stack``
+    with the grid's width, activation and init), so any configuration can be rebuilt and checked
+    with the core functions; x and y are the columns of
+    ``jax.random.normal(k_data, (batch, width + 1))`` (x the first width).
+
+    Args:
+      grid: the :class:`Grid`.
+      store: ``None`` (results in memory only) or a directory path (``"results.zarr"``): each
+        finished chunk is written as it completes; rerunning with the same grid resumes, skipping
+        finished chunks; a store of another grid is refused, never overwritten.
+      chunk_size: configurations per compiled call (default: as many as ``memory_budget`` holds,
+        up to the smallest group of one activation and one weight family, e.g. ``seeds`` when the
+        grid has an orthogonal and a Gaussian init). Chunks never mix activations or weight
+        families; results do not depend on the chunk size.
+      memory_budget: bytes a chunk may use (default: half the accelerator memory; 2 GiB per CPU
+        device, where jax reports no limit).
+      devices: devices to shard each chunk's configurations over (default: every local device; on
+        CPU with jaxlib < 0.11 one device — see the module docs).
+      quiet: no progress bar (there is none anyway when stderr is not a terminal).
+      callback: ``callback(chunk_index, num_chunks)``, called after each chunk is finished (and
+        written, with a store).
+      process_index, process_count: this process's place in a multi-host sweep (default:
+        ``jax.process_index()``, ``jax.process_count()``); process p computes the chunks
+        ``index % process_count == p``.
+
+    Returns:
+      An ``xarray.Dataset`` with dimensions ``activation``, ``init`` (with ``sigma_w2`` and
+      ``sigma_b2`` coordinates), ``seed``, ``example`` (inputs of a seed), ``depth``, ``layer``
+      (1…max depth; NaN beyond each depth) and ``sv``, and attributes recording the grid (JSON),
+      package versions, platform, device kind, number of devices, ``compilations``, chunking and
+      the chunks computed in this call. ``ds.to_dataframe()`` gives one row per coordinate tuple.
+
+    Raises:
+      TypeError: if ``grid`` is not a :class:`Grid`.
+      ValueError: for a bad chunk size, memory budget or store (see above).
+
+    Example:
+      >>> import jaxflow as jf
+      >>> grid = jf.Grid(depth=[1, 2], activation=["tanh"], init=["xavier"], width=4, seeds=1,
+      ...                batch=1, metrics=["P_spectrum"])
+      >>> ds = jf.sweep(grid, quiet=True)
+      >>> ds.P_sv_max.dims
+      ('activation', 'init', 'seed', 'example', 'depth', 'layer')
+    """
     if not isinstance(grid, Grid):
         raise TypeError(f"grid is a {type(grid).__name__}; pass a jaxflow.Grid (or Grid.from_toml(path))")
     start_time = time.perf_counter()
@@ -316,6 +402,7 @@ def run_sweep(
         chunk_size = sizes(chunk_size)[0]
     chunks = plan_chunks(grid, spec, chunk_size)
     padded = math.ceil(chunk_size / len(devices)) * len(devices)
+    check_host_devices(devices, spec, padded)
     finished = sweep_store.finished() if sweep_store else set()
     todo = [c for c in chunks if c.index not in finished and c.index % process_count == process_index]
 
