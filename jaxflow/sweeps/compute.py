@@ -191,6 +191,7 @@ def one_config(spec: Spec, act_idx, family, w_var, b_var, seed) -> dict:
     want_grads = bool(metrics & set(GRAD_METRICS))
     want_units = bool(metrics & {"dead_fraction", "saturated_fraction"})
     variables, x, y = draw_network(spec, family, w_var, b_var, seed)
+    # One decomposition per activation of the same variables (decompose ignores the init).
     stacks = [build_model(spec, a, "he").decompose(variables) for a in spec.activations]
     branches = [s.block_fn for s in stacks]
 

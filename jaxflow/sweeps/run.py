@@ -228,22 +228,23 @@ def assemble(grid: Grid, raw, attrs: dict):
     mask = layers[None, :] <= depths[:, None]  # (depth, layer)
     data = {}
     for name, var in raw.data_vars.items():
-        values = np.asarray(var.values, dtype=np.float64 if var.dtype.kind == "f" else None)
+        # float32 as computed (NaN marks layers beyond a depth; counts become float32 too)
+        values = np.asarray(var.values, dtype=np.float32)
         values = values.reshape((A, I, S) + values.shape[1:])
         dims = ("activation", "init", "seed") + var.dims[1:]
         if "layer" in var.dims and "depth" not in var.dims:
             # prefix quantity: insert a depth axis before the layer axis, masked to l <= d
             axis = dims.index("layer")
-            values = np.expand_dims(values.astype(np.float64), axis)
+            values = np.expand_dims(values, axis)
             shape = [1] * values.ndim
             shape[axis], shape[axis + 1] = mask.shape
-            values = np.where(mask.reshape(shape), values, np.nan)
+            values = np.where(mask.reshape(shape), values, np.float32(np.nan))
             dims = dims[:axis] + ("depth",) + dims[axis:]
         elif "layer" in var.dims:
             axis = dims.index("depth")
             shape = [1] * values.ndim
             shape[axis], shape[axis + 1] = mask.shape
-            values = np.where(mask.reshape(shape), values, np.nan)
+            values = np.where(mask.reshape(shape), values, np.float32(np.nan))
         data[name] = xr.Variable(dims, values, attrs={"description": DESCRIPTIONS.get(name, "")})
     sigma = np.asarray([init_variances(i) for i in grid.init])
     coords = {
@@ -361,7 +362,9 @@ def sweep(
 
     Raises:
       TypeError: if ``grid`` is not a :class:`Grid`.
-      ValueError: for a bad chunk size, memory budget or store (see above).
+      ValueError: for a bad chunk size, memory budget, store, or a CPU sharding that jaxlib's
+        LAPACK kernels would deadlock (see the module docs).
+      RuntimeError: in a multi-host sweep, if chunks are missing once every process is done.
 
     Example:
       >>> import jaxflow as jf
