@@ -271,6 +271,8 @@ def test_theory_beside_measurement_when_available(ds):
     assert hasattr(theory, "chi1")
     # ReLU: χ₁ = σ_w²/2 (the q → 0⁺ limit is not needed at σ_b² = 0), whatever q* is.
     np.testing.assert_allclose(ds.theory_chi1.sel(activation="relu", init="xavier"), 0.5, rtol=1e-4)
+    # tanh at σ_b² = 0: q* = 0 and χ₁ = σ_w² φ′(0)² = σ_w² (orthogonal: gain² = 1)
+    np.testing.assert_allclose(ds.theory_chi1.sel(activation="tanh", init="orthogonal"), 1.0, rtol=1e-4)
     np.testing.assert_allclose(
         ds.theory_grad_ratio.sel(activation="relu", init="xavier"), 0.5 ** (ds.depth / 2), rtol=1e-4
     )

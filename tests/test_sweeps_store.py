@@ -135,7 +135,7 @@ GRID_TOML = """
     seeds = 2
     batch = 2
     metrics = ["J_spectrum", "P_spectrum", "J_spectra", "P_spectra", "activation_grad_norm",
-               "weight_grad_norm", "grad_ratio", "dead_fraction", "saturated_fraction"]
+               "weight_grad_norm", "grad_ratio", "dead_fraction", "saturated_fraction", "theory"]
 """
 
 

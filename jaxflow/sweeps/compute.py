@@ -86,7 +86,7 @@ def spec_of(grid) -> Spec:
         grid.depth,
         grid.activation,
         families,
-        grid.metrics,
+        tuple(m for m in grid.metrics if m != "theory"),  # host-side, not part of the kernel
         grid.saturation,
         grid.branch_depth,
         grid.norm,

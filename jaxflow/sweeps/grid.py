@@ -26,6 +26,7 @@ METRICS = (
     "grad_ratio",
     "dead_fraction",
     "saturated_fraction",
+    "theory",
 )
 """Every metric a sweep can compute, by name (see :func:`jaxflow.sweep` for what each one is)."""
 
@@ -37,6 +38,7 @@ DEFAULT_METRICS = (
     "grad_ratio",
     "dead_fraction",
     "saturated_fraction",
+    "theory",
 )
 
 def _fail(key, value, allowed):
@@ -164,7 +166,7 @@ class Grid:
       seeds: number of seeds; seed s draws weights and data from ``jax.random.key(s)``.
       batch: inputs per seed, x ~ N(0, I_n) (and targets y ~ N(0, 1) for the loss).
       metrics: metric names from :data:`METRICS`; ``None`` means every default metric that
-        applies to the model and activations.
+        applies to the model and activations (the full spectra excluded, ``"theory"`` included).
       saturation: a unit is saturated when |φ′(z)| ≤ ``saturation``·sup|φ′| for every input.
       branch_depth: Dense layers per residual branch (``model="residual"``).
       norm: ``None`` or ``"layer"`` (residual branch LayerNorm).

@@ -263,12 +263,20 @@ def assemble(grid: Grid, raw, attrs: dict):
     return ds
 
 
-def _prefetch_imports(store: bool) -> None:
-    import xarray  # noqa: F401
+def _prefetch(grid: Grid, store: bool, theory: dict) -> None:
+    """Host work that overlaps the first compilation: imports, and the mean-field predictions."""
+    try:
+        import xarray  # noqa: F401
 
-    if store:
-        import zarr  # noqa: F401
-    _versions()
+        if store:
+            import zarr  # noqa: F401
+        _versions()
+        if "theory" in grid.metrics:
+            from .theory import chi1_table
+
+            theory["chi1"] = chi1_table(grid)
+    except BaseException as error:  # re-raised by the main thread after join()
+        theory["error"] = error
 
 
 @functools.lru_cache(maxsize=None)
@@ -323,8 +331,11 @@ def sweep(
       ``weight_grad_ratio`` — ‖∂L/∂W_1‖ / ‖∂L/∂W_d‖.
     * ``dead_fraction`` / ``saturated_fraction`` (MLP) — per layer, the fraction of units with
       φ′(z_l) = 0, resp. |φ′(z_l)| ≤ ``grid.saturation``·sup|φ′|, for every input of the batch.
-    * With :mod:`jaxflow.theory` installed: ``theory_chi1`` and the mean-field predictions
-      ``theory_P_sv_mean_sq`` (χ₁^l) and ``theory_grad_ratio`` (χ₁^{d/2}) beside the measurements.
+    * ``theory`` (in the default metrics; needs :mod:`jaxflow.theory`): ``theory_chi1`` with
+      the theory's ``theory_status``, and the mean-field predictions ``theory_P_sv_mean_sq``
+      (χ₁^l) and ``theory_grad_ratio`` (χ₁^{d/2}) beside the measurements. Computed on the host,
+      on a second thread while the kernel compiles; without the module, ``ds.attrs["theory"]``
+      says so.
 
     The loss of a depth-d network is the batch-mean squared error of its readout of h_d against
     targets y ~ N(0, 1). Seed s draws ``k_init, k_data = jax.random.split(jax.random.key(s))``;
@@ -379,7 +390,10 @@ def sweep(
     start_time = time.perf_counter()
     # xarray (and pandas) take ~0.3 s to import; XLA's compilation releases the GIL, so importing
     # them on a second thread hides that behind the compile of the first chunk.
-    prefetch = threading.Thread(target=_prefetch_imports, args=(store is not None,), daemon=True)
+    theory = {}
+    prefetch = threading.Thread(
+        target=_prefetch, args=(grid, store is not None, theory), daemon=True
+    )
     prefetch.start()
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
@@ -444,6 +458,8 @@ def sweep(
             bar.close()
 
     prefetch.join()
+    if "error" in theory:
+        raise theory["error"]
     import xarray as xr
 
     if process_count > 1:
@@ -482,9 +498,10 @@ def sweep(
         ),
     }
     ds = assemble(grid, raw, attrs)
-    from .theory import add_theory
+    if "theory" in grid.metrics:
+        from .theory import add_theory
 
-    ds = add_theory(grid, ds)
+        ds = add_theory(ds, theory.get("chi1"))
     if sweep_store is not None and process_index == 0:
         sweep_store.write_result(ds)
     return ds

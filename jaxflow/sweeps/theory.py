@@ -19,9 +19,12 @@ from .grid import init_variances
 
 
 def chi1_table(grid):
-    """(activation, init) array of χ₁ from :func:`jaxflow.theory.chi1`, or ``None`` without it.
+    """χ₁ from :func:`jaxflow.theory.chi1` per (activation, init), or ``None`` without the module.
 
-    An entry is NaN where the theory declines to give a number (e.g. a diverging q*).
+    Returns:
+      ``(values, status)``: (activation, init) arrays of χ₁ (NaN where the theory gives no number)
+      and the theory's status name of each (``"ok"``, ``"marginal"``, ``"diverges"``, ...), or
+      ``None``.
     """
     try:
         from jaxflow import theory
@@ -30,26 +33,42 @@ def chi1_table(grid):
     chi1 = getattr(theory, "chi1", None)
     if chi1 is None:
         return None
-    table = np.full((len(grid.activation), len(grid.init)), np.nan)
+    shape = (len(grid.activation), len(grid.init))
+    values = np.full(shape, np.nan)
+    status = np.full(shape, "unavailable", dtype=object)
+    sigma = np.asarray([init_variances(i) for i in grid.init])
     for a, activation in enumerate(grid.activation):
-        for i, init in enumerate(grid.init):
-            sigma_w2, sigma_b2 = init_variances(init)
-            try:
-                value = chi1(activation, sigma_w2, sigma_b2)
-            except (ValueError, ArithmeticError):
-                continue
-            value = getattr(value, "chi1", value)
-            table[a, i] = float(np.asarray(value))
-    return table
+        try:  # one vectorised call per activation, over the grid's (σ_w², σ_b²)
+            result = chi1(activation, sigma[:, 0], sigma[:, 1])
+        except (ValueError, ArithmeticError):
+            continue
+        values[a] = np.asarray(getattr(result, "value", result), dtype=float)
+        if hasattr(result, "status") and hasattr(theory, "status_name"):
+            status[a] = theory.status_name(np.asarray(result.status))
+        else:
+            status[a] = "ok"
+    values[np.isin(status, ("invalid", "not_found"))] = np.nan
+    return values, status
 
 
-def add_theory(grid, ds):
-    """Adds ``theory_chi1`` and the predictions beside ``P_sv_mean_sq`` and ``grad_ratio``."""
-    table = chi1_table(grid)
-    if table is None:
+def add_theory(ds, found):
+    """Adds ``theory_chi1`` and the predictions beside ``P_sv_mean_sq`` and ``grad_ratio``.
+
+    Args:
+      ds: the assembled sweep dataset.
+      found: what :func:`chi1_table` returned (``None``: the theory module is not installed,
+        recorded in ``ds.attrs["theory"]``).
+    """
+    if found is None:
+        ds.attrs["theory"] = "jaxflow.theory is not installed: no mean-field predictions"
         return ds
-    ds = ds.assign(theory_chi1=(("activation", "init"), table))
+    table, status = found
+    ds = ds.assign(
+        theory_chi1=(("activation", "init"), table),
+        theory_status=(("activation", "init"), status),
+    )
     ds["theory_chi1"].attrs["description"] = "mean-field chi_1 = sigma_w^2 E[phi'(sqrt(q*) z)^2]"
+    ds["theory_status"].attrs["description"] = "jaxflow.theory's status of chi_1 (ok, marginal, ...)"
     if "P_sv_mean_sq" in ds:
         layers = ds["layer"].values.astype(float)
         ds["theory_P_sv_mean_sq"] = (
