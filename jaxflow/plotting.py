@@ -163,7 +163,7 @@ def plot_sweep_heatmap(ds, metric: str = "grad_ratio", *, axes=None, log: bool =
     for ax, activation in zip(axes, summary["activation"].values):
         panel = values[list(summary["activation"].values).index(activation)].T  # (depth, init)
         image = ax.imshow(panel, aspect="auto", origin="lower", vmin=vmin, vmax=vmax, cmap="viridis")
-        ax.set_xticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30, ha="right")
         ax.set_yticks(range(summary.sizes["depth"]), summary["depth"].values)
         ax.set_xlabel("initialisation (σ_w² = fan_in·Var W)")
         ax.set_ylabel("depth d")
@@ -203,18 +203,22 @@ def plot_gradient_ratio(ds, *, ax=None, metric: str = "grad_ratio"):
     ax = new_axes(ax)
     ratio = ds[metric]
     depths = ds["depth"].values
-    for activation in ds["activation"].values:
-        for init in ds["init"].values:
+    markers = "osD^vP*Xph"
+    # colour says the activation, the marker the init: 12 lines stay tellable apart
+    for a, activation in enumerate(ds["activation"].values):
+        colour = f"C{a % 10}"
+        for i, init in enumerate(ds["init"].values):
             r = ratio.sel(activation=activation, init=init)
             (line,) = ax.plot(
                 depths,
                 r.median("seed"),
-                marker=STYLE["marker"],
-                markersize=STYLE["markersize"],
+                color=colour,
+                marker=markers[i % len(markers)],
+                markersize=STYLE["markersize"] + 1,
                 linewidth=STYLE["linewidth"],
                 label=f"{activation}, {init}",
             )
-            ax.fill_between(depths, r.min("seed"), r.max("seed"), color=line.get_color(), alpha=0.15)
+            ax.fill_between(depths, r.min("seed"), r.max("seed"), color=colour, alpha=0.1)
             if "theory_grad_ratio" in ds and metric == "grad_ratio":
                 ax.plot(
                     depths,
