@@ -89,7 +89,8 @@ SCRIPT = textwrap.dedent(
 
 def test_sigkill_mid_sweep_then_resume(reference, tmp_path):
     path = tmp_path / "sweep.zarr"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.path.dirname(__file__)]))
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(tests), tests]))
     child = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(path)], stdout=subprocess.PIPE, text=True, env=env
     )
