@@ -1,4 +1,5 @@
-"""The compiled sweep kernel: one chunk of (init, seed) configurations of one activation.
+"""The compiled sweep kernel: one chunk of (init, seed) configurations of one activation and
+one weight family.
 
 One trace serves the whole grid. What is static (and so fixes the compilation) is the
 :class:`Spec`: model family, width, batch, the largest depth, the reported depths, the activation
@@ -13,11 +14,14 @@ list, which weight families occur, and the metrics. Everything else is data:
   one family are ``vmap``-ed, not compiled separately;
 * the **seed** is an integer; weights, inputs and targets are drawn inside the call.
 
-Weights are exactly those of ``jf.mlp(depth, width, activation=..., init=...).init(k_init, x)``
-(or ``jf.residual_stack``) with ``k_init, k_data = jax.random.split(jax.random.key(seed))``: the
-kernel initialiser below repeats jax's ``variance_scaling`` arithmetic (``normal(key)·√var``,
-``uniform(key, −1, 1)·√(3·var)``) and calls :func:`jaxflow.orthogonal` with the gain as data, on the
-keys Flax derives for each parameter. Inputs x = N(0, I) (batch, width) and targets y = N(0, 1)
+Weights are those of ``jf.mlp(depth, width, activation=..., init=...).init(k_init, x)`` (or
+``jf.residual_stack``) with ``k_init, k_data = jax.random.split(jax.random.key(seed))``: the core
+model's own ``init`` runs inside the kernel, with a kernel initialiser that repeats jax's
+``variance_scaling`` arithmetic (``normal(key)·√var``, ``uniform(key, −1, 1)·√(3·var)``, the
+variances computed on the host exactly as the schemes do) or calls :func:`jaxflow.orthogonal` with
+the gain as data, on the keys Flax derives for each parameter. They equal the eager ``init`` to the
+last bit but for entries where XLA fuses ``normal · √var`` into an FMA inside the one compiled call
+(tested: within 4 float32 ulps). Inputs x = N(0, I) (batch, width) and targets y = N(0, 1)
 (batch, 1) are the columns of one draw ``jax.random.normal(k_data, (batch, width + 1))``.
 
 **Depths from one pass.** The forward scan (:func:`jaxflow.scan_chain`) runs to the largest depth
