@@ -42,7 +42,7 @@ def checksum(ds) -> float:
     import numpy as np
 
     last = ds.P_sv_max.where(ds.layer == ds.depth).max("layer")
-    return float(np.log(last.values).sum())
+    return float(np.log(last.values.astype(np.float64)).sum())  # summed in float64
 
 
 def _process_wall_seconds():
