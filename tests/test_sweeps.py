@@ -359,3 +359,11 @@ def test_memory_budget_sets_the_chunk_size():
     # capped at the smallest weight-family group: GRID's orthogonal init has 2 seeds
     assert choose_chunk_size(GRID, spec, None, 10**12, devices) == 2
     assert choose_chunk_size(big, big_spec, None, 10**12, devices) == 16
+
+
+def test_reference_checksum_sums_log_norm_of_each_depths_end_to_end_product(ds):
+    from jaxflow.sweeps.reference import REFERENCE, checksum
+
+    ends = [ds.P_sv_max.sel(depth=d, layer=d).values.astype(np.float64) for d in ds.depth.values]
+    np.testing.assert_allclose(checksum(ds), np.sum(np.log(ends)), rtol=1e-12)
+    assert jf.Grid(**REFERENCE).num_configs == 72 and jf.Grid(**REFERENCE).max_depth == 40
