@@ -30,16 +30,10 @@ METRICS = (
 )
 """Every metric a sweep can compute, by name (see :func:`jaxflow.sweep` for what each one is)."""
 
-DEFAULT_METRICS = (
-    "J_spectrum",
-    "P_spectrum",
-    "activation_grad_norm",
-    "weight_grad_norm",
-    "grad_ratio",
-    "dead_fraction",
-    "saturated_fraction",
-    "theory",
-)
+FULL_SPECTRA = ("J_spectra", "P_spectra")
+DEFAULT_METRICS = tuple(m for m in METRICS if m not in FULL_SPECTRA)
+"""What ``metrics=None`` means (less what does not apply): everything but the full spectra."""
+
 
 def _fail(key, value, allowed):
     raise ValueError(f"{key}={value!r} is not allowed; {allowed}")
