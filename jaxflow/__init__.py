@@ -73,6 +73,7 @@ from jaxflow.spectra import (
     product_spectral_estimates,
     top_singular_value,
 )
+from jaxflow.sweeps import METRICS, Grid, open_sweep, sweep
 
 __version__ = "0.1.0"
 
@@ -82,6 +83,7 @@ __all__ = [
     "ActivationComparison",
     "ChainRuleCheck",
     "GradientStats",
+    "Grid",
     "HutchinsonEstimate",
     "INIT_SCHEMES",
     "InitComparison",
@@ -91,6 +93,7 @@ __all__ = [
     "LinearGrads",
     "LogSpectrum",
     "LyapunovSpectrum",
+    "METRICS",
     "MLP",
     "MonitorState",
     "Network",
@@ -125,12 +128,14 @@ __all__ = [
     "mean_squared_singular_value",
     "mlp",
     "monitor",
+    "open_sweep",
     "orthogonal",
     "product_spectral_estimates",
     "residual_stack",
     "saturated_unit_fraction",
     "scan_chain",
     "singular_values",
+    "sweep",
     "top_singular_value",
     "train",
     "xavier_normal",

@@ -140,6 +140,7 @@ def accumulate_chain(
     emit: Callable[[Any, Any], Any] | None = None,
     *,
     mode: str = "rev",
+    with_output: bool = False,
 ):
     """The one scan over the stack, carrying a state of the caller's choosing.
 
@@ -159,6 +160,7 @@ def accumulate_chain(
         ``jax.jacrev``, the default), ``"fwd"`` (the same from ``jax.jacfwd``) or ``"linear"``
         (the function v ↦ J_l v from ``jax.linearize``; its transpose is
         ``jax.linear_transpose``).
+      with_output: call ``emit(J_l, state_l, h_l)`` with the block's output h_l as well.
 
     Returns:
       ``(h_L, state_L, emitted)``, every leaf of ``emitted`` stacked on a leading axis of length
@@ -191,7 +193,9 @@ def accumulate_chain(
             jacobian = jax.jacrev if mode == "rev" else jax.jacfwd
             J, h = jacobian(step, has_aux=True)(h)
         state = update(J, state)
-        return (h, state), (None if emit is None else emit(J, state))
+        if emit is None:
+            return (h, state), None
+        return (h, state), (emit(J, state, h) if with_output else emit(J, state))
 
     (h, state), emitted = jax.lax.scan(body, (h0, init), blocks)
     return h, state, emitted
@@ -205,6 +209,7 @@ def scan_chain(
     *,
     products: bool = True,
     mode: str = "rev",
+    with_output: bool = False,
 ):
     """The one scan over the stack: takes every J_l, carries P_l, emits ``emit(J_l, P_l)``.
 
@@ -221,6 +226,9 @@ def scan_chain(
         False).
       products: whether to carry P_l = J_l P_{l−1}.
       mode: ``"rev"`` (``jax.jacrev``, the default) or ``"fwd"`` (``jax.jacfwd``).
+      with_output: call ``emit(J_l, P_l, h_l)`` with the block's output h_l as well, for
+        statistics of the activations (and for a backward pass that needs them) without a second
+        forward pass.
 
     Returns:
       ``(h_L, emitted)`` with every leaf of ``emitted`` stacked on a leading axis of length L.
@@ -246,7 +254,9 @@ def scan_chain(
         def update(J, P):
             return None
 
-    h, _, emitted = accumulate_chain(block_fn, blocks, h0, init, update, emit, mode=mode)
+    h, _, emitted = accumulate_chain(
+        block_fn, blocks, h0, init, update, emit, mode=mode, with_output=with_output
+    )
     return h, emitted
 
 

@@ -23,6 +23,7 @@ TOLERANCES = {
         # Monte-Carlo checks: the allowed |mean − theory| in standard errors of the mean, the
         # standard error estimated from the seed-to-seed spread (5σ: ~6e-7 two-sided per check).
         "monte_carlo_sigmas": 5.0,
+        "gradient_norm": 2e-5,  # per-layer gradient norms and their ratios vs float64, relative
     },
     "float64": {
         "elementwise": 1e-12,
@@ -34,6 +35,7 @@ TOLERANCES = {
         "gradient": 1e-12,
         "norm": 1e-14,
         "monte_carlo_sigmas": 5.0,
+        "gradient_norm": 1e-12,
     },
 }
 

@@ -26,6 +26,7 @@ _MODULES = [
     "jaxflow.gradients",
     "jaxflow.experiments.gradient_flow",
     "jaxflow.spectra",
+    "jaxflow.sweeps",
 ]
 
 

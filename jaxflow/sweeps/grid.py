@@ -1,0 +1,326 @@
+"""The sweep grid: which networks a sweep runs, validated before anything runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import numbers
+import os
+from typing import Any
+
+from jaxflow.activations import ACTIVATIONS, get_activation
+from jaxflow.initializers import InitScheme, get_init
+
+__all__ = ["Grid", "METRICS", "DEFAULT_METRICS"]
+
+MODELS = ("mlp", "residual")
+NORMS = (None, "layer")
+
+METRICS = (
+    "J_spectrum",
+    "P_spectrum",
+    "J_spectra",
+    "P_spectra",
+    "activation_grad_norm",
+    "weight_grad_norm",
+    "grad_ratio",
+    "dead_fraction",
+    "saturated_fraction",
+    "theory",
+)
+"""Every metric a sweep can compute, by name (see :func:`jaxflow.sweep` for what each one is)."""
+
+FULL_SPECTRA = ("J_spectra", "P_spectra")
+DEFAULT_METRICS = tuple(m for m in METRICS if m not in FULL_SPECTRA)
+"""What ``metrics=None`` means (less what does not apply): everything but the full spectra."""
+
+
+def _fail(key, value, allowed):
+    raise ValueError(f"{key}={value!r} is not allowed; {allowed}")
+
+
+def _positive_int(key, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        _fail(key, value, "it must be an integer >= 1")
+    return int(value)
+
+
+def _as_tuple(key, value):
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        value = (value,)
+    value = tuple(value)
+    if not value:
+        raise ValueError(f"{key}=() is empty; give at least one value")
+    return value
+
+
+def _no_duplicates(key, values, labels=None):
+    labels = values if labels is None else labels
+    seen = set()
+    for value, label in zip(values, labels):
+        if label in seen:
+            raise ValueError(f"{key} lists {value!r} twice; every value must be distinct")
+        seen.add(label)
+
+
+def init_label(init) -> str:
+    """The coordinate label of an init entry: its name, or ``"gaussian(σ_w², σ_b²)"``."""
+    if isinstance(init, str):
+        return get_init(init).name
+    return f"gaussian({init[0]:g},{init[1]:g})"
+
+
+def _normalise_init(init):
+    if isinstance(init, InitScheme):
+        raise ValueError(
+            f"init={init.name!r} is an InitScheme; a grid takes scheme names or (sigma_w2, "
+            "sigma_b2) pairs, so it can be saved and compared"
+        )
+    if isinstance(init, str):
+        scheme = get_init(init)  # raises, listing the valid names
+        return scheme.name
+    if isinstance(init, (tuple, list)) and len(init) == 2:
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in init):
+            raise ValueError(f"init entry {init!r} must be two numbers (sigma_w2, sigma_b2)")
+        get_init(tuple(float(v) for v in init))  # validates the variances
+        return (float(init[0]), float(init[1]))
+    raise ValueError(
+        f"init entry {init!r} is not allowed; use a scheme name "
+        f"({', '.join(sorted(_UNIFORM | _NORMAL | {'orthogonal'}))}) or a pair (sigma_w2, sigma_b2)"
+    )
+
+
+# How each registered scheme draws W, so the compiled sweep can draw it with the scale as data.
+_NORMAL = {"xavier", "he", "lecun"}
+_UNIFORM = {"xavier_uniform", "he_uniform"}
+FAMILIES = ("normal", "uniform", "orthogonal")
+
+
+def init_family(init) -> str:
+    """``"normal"``, ``"uniform"`` or ``"orthogonal"``: how an init entry draws its kernel."""
+    if isinstance(init, tuple):
+        return "normal"
+    if init in _UNIFORM:
+        return "uniform"
+    return "orthogonal" if init == "orthogonal" else "normal"
+
+
+# (scale, mode) of jax's variance_scaling behind each Gaussian/uniform scheme in the registry.
+_SCALING = {
+    "xavier": (1.0, "fan_avg"),
+    "xavier_uniform": (1.0, "fan_avg"),
+    "he": (2.0, "fan_in"),
+    "he_uniform": (2.0, "fan_in"),
+    "lecun": (1.0, "fan_in"),
+}
+
+
+def kernel_variances(init, width: int, out_dim: int = 1) -> tuple[float, float, float]:
+    """(Var(W) hidden, Var(W) readout, Var(b)) as the scheme computes them, in float32.
+
+    Hidden kernels are width×width, the readout width×out_dim; orthogonal gives gain² for both.
+    The arithmetic is jax's ``variance_scaling`` (``scale / denominator`` in Python floats, then
+    float32) or jaxflow's ``gaussian`` (``sigma_w2 / fan_in``), so the sweep's weights are bitwise
+    those of the core model.
+    """
+    import numpy as np
+
+    if isinstance(init, tuple):
+        sigma_w2, sigma_b2 = init
+        return np.float32(sigma_w2 / width), np.float32(sigma_w2 / width), np.float32(sigma_b2)
+    if init == "orthogonal":
+        return np.float32(1.0), np.float32(1.0), np.float32(0.0)
+    scale, mode = _SCALING[init]
+    readout_fan = width if mode == "fan_in" else (width + out_dim) / 2
+    return np.float32(scale / width), np.float32(scale / readout_fan), np.float32(0.0)
+
+
+def init_variances(init) -> tuple[float, float]:
+    """(σ_w², σ_b²) of an init entry for a square layer (orthogonal: gain², 0)."""
+    if isinstance(init, tuple):
+        return init
+    scheme = get_init(init)
+    return float(scheme.sigma_w2), float(scheme.sigma_b2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """What a sweep runs: every (activation, init, seed) network at every depth.
+
+    A depth-d network is the first d blocks of the deepest one (block l's init depends only on
+    the key and l), so a sweep runs one scan to ``max(depth)`` and reads every depth from it.
+
+    Attributes:
+      depth: depths to report, each ≥ 1, distinct (sorted ascending).
+      activation: activation names from :data:`jaxflow.ACTIVATIONS`, distinct.
+      init: scheme names (``"xavier"``, ``"he"``, ``"orthogonal"``, ...) or mean-field pairs
+        ``(sigma_w2, sigma_b2)`` of variances, distinct.
+      model: ``"mlp"`` or ``"residual"``.
+      width: hidden width n.
+      seeds: number of seeds; seed s draws weights and data from ``jax.random.key(s)``.
+      batch: inputs per seed, x ~ N(0, I_n) (and targets y ~ N(0, 1) for the loss).
+      metrics: metric names from :data:`METRICS`; ``None`` means every default metric that
+        applies to the model and activations (the full spectra excluded, ``"theory"`` included).
+      saturation: a unit is saturated when |φ′(z)| ≤ ``saturation``·sup|φ′| for every input.
+      branch_depth: Dense layers per residual branch (``model="residual"``).
+      norm: ``None`` or ``"layer"`` (residual branch LayerNorm).
+
+    Example:
+      >>> import jaxflow as jf
+      >>> grid = jf.Grid(depth=[5, 10], activation=["relu", "tanh"], init=["he", (1.0, 0.05)])
+      >>> grid.num_configs, grid.max_depth
+      (32, 10)
+    """
+
+    depth: tuple = (5, 10, 20, 40)
+    activation: tuple = ("relu", "tanh", "sigmoid")
+    init: tuple = ("xavier", "he", "orthogonal")
+    model: str = "mlp"
+    width: int = 64
+    seeds: int = 8
+    batch: int = 4
+    metrics: tuple | None = None
+    saturation: float = 0.1
+    branch_depth: int = 2
+    norm: str | None = None
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        if self.model not in MODELS:
+            _fail("model", self.model, f"use one of {', '.join(MODELS)}")
+        depth = tuple(_positive_int("depth", d) for d in _as_tuple("depth", self.depth))
+        _no_duplicates("depth", depth)
+        set_("depth", tuple(sorted(depth)))
+        activation = _as_tuple("activation", self.activation)
+        for name in activation:
+            if not isinstance(name, str) or name not in ACTIVATIONS:
+                _fail("activation", name, f"valid names are: {', '.join(sorted(ACTIVATIONS))}")
+        _no_duplicates("activation", activation)
+        set_("activation", activation)
+        init = self.init
+        if isinstance(init, (tuple, list)) and len(init) == 2 and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in init
+        ):
+            init = (tuple(init),)  # one mean-field pair, not two entries
+        raw = _as_tuple("init", init)
+        init = tuple(_normalise_init(i) for i in raw)
+        _no_duplicates("init", raw, [init_label(i) for i in init])  # aliases count as duplicates
+        set_("init", init)
+        for key in ("width", "seeds", "batch", "branch_depth"):
+            set_(key, _positive_int(key, getattr(self, key)))
+        if self.norm not in NORMS:
+            _fail("norm", self.norm, f"use one of {NORMS}")
+        sat = self.saturation
+        if not isinstance(sat, numbers.Real) or isinstance(sat, bool) or not 0 < sat < 1:
+            _fail("saturation", sat, "it must be a number in (0, 1)")
+        set_("saturation", float(sat))
+        set_("metrics", self._check_metrics())
+
+    def _check_metrics(self):
+        needs_output = ("dead_fraction", "saturated_fraction")
+        lacking = [a for a in self.activation if get_activation(a).derivative_from_output is None]
+        if self.metrics is None:
+            skip = set(needs_output) if (self.model != "mlp" or lacking) else set()
+            return tuple(m for m in DEFAULT_METRICS if m not in skip)
+        metrics = _as_tuple("metrics", self.metrics)
+        for m in metrics:
+            if m not in METRICS:
+                _fail("metrics", m, f"valid metrics are: {', '.join(METRICS)}")
+        _no_duplicates("metrics", metrics)
+        for m in set(metrics) & set(needs_output):
+            if self.model != "mlp":
+                raise ValueError(f"metrics={m!r} is defined for model='mlp' only (h_l = φ(z_l))")
+            if lacking:
+                raise ValueError(
+                    f"metrics={m!r} needs φ′ written in terms of φ's output, which "
+                    f"{', '.join(lacking)} lack; drop the metric or those activations"
+                )
+        return tuple(m for m in METRICS if m in metrics)  # canonical order
+
+    @property
+    def max_depth(self) -> int:
+        """The depth of the one scan: the largest depth."""
+        return self.depth[-1]
+
+    @property
+    def num_configs(self) -> int:
+        """Number of (activation, init, seed) networks."""
+        return len(self.activation) * len(self.init) * self.seeds
+
+    @property
+    def init_labels(self) -> tuple[str, ...]:
+        """Coordinate labels of the init axis."""
+        return tuple(init_label(i) for i in self.init)
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict that :meth:`from_dict` turns back into an equal grid."""
+        out = dataclasses.asdict(self)
+        out["init"] = [list(i) if isinstance(i, tuple) else i for i in self.init]
+        for key in ("depth", "activation", "metrics"):
+            out[key] = list(out[key])
+        return out
+
+    def to_json(self) -> str:
+        """The grid as canonical JSON (sorted keys), as stored in a sweep's attributes."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, mapping: dict, *, source: str = "grid") -> "Grid":
+        """Builds a grid from a mapping (e.g. a parsed TOML table), rejecting unknown keys.
+
+        Args:
+          mapping: field name → value.
+          source: what to call the mapping in error messages (e.g. a file name).
+
+        Returns:
+          The :class:`Grid`.
+
+        Raises:
+          ValueError: for an unknown key (listing the allowed ones) or an invalid value.
+        """
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        for key in mapping:
+            if key not in allowed:
+                raise ValueError(f"{source}: unknown key {key!r}; allowed keys are: {', '.join(allowed)}")
+        values = dict(mapping)
+        if isinstance(values.get("init"), list):
+            values["init"] = [tuple(i) if isinstance(i, list) else i for i in values["init"]]
+        if values.get("norm", "") in ("none", "None"):
+            values["norm"] = None
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> "Grid":
+        """Reads a grid from a TOML file whose top-level keys are the grid's fields.
+
+        Args:
+          path: the file, e.g. containing ``depth = [5, 10]``, ``activation = ["relu"]``,
+            ``init = ["he", [1.5, 0.05]]``, ``width = 64``.
+
+        Returns:
+          The :class:`Grid`.
+
+        Raises:
+          ValueError: for a file that is not valid TOML, an unknown key, or a bad value; the
+            message names the file and the key.
+        """
+        import tomllib
+
+        path = os.fspath(path)
+        try:
+            with open(path, "rb") as f:
+                table = tomllib.load(f)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"{path}: not valid TOML ({error})") from None
+        try:
+            return cls.from_dict(table, source=path)
+        except ValueError as error:
+            message = str(error)
+            raise ValueError(message if message.startswith(path) else f"{path}: {message}") from None
+
+
+def same_grid_differences(a: dict, b: dict) -> list[str]:
+    """Keys whose values differ between two grid dicts, as 'key: a vs b' lines."""
+    keys = sorted(set(a) | set(b))
+    return [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+

@@ -1,0 +1,507 @@
+"""The sweep driver: plan chunks, shard them over devices, run, store, and label the results."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+import threading
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import numpy as np
+
+from . import compute
+from .grid import Grid, init_family, init_variances, kernel_variances
+
+CPU_MEMORY_BUDGET = 2 * 2**30
+"""Default memory budget on CPU, where jax reports no device memory limit (bytes)."""
+
+ACCELERATOR_MEMORY_FRACTION = 0.5
+"""Default budget on a GPU/TPU: this fraction of the device's memory limit."""
+
+PREFIX_METRICS = {
+    "J_spectrum": ("J_sv_max", "J_sv_min", "J_sv_mean_sq", "J_sv_mean_log", "J_cond"),
+    "P_spectrum": ("P_sv_max", "P_sv_min", "P_sv_mean_sq", "P_sv_mean_log", "P_cond", "P_resolved"),
+    "J_spectra": ("J_sv",),
+    "P_spectra": ("P_sv",),
+    "dead_fraction": ("dead_fraction",),
+    "saturated_fraction": ("saturated_fraction",),
+}
+
+DESCRIPTIONS = {
+    "J_sv_max": "largest singular value of J_l = dh_l/dh_(l-1)",
+    "J_sv_min": "smallest singular value of J_l",
+    "J_sv_mean_sq": "mean of the squared singular values of J_l, (1/n)||J_l||_F^2",
+    "J_sv_mean_log": "mean of log singular values of J_l (natural log)",
+    "J_cond": "condition number sigma_max/sigma_min of J_l",
+    "J_sv": "singular values of J_l, descending",
+    "P_sv_max": "largest singular value of P_l = J_l ... J_1",
+    "P_sv_min": "smallest singular value of P_l (float32: meaningful only above the rounding floor)",
+    "P_sv_mean_sq": "mean of the squared singular values of P_l, (1/n)||P_l||_F^2",
+    "P_sv_mean_log": "mean of log singular values of P_l (natural log)",
+    "P_cond": "condition number sigma_max/sigma_min of P_l",
+    "P_resolved": "number of singular values of P_l above sigma_max*n*eps (float32 resolution)",
+    "P_sv": "singular values of P_l, descending",
+    "dead_fraction": "fraction of units with phi'(z_l) = 0 for every input of the batch",
+    "saturated_fraction": "fraction of units with |phi'(z_l)| <= saturation*sup|phi'| for every input",
+    "activation_grad_norm": "||dL/dh_l||_F over the batch, for the depth-d network",
+    "weight_grad_norm": "||dL/dW_l||_F (Dense kernels of block l), for the depth-d network",
+    "grad_ratio": "||dL/dh_0|| / ||dL/dh_d||: first-to-last activation-gradient ratio at depth d",
+    "weight_grad_ratio": "||dL/dW_1|| / ||dL/dW_d||: first-to-last weight-gradient ratio at depth d",
+}
+
+
+class Chunk(NamedTuple):
+    """One compiled call: configurations of one activation and one weight family.
+
+    Attributes:
+      index: position in the plan (and the store's chunk name).
+      activation: index into ``grid.activation``.
+      family: index into the spec's weight families.
+      configs: flat (init, seed) indices ``init * seeds + seed`` within the activation's block.
+    """
+
+    index: int
+    activation: int
+    family: int
+    configs: tuple
+
+
+def resolve_devices(devices) -> tuple:
+    """The devices a sweep shards over (see :func:`jaxflow.sweep`)."""
+    if devices is None:
+        devices = jax.local_devices()
+        if devices[0].platform == "cpu" and _lapack_blocks_pool():
+            devices = devices[:1]
+    devices = tuple(devices)
+    if not devices:
+        raise ValueError("devices=() is empty; give at least one device")
+    return devices
+
+
+def _lapack_blocks_pool() -> bool:
+    # jaxlib < 0.11 splits every batched LAPACK call (the SVD included) over XLA:CPU's intra-op
+    # pool and blocks a pool thread while it waits. One CPU device already uses every core that
+    # way; several host devices each block a thread in the same pool and, once they hold all of
+    # them, wait forever (see the sweeps module docs).
+    import jaxlib
+
+    major, minor = (int(p) for p in jaxlib.__version__.split(".")[:2])
+    return (major, minor) < (0, 11)
+
+
+def check_host_devices(devices, spec, padded: int) -> None:
+    """Refuses a sharding over CPU devices that jaxlib < 0.11's LAPACK kernels would deadlock.
+
+    jaxlib 0.10's batched SVD splits a call of ``b`` m×n matrices into tasks on XLA:CPU's intra-op
+    pool (one thread per core) when b·10·m·n ≥ 200,000, and blocks its own thread until they finish.
+    A device executes on a pool thread, so once as many devices as pool threads are inside such a
+    call, every thread waits for tasks that no thread is left to run.
+    """
+    import os
+
+    if len(devices) < 2 or devices[0].platform != "cpu" or not _lapack_blocks_pool():
+        return
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    svd_batch = (padded // len(devices)) * spec.batch * 2
+    if len(devices) >= threads and svd_batch * 10 * spec.width**2 >= 200_000:
+        raise ValueError(
+            f"devices: {len(devices)} CPU devices on {threads} cores would deadlock jaxlib < 0.11's "
+            "batched SVD (each device blocks a pool thread waiting for its own sub-tasks); one CPU "
+            "device already uses every core for the decompositions — pass devices=None"
+        )
+
+
+def default_memory_budget(device) -> int:
+    """Bytes a chunk may use: half the accelerator's memory, or 2 GiB on CPU."""
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # some backends raise instead of returning None
+        stats = {}
+    limit = stats.get("bytes_limit")
+    if limit:
+        return int(ACCELERATOR_MEMORY_FRACTION * limit)
+    return CPU_MEMORY_BUDGET
+
+
+def _family_groups(grid: Grid, spec) -> list[list[int]]:
+    """Flat (init, seed) indices of each weight family's inits, in the spec's family order."""
+    return [
+        [i * grid.seeds + s for i, init in enumerate(grid.init) if init_family(init) == family
+         for s in range(grid.seeds)]
+        for family in spec.families
+    ]
+
+
+def plan_chunks(grid: Grid, spec, chunk_size: int) -> list[Chunk]:
+    """Chunks of at most ``chunk_size`` configurations, never mixing activations or families."""
+    chunks = []
+    for a in range(len(grid.activation)):
+        for f, group in enumerate(_family_groups(grid, spec)):
+            for start in range(0, len(group), chunk_size):
+                chunks.append(Chunk(len(chunks), a, f, tuple(group[start : start + chunk_size])))
+    return chunks
+
+
+def choose_chunk_size(grid: Grid, spec, chunk_size, memory_budget, devices) -> int:
+    """The configurations per chunk: ``chunk_size``, or as many as ``memory_budget`` holds.
+
+    The default is capped at the smallest family group (seeds × that family's inits), so chunks of
+    one size tile every group without padding when the groups are multiples of it.
+    """
+    largest = max(len(g) for g in _family_groups(grid, spec))
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size!r} is not allowed; it must be an integer >= 1")
+        return min(chunk_size, largest)
+    if memory_budget is None:
+        memory_budget = default_memory_budget(devices[0]) * len(devices)
+    elif isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or memory_budget <= 0:
+        raise ValueError(f"memory_budget={memory_budget!r} is not allowed; it must be bytes > 0")
+    fits = int(memory_budget // compute.bytes_per_config(spec))
+    if fits < 1:
+        raise ValueError(
+            f"memory_budget={memory_budget} bytes is below one configuration's estimated "
+            f"{compute.bytes_per_config(spec)} bytes; raise it or shrink width/batch"
+        )
+    return min(min(len(g) for g in _family_groups(grid, spec)), fits)
+
+
+def chunk_inputs(grid: Grid, chunk: Chunk, padded: int):
+    """Host arrays (activation index, family index, w_vars, b_var, seed) of a chunk, padded."""
+    flat = np.asarray(chunk.configs)
+    flat = np.concatenate([flat, np.full(padded - flat.size, flat[-1])])  # repeat the last one
+    init_idx, seed = np.divmod(flat, grid.seeds)
+    table = np.asarray([kernel_variances(i, grid.width) for i in grid.init], np.float32)
+    return (
+        np.int32(chunk.activation),
+        np.int32(chunk.family),
+        table[init_idx, :2],
+        table[init_idx, 2],
+        seed.astype(np.int32),
+    )
+
+
+def chunk_dataset(grid: Grid, chunk: Chunk, outputs: dict):
+    """One chunk's raw results as an xarray.Dataset over its flat ``config`` dimension."""
+    import xarray as xr
+
+    size = len(chunk.configs)
+    offset = chunk.activation * len(grid.init) * grid.seeds
+    data = {}
+    for name, value in outputs.items():
+        value = np.asarray(value)[:size]
+        dims = ("config",) + _raw_dims(name)[: value.ndim - 1]
+        data[name] = (dims, value)
+    coords = {"config": offset + np.asarray(chunk.configs)}
+    return xr.Dataset(data, coords=coords)
+
+
+def _raw_dims(name):
+    if name in ("J_sv", "P_sv"):
+        return ("example", "layer", "sv")
+    if name.startswith(("J_", "P_")):
+        return ("example", "layer")
+    if name in ("dead_fraction", "saturated_fraction"):
+        return ("layer",)
+    if name in ("activation_grad_norm", "weight_grad_norm"):
+        return ("depth", "layer")
+    return ("depth",)
+
+
+def assemble(grid: Grid, raw, attrs: dict):
+    """The labelled dataset from the raw per-config results of every chunk.
+
+    Prefix quantities (spectra, unit fractions) are computed once per layer and shown at every
+    depth d for layers l ≤ d (NaN beyond d), so every variable reads the same way:
+    ``ds.P_sv_max.sel(depth=20)`` is the depth-20 network.
+    """
+    import xarray as xr
+
+    raw = raw.sortby("config")
+    A, I, S = len(grid.activation), len(grid.init), grid.seeds
+    depths = np.asarray(grid.depth)
+    layers = np.arange(1, grid.max_depth + 1)
+    mask = layers[None, :] <= depths[:, None]  # (depth, layer)
+    data = {}
+    for name, var in raw.data_vars.items():
+        # float32 as computed (NaN marks layers beyond a depth; counts become float32 too)
+        values = np.asarray(var.values, dtype=np.float32)
+        values = values.reshape((A, I, S) + values.shape[1:])
+        dims = ("activation", "init", "seed") + var.dims[1:]
+        if "layer" in var.dims and "depth" not in var.dims:
+            # prefix quantity: insert a depth axis before the layer axis, masked to l <= d
+            axis = dims.index("layer")
+            values = np.expand_dims(values, axis)
+            shape = [1] * values.ndim
+            shape[axis], shape[axis + 1] = mask.shape
+            values = np.where(mask.reshape(shape), values, np.float32(np.nan))
+            dims = dims[:axis] + ("depth",) + dims[axis:]
+        elif "layer" in var.dims:
+            axis = dims.index("depth")
+            shape = [1] * values.ndim
+            shape[axis], shape[axis + 1] = mask.shape
+            values = np.where(mask.reshape(shape), values, np.float32(np.nan))
+        data[name] = xr.Variable(dims, values, attrs={"description": DESCRIPTIONS.get(name, "")})
+    sigma = np.asarray([init_variances(i) for i in grid.init])
+    coords = {
+        "activation": np.asarray(grid.activation, dtype=object),
+        "init": np.asarray(grid.init_labels, dtype=object),
+        "sigma_w2": ("init", sigma[:, 0]),
+        "sigma_b2": ("init", sigma[:, 1]),
+        "seed": np.arange(S),
+        "example": np.arange(grid.batch),
+        "depth": depths,
+        "layer": layers,
+    }
+    if "sv" in raw.dims:
+        coords["sv"] = np.arange(1, grid.width + 1)
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    return ds
+
+
+def _prefetch(grid: Grid, store: bool, theory: dict) -> None:
+    """Host work that overlaps the first compilation: imports, and the mean-field predictions."""
+    try:
+        import xarray  # noqa: F401
+
+        if store:
+            import zarr  # noqa: F401
+        _versions()
+        if "theory" in grid.metrics:
+            from .theory import chi1_table
+
+            theory["chi1"] = chi1_table(grid)
+    except BaseException as error:  # re-raised by the main thread after join()
+        theory["error"] = error
+
+
+@functools.lru_cache(maxsize=None)
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for package in ("jaxflow", "jax", "jaxlib", "flax", "numpy", "xarray", "zarr"):
+        try:
+            out[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _progress(total_configs: int, total_chunks: int, done_chunks: int, quiet: bool):
+    """A tqdm bar (configurations, their rate and ETA; chunks in the postfix), or None."""
+    stream = sys.stderr
+    if quiet or not (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_configs, unit="config", desc="sweep", file=stream, dynamic_ncols=True)
+    bar.set_postfix_str(f"chunks {done_chunks}/{total_chunks}")
+    return bar
+
+
+def sweep(
+    grid: Grid,
+    store=None,
+    *,
+    chunk_size: int | None = None,
+    memory_budget: float | None = None,
+    devices=None,
+    quiet: bool = False,
+    callback: Callable[[int, int], None] | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+):
+    """Runs every network of ``grid`` in one compiled, chunked, sharded call per chunk.
+
+    Metrics (``grid.metrics``; each a name from :data:`METRICS`):
+
+    * ``J_spectrum`` / ``P_spectrum`` — per layer and input, summaries of the singular values of
+      J_l = ∂h_l/∂h_{l−1} and of P_l = J_l ⋯ J_1: ``*_sv_max``, ``*_sv_min``, ``*_sv_mean_sq``
+      ((1/n)‖·‖_F²), ``*_sv_mean_log``, ``*_cond``, and ``P_resolved`` (values above P_l's float32
+      rounding floor σ_max·n·ε); ``J_spectra`` / ``P_spectra`` add the full spectra ``J_sv``,
+      ``P_sv`` (a ``sv`` dimension of length width).
+    * ``activation_grad_norm`` — ‖∂L/∂h_l‖ (Frobenius over the batch) of the depth-d network;
+      ``weight_grad_norm`` — ‖∂L/∂W_l‖ of block l's Dense kernels.
+    * ``grad_ratio`` — ‖∂L/∂h_0‖ / ‖∂L/∂h_d‖ (the whole chain of d blocks) and
+      ``weight_grad_ratio`` — ‖∂L/∂W_1‖ / ‖∂L/∂W_d‖.
+    * ``dead_fraction`` / ``saturated_fraction`` (MLP) — per layer, the fraction of units with
+      φ′(z_l) = 0, resp. |φ′(z_l)| ≤ ``grid.saturation``·sup|φ′|, for every input of the batch.
+    * ``theory`` (in the default metrics; needs :mod:`jaxflow.theory`): ``theory_chi1`` with
+      the theory's ``theory_status``, and the mean-field predictions ``theory_P_sv_mean_sq``
+      (χ₁^l) and ``theory_grad_ratio`` (χ₁^{d/2}) beside the measurements. Computed on the host,
+      on a second thread while the kernel compiles; without the module, ``ds.attrs["theory"]``
+      says so.
+
+    The loss of a depth-d network is the batch-mean squared error of its readout of h_d against
+    targets y ~ N(0, 1). Seed s draws ``k_init, k_data = jax.random.split(jax.random.key(s))``;
+    weights are ``model.init(k_init, x)`` of the core model (``jf.mlp`` / ``jf.residual_stack``
+    with the grid's width, activation and init), so any configuration can be rebuilt and checked
+    with the core functions; x and y are the columns of
+    ``jax.random.normal(k_data, (batch, width + 1))`` (x the first width).
+
+    Args:
+      grid: the :class:`Grid`.
+      store: ``None`` (results in memory only) or a directory path (``"results.zarr"``): each
+        finished chunk is written as it completes; rerunning with the same grid resumes, skipping
+        finished chunks; a store of another grid is refused, never overwritten.
+      chunk_size: configurations per compiled call (default: as many as ``memory_budget`` holds,
+        up to the smallest group of one activation and one weight family, e.g. ``seeds`` when the
+        grid has an orthogonal and a Gaussian init). Chunks never mix activations or weight
+        families; results do not depend on the chunk size.
+      memory_budget: bytes a chunk may use (default: half the accelerator memory; 2 GiB per CPU
+        device, where jax reports no limit).
+      devices: devices to shard each chunk's configurations over (default: every local device; on
+        CPU with jaxlib < 0.11 one device — see the module docs).
+      quiet: no progress bar (there is none anyway when stderr is not a terminal).
+      callback: ``callback(chunk_index, num_chunks)``, called after each chunk is finished (and
+        written, with a store).
+      process_index, process_count: this process's place in a multi-host sweep (default:
+        ``jax.process_index()``, ``jax.process_count()``); process p computes the chunks
+        ``index % process_count == p``.
+
+    Returns:
+      An ``xarray.Dataset`` with dimensions ``activation``, ``init`` (with ``sigma_w2`` and
+      ``sigma_b2`` coordinates), ``seed``, ``example`` (inputs of a seed), ``depth``, ``layer``
+      (1…max depth; NaN beyond each depth) and ``sv``, and attributes recording the grid (JSON),
+      package versions, platform, device kind, number of devices, ``compilations``, chunking and
+      the chunks computed in this call. ``ds.to_dataframe()`` gives one row per coordinate tuple.
+
+    Raises:
+      TypeError: if ``grid`` is not a :class:`Grid`.
+      ValueError: for a bad chunk size, memory budget, store, or a CPU sharding that jaxlib's
+        LAPACK kernels would deadlock (see the module docs).
+      RuntimeError: in a multi-host sweep, if chunks are missing once every process is done.
+
+    Example:
+      >>> import jaxflow as jf
+      >>> grid = jf.Grid(depth=[1, 2], activation=["tanh"], init=["xavier"], width=4, seeds=1,
+      ...                batch=1, metrics=["P_spectrum"])
+      >>> ds = jf.sweep(grid, quiet=True)
+      >>> ds.P_sv_max.dims
+      ('activation', 'init', 'seed', 'example', 'depth', 'layer')
+    """
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid is a {type(grid).__name__}; pass a jaxflow.Grid (or Grid.from_toml(path))")
+    start_time = time.perf_counter()
+    # xarray (and pandas) take ~0.3 s to import; XLA's compilation releases the GIL, so importing
+    # them on a second thread hides that behind the compile of the first chunk.
+    theory = {}
+    prefetch = threading.Thread(
+        target=_prefetch, args=(grid, store is not None, theory), daemon=True
+    )
+    prefetch.start()
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    if process_count > 1 and store is None:
+        raise ValueError(
+            "a multi-host sweep needs store=: each process writes its own chunks to a shared store"
+        )
+    devices = resolve_devices(devices)  # this process's own devices, also in a multi-host sweep
+    spec = compute.spec_of(grid)
+
+    def sizes(requested):
+        size = choose_chunk_size(grid, spec, requested, memory_budget, devices)
+        return size, len(plan_chunks(grid, spec, size))
+
+    sweep_store = None
+    if store is not None:
+        from .store import SweepStore
+
+        requested = None if chunk_size is None else sizes(chunk_size)[0]
+        sweep_store = SweepStore.open(store, grid, requested, sizes)
+        chunk_size = sweep_store.chunk_size
+    else:
+        chunk_size = sizes(chunk_size)[0]
+    chunks = plan_chunks(grid, spec, chunk_size)
+    padded = math.ceil(chunk_size / len(devices)) * len(devices)
+    check_host_devices(devices, spec, padded)
+    finished = sweep_store.finished() if sweep_store else set()
+    todo = [c for c in chunks if c.index not in finished and c.index % process_count == process_index]
+
+    kernel = compute.compiled_kernel(spec, devices)
+    traces_before = compute.TRACES[spec]
+    bar = _progress(sum(len(c.configs) for c in todo), len(chunks), len(finished), quiet)
+    results = {}
+
+    def finish(chunk, outputs):
+        ds = chunk_dataset(grid, chunk, jax.device_get(outputs))
+        if sweep_store is not None:
+            sweep_store.write_chunk(chunk.index, ds)
+        else:
+            results[chunk.index] = ds
+        if bar is not None:
+            bar.update(len(chunk.configs))
+            bar.set_postfix_str(f"chunks {len(finished) + len(done) + 1}/{len(chunks)}")
+        done.append(chunk.index)
+        if callback is not None:
+            callback(chunk.index, len(chunks))
+
+    done: list[int] = []
+    in_flight = None
+    try:
+        for chunk in todo:
+            # Dispatch the next chunk before finishing the previous one: the device computes
+            # while the host converts and writes.
+            outputs = kernel(*chunk_inputs(grid, chunk, padded))
+            if in_flight is not None:
+                finish(*in_flight)
+            in_flight = (chunk, outputs)
+        if in_flight is not None:
+            finish(*in_flight)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    prefetch.join()
+    if "error" in theory:
+        raise theory["error"]
+    import xarray as xr
+
+    if process_count > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("jaxflow.sweep: every chunk written")
+    if sweep_store is not None:
+        missing = sorted({c.index for c in chunks} - sweep_store.finished())
+        if missing:
+            raise RuntimeError(
+                f"chunks {missing} are not in the store {sweep_store.path!r} after every process "
+                "finished; a process of this multi-host sweep failed — rerun to resume"
+            )
+        parts = [sweep_store.read_chunk(c.index) for c in chunks]
+    else:
+        parts = [results[c.index] for c in chunks]
+    raw = xr.concat(parts, dim="config") if len(parts) > 1 else parts[0]
+    device = devices[0]
+    attrs = {
+        "grid": grid.to_json(),
+        "versions": json.dumps(dict(_versions()), sort_keys=True),
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "num_devices": len(devices),
+        "process_count": process_count,
+        "compilations": compute.TRACES[spec] - traces_before,
+        "chunk_size": chunk_size,
+        "num_chunks": len(chunks),
+        "chunks_computed": json.dumps(sorted(done)),
+        "seconds": round(time.perf_counter() - start_time, 3),
+        "conventions": (
+            "J_l = dh_l/dh_(l-1) over the hidden blocks, P_l = J_l...J_1; singular values "
+            "descending; depth-d quantities of a depth-D pass; loss = batch-mean squared error of "
+            "the readout against y ~ N(0, 1); seed s: k_init, k_data = split(key(s)), "
+            "[x | y] = normal(k_data, (batch, width + 1)); weights = model.init(k_init, x)"
+        ),
+    }
+    ds = assemble(grid, raw, attrs)
+    if "theory" in grid.metrics:
+        from .theory import add_theory
+
+        ds = add_theory(ds, theory.get("chi1"))
+    if sweep_store is not None and process_index == 0:
+        sweep_store.write_result(ds)
+    return ds
