@@ -23,6 +23,7 @@ _MODULES = [
     "jaxflow.initializers",
     "jaxflow.models",
     "jaxflow.jacobians",
+    "jaxflow.theory",
 ]
 
 
