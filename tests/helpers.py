@@ -83,6 +83,7 @@ NP_ACTIVATIONS = {
     "linear": (lambda z: z, lambda z: np.ones_like(z)),
 }
 
+
 def gaussian_expectation(f, q, mean=0.0):
     """E[f(u)], u ~ N(mean, q), by SciPy's adaptive quadrature in u (an independent reference).
 
@@ -97,9 +98,15 @@ def gaussian_expectation(f, q, mean=0.0):
     points = sorted(p for p in cuts if lo < p < hi)
 
     def integrand(u):
-        return float(f(np.asarray(u))) * math.exp(-((u - mean) ** 2) / (2 * q)) / math.sqrt(2 * math.pi * q)
+        return (
+            float(f(np.asarray(u)))
+            * math.exp(-((u - mean) ** 2) / (2 * q))
+            / math.sqrt(2 * math.pi * q)
+        )
 
-    value, _ = integrate.quad(integrand, lo, hi, points=points or None, limit=500, epsabs=0.0, epsrel=1e-11)
+    value, _ = integrate.quad(
+        integrand, lo, hi, points=points or None, limit=500, epsabs=0.0, epsrel=1e-11
+    )
     return value
 
 

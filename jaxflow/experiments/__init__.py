@@ -6,4 +6,19 @@ Each submodule holds the experiments of one theme; their public names are re-exp
 ``jaxflow.experiments.<name>`` is the import path whatever the submodule.
 """
 
-__all__: list[str] = []
+from jaxflow.experiments.bounds import SigmoidBound, sigmoid_bound
+from jaxflow.experiments.mean_field import (
+    Chi1Decay,
+    DynamicalIsometry,
+    chi1_decay,
+    dynamical_isometry,
+)
+
+__all__ = [
+    "Chi1Decay",
+    "DynamicalIsometry",
+    "SigmoidBound",
+    "chi1_decay",
+    "dynamical_isometry",
+    "sigmoid_bound",
+]

@@ -2,7 +2,8 @@
 
 * :func:`gradient_bound` — the notes' vanishing-gradient bound
   ‖∂L/∂z^[1]‖ ≤ ∏_{l=2}^{L} ‖J^[l]‖₂ · ‖∂L/∂z^[L]‖, measured per example.
-* Mean-field theory (:mod:`jaxflow.theory.propagation`): :func:`q_star`, :func:`chi1`,
+* Mean-field theory (:mod:`jaxflow.theory.propagation`; result types in
+  :mod:`jaxflow.theory.results`): :func:`q_star`, :func:`chi1`,
   :func:`c_star`, :func:`depth_scales`, :func:`critical_sigma_w2`, :func:`mean_field` and
   :func:`phase_diagram`, for every registered activation, with status flags for divergent and
   marginal fixed points.
@@ -17,8 +18,17 @@ its S-transform coefficient s₁.
 """
 
 from jaxflow.theory.bound import GradientBound, gradient_bound
-from jaxflow.theory.free import WEIGHT_ENSEMBLES, FreeMoments, free_moments
+from jaxflow.theory.free import WEIGHT_ENSEMBLES, FreeMoments, free_moments  # noqa: F401
 from jaxflow.theory.propagation import (
+    c_star,
+    chi1,
+    critical_sigma_w2,
+    depth_scales,
+    mean_field,
+    phase_diagram,
+    q_star,
+)
+from jaxflow.theory.results import (  # noqa: F401  (the status codes are module attributes)
     DIVERGES,
     INVALID,
     MARGINAL,
@@ -30,13 +40,6 @@ from jaxflow.theory.propagation import (
     MeanField,
     PhaseDiagram,
     Prediction,
-    c_star,
-    chi1,
-    critical_sigma_w2,
-    depth_scales,
-    mean_field,
-    phase_diagram,
-    q_star,
     status_name,
 )
 

@@ -15,10 +15,10 @@ Two rules, behind the ``quadrature=`` switch of :mod:`jaxflow.theory`:
   scale; the tail beyond 9σ holds 2e-19 of the mass), (ii) at every kink of φ, so each panel sees an
   analytic integrand, and (iii) at u = 0, ±2⁻³, …, ±2⁵ in the pre-activation, a graded mesh around
   the region where every registered φ bends, so φ's O(1) features are resolved however large q
-  is. Panels outside ±9σ collapse to zero length. That is 34 panel ends, 264 nodes in 1-D and 5-point
-  panels (165 × 165 nodes) in 2-D; against SciPy's adaptive quadrature the 1-D rule is accurate to
-  ~1e-9 relative and the 5-point panels to ~1e-7, for every registered activation and
-  10⁻⁶ ≤ q ≤ 10⁸ (tests/test_theory.py).
+  is. Panels outside ±9σ collapse to zero length. That is 34 panel ends, 264 nodes in 1-D and
+  5-point panels (165 × 165 nodes) in 2-D. Measured in float64 against SciPy's adaptive quadrature,
+  the 1-D rule is accurate to ~1e-9 relative and the 5-point panels to ~1e-7 for every registered
+  activation and 10⁻⁶ ≤ q ≤ 10⁸; in float32 both reach ~1e-6 (tests/test_theory.py checks 1e-4).
 
 Variances below ``VAR_FLOOR`` are raised to it, so q = 0 gives the q → 0⁺ limit: E[relu′(√q z)²]
 is 1/2 there, not relu′(0)² = 0.
@@ -26,9 +26,9 @@ is 1/2 there, not relu′(0)² = 0.
 
 from __future__ import annotations
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 RULES = ("split", "hermite")
 PANEL_ORDER = 8
@@ -59,7 +59,9 @@ def nodes(mean, var, kinks=(), rule: str = "split", order: int = PANEL_ORDER):
         x, w = (jnp.asarray(a, dtype) for a in _HERMITE)
         return mean + sd * x, w / np.sqrt(2.0 * np.pi)
     z_lo, z_hi = _Z_BREAKS[0], _Z_BREAKS[-1]
-    features = jnp.concatenate([jnp.asarray(_U_BREAKS, dtype), jnp.asarray(kinks, dtype).reshape(-1)])
+    features = jnp.concatenate(
+        [jnp.asarray(_U_BREAKS, dtype), jnp.asarray(kinks, dtype).reshape(-1)]
+    )
     breaks = jnp.concatenate([jnp.asarray(_Z_BREAKS, dtype), (features - mean) / sd])
     breaks = jnp.sort(jnp.clip(breaks, z_lo, z_hi))
     x, w = (jnp.asarray(a, dtype) for a in _LEGENDRE[order])

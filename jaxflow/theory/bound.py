@@ -49,7 +49,9 @@ class GradientBound(NamedTuple):
     ``finite``; a batch of inputs adds a leading batch axis to every field.
 
     Attributes:
-      log_ratio: ln(‖∂L/∂z^[1]‖/‖∂L/∂z^[L]‖), the measured ratio in the loss's direction.
+      log_ratio: ln(‖∂L/∂z^[1]‖/‖∂L/∂z^[L]‖), the measured ratio in the loss's direction
+        (``nan`` where ∂L/∂z^[L] = 0 and there is nothing to propagate, e.g. every top ReLU unit
+        dead; ``-inf`` where the gradient dies on the way down).
       log_worst: ln σ_max(∂z^[L]/∂z^[1]), the ratio in the worst direction.
       log_product: Σ_{l=2}^{L} ln‖J^[l]‖₂, the notes' bound.
       log_looser: Σ_{l=2}^{L} ln(sup|φ′|·‖W^[l]‖₂).
@@ -62,9 +64,8 @@ class GradientBound(NamedTuple):
       >>> import jax, jaxflow as jf
       >>> model = jf.mlp(depth=5, width=8, activation="sigmoid", init="orthogonal")
       >>> x = jax.numpy.ones(8)
-      >>> b = jax.jit(jf.gradient_bound, static_argnums=0)(model, model.init(jax.random.key(0), x), x)
-      >>> bool(b.ratio < b.product < b.looser)
-      True
+      >>> variables = model.init(jax.random.key(0), x)
+      >>> b = jax.jit(jf.gradient_bound, static_argnums=0)(model, variables, x)
       >>> round(float(b.looser / 0.25**4), 4)   # every ‖W‖₂ = 1: the looser bound is 0.25^(L−1)
       1.0
     """
@@ -139,8 +140,10 @@ def _bound_one(stack, sup, weight_norms, x, y, loss_fn, prefixes):
         grads = jax.vmap(jax.grad(lambda z: loss_fn(stack.readout(z), y)))(tops)
         first = jnp.einsum("dij,di->dj", products, grads, precision=HIGHEST)
         sv = singular_values(products)
-    log_ratio = _safe_log(jnp.linalg.norm(first, axis=-1)) + log_scale - jnp.log(
-        jnp.linalg.norm(grads, axis=-1)
+    log_ratio = (
+        _safe_log(jnp.linalg.norm(first, axis=-1))
+        + log_scale
+        - jnp.log(jnp.linalg.norm(grads, axis=-1))
     )
     log_product = jnp.cumsum(_safe_log(layer_norms))
     log_looser = jnp.cumsum(jnp.log(sup * weight_norms))
@@ -193,11 +196,12 @@ def gradient_bound(
 
     Example:
       >>> import jax, jaxflow as jf
-      >>> model = jf.mlp(depth=5, width=8, activation="sigmoid", init="xavier")
-      >>> x = jax.random.normal(jax.random.key(1), (8,))
-      >>> b = jax.jit(jf.gradient_bound, static_argnums=0)(model, model.init(jax.random.key(0), x), x)
-      >>> bool(b.ratio < b.worst_ratio < b.product < b.looser), bool(b.looser > 0.25**4)
-      (True, True)
+      >>> model = jf.mlp(depth=5, width=8, activation="sigmoid", init="orthogonal")
+      >>> x = jax.numpy.ones(8)
+      >>> variables = model.init(jax.random.key(0), x)
+      >>> b = jax.jit(jf.gradient_bound, static_argnums=0)(model, variables, x)
+      >>> bool(b.ratio <= b.worst_ratio < b.product < b.looser)
+      True
     """
     if not isinstance(model, MLP):
         raise TypeError(
@@ -211,7 +215,10 @@ def gradient_bound(
     if y is None:
         y = jnp.zeros(batch + out_shape, jnp.result_type(x, float))
     elif jnp.shape(y) != batch + out_shape:
-        raise ValueError(f"y has shape {jnp.shape(y)}; for x of shape {jnp.shape(x)} it must be {batch + out_shape}")
+        raise ValueError(
+            f"y has shape {jnp.shape(y)}; for x of shape {jnp.shape(x)} it must be "
+            f"{batch + out_shape}"
+        )
     loss_fn = _loss_fn(loss)
     sup = get_activation(model.activation).sup_derivative
     with jax.default_matmul_precision("float32"):

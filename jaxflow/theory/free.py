@@ -46,7 +46,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxflow.activations import Activation
-from jaxflow.theory.propagation import TOL, evaluate
+from jaxflow.theory._solvers import evaluate
+from jaxflow.theory.results import TOL
 
 __all__ = ["FreeMoments", "free_moments"]
 
@@ -141,10 +142,10 @@ def free_moments(
     dtype = m.mu1.dtype
     s1 = jnp.full_like(m.mu1, WEIGHT_ENSEMBLES[weights])
     depths = jnp.arange(1, depth + 1)
-    l = depths.astype(dtype).reshape((1,) * m.mu1.ndim + (depth,))
+    layers = depths.astype(dtype).reshape((1,) * m.mu1.ndim + (depth,))
     excess = (m.mu2 / jnp.square(m.mu1) - 1.0 - s1)[..., None]
-    mean = jnp.power(m.chi1[..., None], l)
-    relative = l * excess
+    mean = jnp.power(m.chi1[..., None], layers)
+    relative = layers * excess
     return FreeMoments(
         depths,
         m.mu1,
