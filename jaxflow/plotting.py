@@ -121,7 +121,7 @@ def plot_sigmoid_bound(result, ax=None, inits=None):
     Example:
       >>> import jaxflow.experiments as ex
       >>> from jaxflow.plotting import plot_sigmoid_bound
-      >>> r = ex.sigmoid_bound(depth=4, width=4, seeds=2, inits=("orthogonal",))
+      >>> r = ex.sigmoid_bound(depth=20, width=16, seeds=24, inits=("xavier", "orthogonal"))
       >>> plot_sigmoid_bound(r).get_yscale()
       'log'
     """
@@ -214,7 +214,7 @@ def plot_tight_construction(result, ax=None):
     Example:
       >>> import jaxflow.experiments as ex
       >>> from jaxflow.plotting import plot_tight_construction
-      >>> r = ex.sigmoid_bound(depth=4, width=4, seeds=2, inits=("orthogonal",))
+      >>> r = ex.sigmoid_bound(depth=20, width=16, seeds=24, inits=("xavier", "orthogonal"))
       >>> len(plot_tight_construction(r).get_lines())
       3
     """
@@ -338,7 +338,7 @@ def plot_chi1_decay(result, ax=None):
     Example:
       >>> import jaxflow as jf, jaxflow.experiments as ex
       >>> from jaxflow.plotting import plot_chi1_decay
-      >>> r = ex.chi1_decay(jf.mlp(3, 8, activation="relu", init="he"), seeds=8)
+      >>> r = ex.chi1_decay(jf.mlp(8, 16, activation="relu", init="he"), seeds=64)
       >>> plot_chi1_decay(r).get_yscale()
       'log'
     """

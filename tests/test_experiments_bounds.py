@@ -148,7 +148,9 @@ def test_chi1_decay_rejects_residual_stacks():
 )
 def test_free_probability_against_monte_carlo(activation, sigma_w2, gaussian, orthogonal):
     """Width 256, three layers, two seeds: cheap, and well inside the Monte-Carlo error."""
-    result = ex.dynamical_isometry(activation, sigma_w2, depth=3, width=256, seeds=2, condition=False)
+    result = ex.dynamical_isometry(
+        activation, sigma_w2, depth=3, width=256, seeds=2, condition=False
+    )
     depths = np.arange(1, 4)
     np.testing.assert_allclose(result.theory.relative_variance[0], gaussian * depths, rtol=1e-5)
     np.testing.assert_allclose(

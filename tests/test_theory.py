@@ -276,14 +276,10 @@ def test_phase_diagram_is_the_pointwise_theory_without_recompiling():
     np.testing.assert_allclose(
         pd.critical_sigma_w2.value, jf.critical_sigma_w2("tanh", b).value, rtol=1e-6
     )
-    table = solvers._registered_table()
-    kernels = [
-        solvers._compiled(table, "split", th.results.TOL, fn)
-        for fn in (solvers.scalar_length, solvers._scalar_correlation)
-    ]
-    before = [k._cache_size() for k in kernels]
-    jf.phase_diagram("relu", w + 0.1, b + 0.05)  # another activation, new values: same programs
-    assert [k._cache_size() for k in kernels] == before
+    program = solvers.mean_field_program(solvers._registered_table(), "split", th.results.TOL)
+    before = program._cache_size()
+    jf.phase_diagram("relu", w + 0.1, b + 0.05)  # another activation, new values: same program
+    assert program._cache_size() == before
 
 
 # ----------------------------------------------------------------------------- free probability
@@ -450,3 +446,16 @@ def test_gradient_bound_rejects_what_it_cannot_bound():
         jf.gradient_bound(model, variables, x, jnp.zeros(3))
     with pytest.raises(ValueError, match="last dimension"):
         jf.gradient_bound(model, variables, jnp.ones(5))
+
+
+@pytest.mark.slow
+def test_float64_reaches_scipy_to_1e_8():
+    """Under x64 the same code is accurate to the quadrature's own ~1e-9."""
+    with jax.enable_x64(True):
+        mf = jf.mean_field("tanh", 2.5, 0.1)
+        crit = jf.critical_sigma_w2("erf", 0.0)
+    assert mf.q_star.dtype == jnp.float64
+    q = _np_fixed_point("tanh", 2.5, 0.1)
+    assert _rel(mf.q_star, q) < tol("float64", "quadrature")
+    assert _rel(mf.chi1, _np_chi1("tanh", 2.5, q)) < tol("float64", "quadrature")
+    assert _rel(crit.value[()], math.pi / 4) < tol("float64", "quadrature")

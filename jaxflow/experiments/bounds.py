@@ -214,8 +214,8 @@ def sigmoid_bound(
 
     Example:
       >>> import jaxflow.experiments as ex
-      >>> result = ex.sigmoid_bound(depth=4, width=4, seeds=2, inits=("orthogonal",))
-      >>> round(float(result.tight.ratio[-1] / 0.25**3), 4)
+      >>> result = ex.sigmoid_bound(depth=20, width=16, seeds=24, inits=("xavier", "orthogonal"))
+      >>> round(float(result.tight.ratio[-1] / 0.25**19), 4)   # 2⁻³⁸ = 3.637978807091713e-12
       1.0
     """
     depth = _check_int("depth", depth, 2)

@@ -26,6 +26,7 @@ from jaxflow.theory.results import (
     NOT_FOUND,
     OK,
     FixedPoint,
+    MeanField,
     Prediction,
 )
 
@@ -263,9 +264,26 @@ def scalar_length(phi, sigma_w2, sigma_b2, q0, rule, tol):
     return invalidate(result, valid)
 
 
-def _scalar_correlation(phi, sigma_w2, sigma_b2, q, norm, chi, rule, tol):
-    """(c*, χ_c) given the length map's result; the only bivariate quadrature."""
-    return _solve_c(phi, sigma_w2, sigma_b2, q, norm, chi, rule, tol)
+def _scalar_mean_field(phi, sigma_w2, sigma_b2, q0, rule, tol) -> MeanField:
+    """Every mean-field quantity at one (σ_w², σ_b², q0): the length map, then the correlation
+    map."""
+    valid, sw2, sb2, _ = sanitize(sigma_w2, sigma_b2, q0)
+    length = scalar_length(phi, sigma_w2, sigma_b2, q0, rule, tol)
+    c, chi_c = _solve_c(phi, sw2, sb2, length.q, length.norm, length.chi1, rule, tol)
+    xi_q = jnp.where(length.status == DIVERGES, jnp.nan, _depth_scale(length.slope, tol))
+    result = MeanField(
+        length.q_star,
+        length.slope,
+        length.chi1,
+        c,
+        chi_c,
+        xi_q,
+        _depth_scale(chi_c, tol),
+        length.status,
+        jnp.abs(length.chi1 - 1.0) <= tol,
+        length.unique,
+    )
+    return invalidate(result, valid)
 
 
 # ----------------------------------------------------------------------------- compiled kernels
@@ -304,22 +322,60 @@ def _table_index(act: Activation):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(table: tuple, rule: str, tol: float, scalar_fn):
-    """One jitted, vmapped ``scalar_fn(phi, *arrays, rule, tol)`` per table (all activations)."""
+def length_program(table: tuple, rule: str, tol: float):
+    """The length map (1-D quadrature only), vmapped and jitted, for every activation in
+    ``table``."""
 
-    def run(index, *arrays):
-        one = functools.partial(scalar_fn, _phi(table, index), rule=rule, tol=tol)
-        return jax.vmap(one)(*arrays)
+    def length_program(index, sigma_w2, sigma_b2, q0):
+        one = functools.partial(scalar_length, _phi(table, index), rule=rule, tol=tol)
+        return jax.vmap(one)(sigma_w2, sigma_b2, q0)
 
-    return jax.jit(run)
+    return jax.jit(length_program)
+
+
+@functools.lru_cache(maxsize=None)
+def mean_field_program(table: tuple, rule: str, tol: float):
+    """Mean-field theory on a batch of (σ_w², σ_b², q0) and the critical σ_w² on a batch of σ_b²,
+    vmapped and jitted together: the one program behind mean_field, critical_sigma_w2 and a whole
+    phase diagram."""
+
+    def mean_field_program(index, sigma_w2, sigma_b2, q0, line):
+        phi = _phi(table, index)
+        grid = jax.vmap(functools.partial(_scalar_mean_field, phi, rule=rule, tol=tol))
+        critical = jax.vmap(functools.partial(_scalar_critical, phi, rule=rule, tol=tol))
+        return grid(sigma_w2, sigma_b2, q0), critical(line)
+
+    return jax.jit(mean_field_program)
 
 
 def evaluate(activation, sigma_w2, sigma_b2, q0, quadrature, tol) -> LengthResult:
-    """Validates the inputs and runs the length-map kernel, broadcast over the inputs."""
+    """Validates the inputs and runs the length program, broadcast over the inputs."""
     table, index, rule, tol = _resolve(activation, quadrature, tol)
     _check_inputs(sigma_w2=sigma_w2, sigma_b2=sigma_b2, q0=q0)
-    run = functools.partial(_compiled(table, rule, tol, scalar_length), index)
+    run = functools.partial(length_program(table, rule, tol), index)
     return _broadcast_call(run, sigma_w2, sigma_b2, q0)
+
+
+def evaluate_mean_field(activation, grid, line, quadrature, tol):
+    """Runs the mean-field program on ``grid`` = (σ_w², σ_b², q0) (broadcast together) and on
+    ``line`` = σ_b² values for the critical line, in one call; either may be ``None``.
+
+    Returns (MeanField or None, Prediction or None), each shaped like its input.
+    """
+    table, index, rule, tol = _resolve(activation, quadrature, tol)
+    if grid is not None:
+        _check_inputs(sigma_w2=grid[0], sigma_b2=grid[1], q0=grid[2])
+    if line is not None:
+        _check_inputs(sigma_b2=line)
+    dtype = _float_dtype(*(grid or ()), *(() if line is None else (line,)))
+    # A placeholder for the part not asked for: the smallest batch of valid values.
+    grid_arrays = jnp.broadcast_arrays(*(jnp.asarray(a, dtype) for a in (grid or (1.0, 0.0, 1.0))))
+    grid_flat, grid_shape = _pad(grid_arrays)
+    (line_flat,), line_shape = _pad([jnp.asarray(0.0 if line is None else line, dtype)])
+    mf, crit = mean_field_program(table, rule, tol)(index, *grid_flat, line_flat)
+    mf = None if grid is None else jax.tree.map(lambda leaf: _unpad(leaf, grid_shape), mf)
+    crit = None if line is None else jax.tree.map(lambda leaf: _unpad(leaf, line_shape), crit)
+    return mf, crit
 
 
 def _resolve(activation, quadrature, tol):
@@ -339,16 +395,24 @@ def _bucket(size: int) -> int:
     return -(-size // 64) * 64
 
 
-def _broadcast_call(fn, *args):
-    dtype = _float_dtype(*args)
-    arrays = jnp.broadcast_arrays(*(jnp.asarray(a, dtype) for a in args))
+def _pad(arrays):
+    """Flattens same-shape arrays and pads them (with their last value) to a bucket size."""
     shape = arrays[0].shape
     size = math.prod(shape)
     if size == 0:
         raise ValueError(f"the inputs broadcast to the empty shape {shape}")
     flat = [jnp.pad(a.reshape(-1), (0, _bucket(size) - size), mode="edge") for a in arrays]
-    out = fn(*flat)
-    return jax.tree.map(lambda leaf: leaf[:size].reshape(shape), out)
+    return flat, shape
+
+
+def _unpad(leaf, shape):
+    return leaf[: math.prod(shape)].reshape(shape)
+
+
+def _broadcast_call(fn, *args):
+    dtype = _float_dtype(*args)
+    flat, shape = _pad(jnp.broadcast_arrays(*(jnp.asarray(a, dtype) for a in args)))
+    return jax.tree.map(lambda leaf: _unpad(leaf, shape), fn(*flat))
 
 
 def _scalar_critical(phi, sigma_b2, rule, tol):
@@ -382,12 +446,3 @@ def _scalar_critical(phi, sigma_b2, rule, tol):
     found = valid & (at_start | inside | at_end)
     status = jnp.where(valid, jnp.where(found, OK, NOT_FOUND), INVALID).astype(jnp.int32)
     return Prediction(jnp.where(found, value, jnp.nan), status)
-
-
-@functools.lru_cache(maxsize=None)
-def _compiled_critical(table: tuple, rule: str, tol: float):
-    def run(index, sigma_b2):
-        one = functools.partial(_scalar_critical, _phi(table, index), rule=rule, tol=tol)
-        return jax.vmap(one)(sigma_b2)
-
-    return jax.jit(run)

@@ -79,25 +79,11 @@ class GradientBound(NamedTuple):
     weight_norms: jax.Array
     finite: jax.Array
 
-    @property
-    def ratio(self) -> jax.Array:
-        """‖∂L/∂z^[1]‖/‖∂L/∂z^[L]‖."""
-        return jnp.exp(self.log_ratio)
-
-    @property
-    def worst_ratio(self) -> jax.Array:
-        """σ_max(∂z^[L]/∂z^[1])."""
-        return jnp.exp(self.log_worst)
-
-    @property
-    def product(self) -> jax.Array:
-        """∏ ‖J^[l]‖₂."""
-        return jnp.exp(self.log_product)
-
-    @property
-    def looser(self) -> jax.Array:
-        """∏ sup|φ′|·‖W^[l]‖₂."""
-        return jnp.exp(self.log_looser)
+    # The exponentiated sides; they may underflow to 0 in float32 where the logarithms do not.
+    ratio = property(lambda self: jnp.exp(self.log_ratio), doc="‖∂L/∂z^[1]‖/‖∂L/∂z^[L]‖.")
+    worst_ratio = property(lambda self: jnp.exp(self.log_worst), doc="σ_max(∂z^[L]/∂z^[1]).")
+    product = property(lambda self: jnp.exp(self.log_product), doc="∏ ‖J^[l]‖₂.")
+    looser = property(lambda self: jnp.exp(self.log_looser), doc="∏ sup|φ′|·‖W^[l]‖₂.")
 
 
 def _safe_log(x):

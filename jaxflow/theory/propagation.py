@@ -53,10 +53,12 @@ Conventions and edge cases, reported in every result rather than hidden:
 * **critical** is |χ₁ − 1| ≤ tol: c* = 1 is then marginal and ξ_c is infinite or larger than 1/tol.
 
 All functions are pure, jit- and vmap-compatible, and broadcast over array-valued σ_w², σ_b², q0.
-They run three compiled kernels — the length map, the correlation map and the critical-line
-search — each compiled once per (quadrature, tol) for all registered activations together (the
-activation is a ``lax.switch`` index) and cached; inputs are padded to a few batch sizes so that
-arrays of similar size share a program.
+They run two compiled programs — the length map alone (``q_star``, ``chi1``,
+:func:`~jaxflow.free_moments`), and the full mean-field theory with the critical-line search
+(``mean_field``, ``c_star``, ``depth_scales``, ``critical_sigma_w2``, ``phase_diagram``) — each
+compiled once per (quadrature, tol) for all registered activations together (the activation is a
+``lax.switch`` index) and cached; inputs are padded to a few batch sizes so that arrays of similar
+size share a program.
 
 References:
   Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli, "Exponential expressivity in deep neural networks
@@ -68,27 +70,13 @@ References:
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax.numpy as jnp
 
 from jaxflow.activations import Activation
-from jaxflow.theory._solvers import (
-    _broadcast_call,
-    _check_inputs,
-    _compiled,
-    _compiled_critical,
-    _depth_scale,
-    _float_dtype,
-    _resolve,
-    _scalar_correlation,
-    evaluate,
-    invalidate,
-    sanitize,
-)
+from jaxflow.theory._solvers import _check_inputs, _float_dtype, evaluate, evaluate_mean_field
 from jaxflow.theory.results import (
-    DIVERGES,
     TOL,
     DepthScales,
     FixedPoint,
@@ -145,28 +133,7 @@ def mean_field(
       >>> bool(mf.chi1 > 1), bool(mf.c_star < 1), bool(mf.chi_c < 1)
       (True, True, True)
     """
-    length = evaluate(activation, sigma_w2, sigma_b2, q0, quadrature, tol)
-    table, index, rule, tol = _resolve(activation, quadrature, tol)
-    arrays = jnp.broadcast_arrays(
-        *(jnp.asarray(a, length.q.dtype) for a in (sigma_w2, sigma_b2, q0))
-    )
-    valid, sw2, sb2, _ = sanitize(*arrays)
-    correlation = functools.partial(_compiled(table, rule, tol, _scalar_correlation), index)
-    c, chi_c = _broadcast_call(correlation, sw2, sb2, length.q, length.norm, length.chi1)
-    xi_q = jnp.where(length.status == DIVERGES, jnp.nan, _depth_scale(length.slope, tol))
-    result = MeanField(
-        length.q_star,
-        length.slope,
-        length.chi1,
-        c,
-        chi_c,
-        xi_q,
-        _depth_scale(chi_c, tol),
-        length.status,
-        jnp.abs(length.chi1 - 1.0) <= tol,
-        length.unique,
-    )
-    return invalidate(result, valid)
+    return evaluate_mean_field(activation, (sigma_w2, sigma_b2, q0), None, quadrature, tol)[0]
 
 
 def q_star(
@@ -181,12 +148,7 @@ def q_star(
     """The stable fixed point q* of the length map q ← σ_w² E[φ(√q z)²] + σ_b².
 
     Args:
-      activation: a registered name or an :class:`~jaxflow.Activation`.
-      sigma_w2: weight variance σ_w² > 0.
-      sigma_b2: bias variance σ_b² ≥ 0.
-      q0: the starting variance (picks the basin where there are several attractors).
-      quadrature: ``"split"`` or ``"hermite"``.
-      tol: marginality tolerance.
+      activation, sigma_w2, sigma_b2, q0, quadrature, tol: as for :func:`mean_field`.
 
     Returns:
       A :class:`FixedPoint` (broadcast shape of the inputs).
@@ -219,12 +181,7 @@ def chi1(
     (see :mod:`jaxflow.theory.propagation`); ``status`` says which.
 
     Args:
-      activation: a registered name or an :class:`~jaxflow.Activation`.
-      sigma_w2: weight variance σ_w² > 0.
-      sigma_b2: bias variance σ_b² ≥ 0.
-      q0: the starting variance of the length map.
-      quadrature: ``"split"`` or ``"hermite"``.
-      tol: marginality tolerance.
+      activation, sigma_w2, sigma_b2, q0, quadrature, tol: as for :func:`mean_field`.
 
     Returns:
       A :class:`Prediction` ``(value=χ₁, status)``.
@@ -253,12 +210,7 @@ def c_star(
     """The stable fixed point c* ∈ [0, 1] of the correlation map (1 in the ordered phase).
 
     Args:
-      activation: a registered name or an :class:`~jaxflow.Activation`.
-      sigma_w2: weight variance σ_w² > 0.
-      sigma_b2: bias variance σ_b² ≥ 0.
-      q0: the starting variance of the length map.
-      quadrature: ``"split"`` or ``"hermite"``.
-      tol: marginality tolerance.
+      activation, sigma_w2, sigma_b2, q0, quadrature, tol: as for :func:`mean_field`.
 
     Returns:
       A :class:`Prediction` ``(value=c*, status)``.
@@ -287,12 +239,7 @@ def depth_scales(
     """Schoenholz et al.'s depth scales ξ_q = −1/ln|V′(q*)| and ξ_c = −1/ln χ_c.
 
     Args:
-      activation: a registered name or an :class:`~jaxflow.Activation`.
-      sigma_w2: weight variance σ_w² > 0.
-      sigma_b2: bias variance σ_b² ≥ 0.
-      q0: the starting variance of the length map.
-      quadrature: ``"split"`` or ``"hermite"``.
-      tol: marginality tolerance.
+      activation, sigma_w2, sigma_b2, q0, quadrature, tol: as for :func:`mean_field`.
 
     Returns:
       A :class:`DepthScales`.
@@ -348,10 +295,7 @@ def critical_sigma_w2(
       >>> round(float(jf.critical_sigma_w2("erf", 0.0).value), 4)   # π/4
       0.7854
     """
-    table, index, rule, tol = _resolve(activation, quadrature, tol)
-    _check_inputs(sigma_b2=sigma_b2)
-    run = functools.partial(_compiled_critical(table, rule, tol), index)
-    return _broadcast_call(run, sigma_b2)
+    return evaluate_mean_field(activation, None, sigma_b2, quadrature, tol)[1]
 
 
 def phase_diagram(
@@ -363,11 +307,11 @@ def phase_diagram(
     quadrature: str = "split",
     tol: float = TOL,
 ) -> PhaseDiagram:
-    """Mean-field theory on a (σ_w², σ_b²) grid, in one compiled call, and the critical line.
+    """Mean-field theory on a (σ_w², σ_b²) grid and the critical line, in one compiled call.
 
-    The whole grid is one call of the compiled, vmapped kernel that :func:`mean_field` uses (and
-    the critical σ_w² for every σ_b² one call of :func:`critical_sigma_w2`'s): no Python loop over
-    grid points, and a second diagram of a similar size compiles nothing.
+    The whole grid and the critical σ_w² for every σ_b² are one call of one jitted program (nested
+    ``vmap``s; the same program :func:`mean_field` and :func:`critical_sigma_w2` use): no Python
+    loop over grid points, and a second diagram of a similar size compiles nothing.
 
     Args:
       activation: a registered name or an :class:`~jaxflow.Activation`.
@@ -389,7 +333,6 @@ def phase_diagram(
       >>> pd.mean_field.chi1.shape, pd.critical_sigma_w2.value.shape
       ((2, 2), (2,))
     """
-    table, index, rule, tol = _resolve(activation, quadrature, tol)
     _check_inputs(sigma_w2=sigma_w2, sigma_b2=sigma_b2, q0=q0)
     dtype = _float_dtype(sigma_w2, sigma_b2, q0)
     sw2 = jnp.asarray(sigma_w2, dtype)
@@ -400,6 +343,5 @@ def phase_diagram(
             f"got shapes {sw2.shape} and {sb2.shape}"
         )
     w, b = jnp.meshgrid(sw2, sb2, indexing="ij")
-    grid = mean_field(activation, w, b, q0=q0, quadrature=quadrature, tol=tol)
-    crit = _broadcast_call(functools.partial(_compiled_critical(table, rule, tol), index), sb2)
+    grid, crit = evaluate_mean_field(activation, (w, b, q0), sb2, quadrature, tol)
     return PhaseDiagram(sw2, sb2, grid, crit)
