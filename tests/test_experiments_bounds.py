@@ -167,7 +167,7 @@ def test_free_probability_against_monte_carlo(activation, sigma_w2, gaussian, or
 
 @pytest.mark.slow
 def test_free_probability_against_monte_carlo_deep():
-    result = ex.dynamical_isometry("relu", 2.0, depth=6, width=512, seeds=4)
+    result = ex.dynamical_isometry("relu", 2.0, depth=6, width=512, seeds=4, condition=False)
     assert not bool(result.relative_variance_disagree.any())
     np.testing.assert_allclose(result.relative_variance, result.theory.relative_variance, rtol=0.15)
 

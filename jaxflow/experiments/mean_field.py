@@ -221,8 +221,8 @@ def chi1_decay(
     scheme = model.init_scheme
     label = (
         f"{model.activation}, {scheme.name} (σ_w²={float(scheme.sigma_w2):g}, "
-        f"σ_b²={float(scheme.sigma_b2) if model.use_bias else 0.0:g}), width {n}, depth "
-        f"{model.depth}, {seeds} seeds × {directions} directions"
+        f"σ_b²={float(scheme.sigma_b2) if model.use_bias else 0.0:g}), n = {n}, L = {model.depth}, "
+        f"{seeds} seeds × {directions} top gradients"
     )
     return Chi1Decay(
         label,
@@ -398,7 +398,7 @@ def dynamical_isometry(
         ]
         for i, t in enumerate(theory_of)
     )
-    label = f"{activation}, σ_w²={sigma_w2:g}, σ_b²={sigma_b2:g}, width {width}, {seeds} seeds"
+    label = f"{activation}, σ_w²={sigma_w2:g}, σ_b²={sigma_b2:g}, n = {width}, {seeds} seeds"
     return DynamicalIsometry(
         label,
         prediction.depth,

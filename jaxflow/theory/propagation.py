@@ -2,14 +2,14 @@
 
 For a wide MLP z^l = W^l φ(z^{l−1}) + b^l with W_ij ~ N(0, σ_w²/n) and b_i ~ N(0, σ_b²) (σ² are
 **variances**), the pre-activations of one input are Gaussian with variance q^l and those of two
-inputs have correlation c^l, which obey (Poole et al. 2016; Schoenholz et al. 2017, eqs. 2–3)
+inputs have correlation c^l, which obey (Poole et al. 2016; Schoenholz et al. 2017, §2)
 
     length map       q^l = V(q^{l−1}) = σ_w² ∫Dz φ(√q^{l−1} z)² + σ_b²,
     correlation map  c^l = C(c^{l−1}) = [σ_w² ∫Dz₁Dz₂ φ(u₁)φ(u₂) + σ_b²] / q*,
                      u₁ = √q* z₁,  u₂ = √q* (c z₁ + √(1 − c²) z₂),
 
 with Dz the standard Gaussian measure. Their linearisations at the fixed points give
-(Schoenholz et al. 2017, eq. 4 and §3):
+(Schoenholz et al. 2017, §2 for χ₁ and §3 for the depth scales):
 
     χ₁ = σ_w² ∫Dz φ′(√q* z)²                       (C′(1): order χ₁ < 1, chaos χ₁ > 1),
     ξ_q⁻¹ = −ln[χ₁ + σ_w² ∫Dz φ″(√q* z) φ(√q* z)]   (q^l − q* ∝ e^{−l/ξ_q}),
@@ -125,7 +125,7 @@ def mean_field(
 
     References:
       Poole et al., NeurIPS 2016; Schoenholz et al., "Deep information propagation", ICLR 2017
-      (eqs. 2–4 and §3 for q*, χ₁, ξ_q, ξ_c).
+      (§2 for q*, c* and χ₁, §3 for ξ_q and ξ_c; the formulas are in the module docs).
 
     Example:
       >>> import jaxflow as jf
@@ -154,7 +154,7 @@ def q_star(
       A :class:`FixedPoint` (broadcast shape of the inputs).
 
     References:
-      Poole et al., NeurIPS 2016; Schoenholz et al., ICLR 2017, eq. 2.
+      Poole et al., NeurIPS 2016 (the length map); Schoenholz et al., ICLR 2017, §2.
 
     Example:
       >>> import jaxflow as jf
@@ -187,7 +187,7 @@ def chi1(
       A :class:`Prediction` ``(value=χ₁, status)``.
 
     References:
-      Schoenholz et al., ICLR 2017, eq. 4.
+      Schoenholz et al., ICLR 2017, §2: χ₁ = σ_w² ∫Dz φ′(√q* z)².
 
     Example:
       >>> import jaxflow as jf
@@ -216,7 +216,7 @@ def c_star(
       A :class:`Prediction` ``(value=c*, status)``.
 
     References:
-      Poole et al., NeurIPS 2016; Schoenholz et al., ICLR 2017, eq. 3.
+      Poole et al., NeurIPS 2016 (the correlation map); Schoenholz et al., ICLR 2017, §2.
 
     Example:
       >>> import jaxflow as jf
