@@ -27,6 +27,7 @@ _MODULES = [
     "jaxflow.experiments.gradient_flow",
     "jaxflow.spectra",
     "jaxflow.sweeps",
+    "jaxflow.theory",
 ]
 
 

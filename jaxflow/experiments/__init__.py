@@ -6,6 +6,7 @@ Each submodule holds the experiments of one theme; their public names are re-exp
 ``jaxflow.experiments.<name>`` is the import path whatever the submodule.
 """
 
+from jaxflow.experiments.bounds import SigmoidBound, sigmoid_bound
 from jaxflow.experiments.gradient_flow import (
     ActivationComparison,
     InitComparison,
@@ -14,15 +15,27 @@ from jaxflow.experiments.gradient_flow import (
     compare_inits,
     compare_residual,
 )
+from jaxflow.experiments.mean_field import (
+    Chi1Decay,
+    DynamicalIsometry,
+    chi1_decay,
+    dynamical_isometry,
+)
 from jaxflow.experiments.reproduce import Report, reproduce
 
 __all__ = [
     "ActivationComparison",
+    "Chi1Decay",
+    "DynamicalIsometry",
     "InitComparison",
     "Report",
     "ResidualComparison",
+    "SigmoidBound",
+    "chi1_decay",
     "compare_activations",
     "compare_inits",
     "compare_residual",
+    "dynamical_isometry",
     "reproduce",
+    "sigmoid_bound",
 ]

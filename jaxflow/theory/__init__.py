@@ -1,0 +1,65 @@
+"""Theory beside measurement: the gradient bound, mean-field signal propagation, free probability.
+
+* :func:`gradient_bound` — the notes' vanishing-gradient bound
+  ‖∂L/∂z^[1]‖ ≤ ∏_{l=2}^{L} ‖J^[l]‖₂ · ‖∂L/∂z^[L]‖, measured per example.
+* Mean-field theory (:mod:`jaxflow.theory.propagation`; result types in
+  :mod:`jaxflow.theory.results`): :func:`q_star`, :func:`chi1`,
+  :func:`c_star`, :func:`depth_scales`, :func:`critical_sigma_w2`, :func:`mean_field` and
+  :func:`phase_diagram`, for every registered activation, with status flags for divergent and
+  marginal fixed points.
+* Free probability (:mod:`jaxflow.theory.free`): :func:`free_moments`, the mean and variance of the
+  squared singular values of the end-to-end Jacobian for Gaussian and orthogonal weights.
+
+Every function here is a pure leaf function (jit/vmap-compatible); the drivers that set theory next
+to Monte-Carlo measurements live in :mod:`jaxflow.experiments`. Status codes in results are
+``OK``, ``MARGINAL``, ``DIVERGES``, ``INVALID`` and ``NOT_FOUND`` (module constants, named by
+:data:`STATUS_NAMES` and :func:`status_name`); ``WEIGHT_ENSEMBLES`` maps each weight ensemble to
+its S-transform coefficient s₁.
+"""
+
+from jaxflow.theory.bound import GradientBound, gradient_bound
+from jaxflow.theory.free import WEIGHT_ENSEMBLES, FreeMoments, free_moments  # noqa: F401
+from jaxflow.theory.propagation import (
+    c_star,
+    chi1,
+    critical_sigma_w2,
+    depth_scales,
+    mean_field,
+    phase_diagram,
+    q_star,
+)
+from jaxflow.theory.results import (  # noqa: F401  (the status codes are module attributes)
+    DIVERGES,
+    INVALID,
+    MARGINAL,
+    NOT_FOUND,
+    OK,
+    STATUS_NAMES,
+    DepthScales,
+    FixedPoint,
+    MeanField,
+    PhaseDiagram,
+    Prediction,
+    status_name,
+)
+
+__all__ = [
+    "DepthScales",
+    "FixedPoint",
+    "FreeMoments",
+    "GradientBound",
+    "MeanField",
+    "PhaseDiagram",
+    "Prediction",
+    "STATUS_NAMES",
+    "c_star",
+    "chi1",
+    "critical_sigma_w2",
+    "depth_scales",
+    "free_moments",
+    "gradient_bound",
+    "mean_field",
+    "phase_diagram",
+    "q_star",
+    "status_name",
+]
