@@ -12,6 +12,11 @@ the chain rule against autodiff:
 (20, 64, 64)
 """
 
+from jaxflow import _platform
+
+_platform.guard_cpu_thread_pool()  # before any JAX backend starts; see jaxflow/_platform.py
+
+
 from jaxflow.activations import ACTIVATIONS, Activation, get_activation
 from jaxflow.experiments.gradient_flow import (
     ActivationComparison,

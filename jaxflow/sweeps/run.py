@@ -99,13 +99,14 @@ def check_host_devices(devices, spec, padded: int) -> None:
     jaxlib 0.10's batched SVD splits a call of ``b`` m×n matrices into tasks on XLA:CPU's intra-op
     pool (one thread per core) when b·10·m·n ≥ 200,000, and blocks its own thread until they finish.
     A device executes on a pool thread, so once as many devices as pool threads are inside such a
-    call, every thread waits for tasks that no thread is left to run.
+    call, every thread waits for tasks that no thread is left to run. The pool has ``NPROC``
+    threads (jaxflow sets it at import; see :mod:`jaxflow._platform`), else one per core.
     """
-    import os
+    from jaxflow._platform import cpu_pool_threads
 
     if len(devices) < 2 or devices[0].platform != "cpu" or not _lapack_blocks_pool():
         return
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = cpu_pool_threads()
     svd_batch = (padded // len(devices)) * spec.batch * 2
     if len(devices) >= threads and svd_batch * 10 * spec.width**2 >= 200_000:
         raise ValueError(

@@ -1,0 +1,44 @@
+"""jaxflow sizes XLA:CPU's thread pool so batched LAPACK calls cannot park every thread.
+
+Fresh interpreters, because the pool is sized once, when the CPU backend starts.
+"""
+
+import os
+import subprocess
+import sys
+
+_PROBE = """
+import os, collections
+import jaxflow, jax, jax.numpy as jnp
+jnp.linalg.svd(jnp.ones((8, 64, 64)), compute_uv=False).block_until_ready()
+threads = collections.Counter(
+    open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")
+)["tf_XLAEigen"]
+print(os.environ.get("NPROC"), threads, jaxflow._platform.cpu_pool_threads())
+"""
+
+
+def _probe(env):
+    """(NPROC, pool threads, what jaxflow reports) in a fresh interpreter started with ``env``,
+    as a user's would be: without this process's NPROC (which jaxflow's own import may have set)
+    and XLA_FLAGS (the suite's fake devices; XLA gives the pool at least one thread per device)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    inherited = {k: v for k, v in os.environ.items() if k not in ("NPROC", "XLA_FLAGS")}
+    env = {**inherited, **env, "PYTHONPATH": root}
+    out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout  # fmt: skip
+    nproc, threads, reported = out.split()
+    return nproc, int(threads), int(reported)
+
+
+def _cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def test_import_enlarges_the_pool():
+    expected = max(8, 4 * _cores())
+    assert _probe({}) == (str(expected), expected, expected)
+
+
+def test_a_users_nproc_is_respected():
+    assert _probe({"NPROC": "3"}) == ("3", 3, 3)
