@@ -15,6 +15,7 @@ from typing import Any
 __all__ = [
     "new_axes",
     "plot_chi1_decay",
+    "plot_dead_units",
     "plot_dynamical_isometry",
     "plot_gradient_flow",
     "plot_gradient_ratio",
@@ -1013,4 +1014,48 @@ def plot_dynamical_isometry(result, ax=None, quantity: str = "relative_variance"
         fontsize=STYLE["title_fontsize"],
     )
     ax.legend(fontsize=8)
+    return ax
+
+
+def plot_dead_units(result, ax=None):
+    """Fraction of ReLU units dead on both of two inputs, per layer, measured against theory.
+
+    Args:
+      result: a :class:`jaxflow.experiments.DeadUnits`.
+      ax: an Axes, or ``None`` for a new figure.
+
+    Returns:
+      The Axes.
+
+    Example:
+      >>> from jaxflow.experiments import dead_relu_fraction
+      >>> from jaxflow.plotting import plot_dead_units
+      >>> len(plot_dead_units(dead_relu_fraction(depth=3, width=16, seeds=2)).get_lines()) >= 2
+      True
+    """
+    ax = new_axes(ax)
+    ax.errorbar(
+        result.layers,
+        result.mean,
+        yerr=2 * result.error,
+        fmt=STYLE["marker"] + "-",
+        markersize=STYLE["markersize"],
+        capsize=2,
+        label=f"measured, width {result.width}: mean of {len(result.measured)} seeds ± 2 s.e.",
+    )
+    ax.plot(
+        result.layers,
+        result.predicted,
+        linestyle=STYLE["theory_linestyle"],
+        color="black",
+        label="1/4 + arcsin(ρ_l)/(2π), ρ_l from the arc-cosine kernel",
+    )
+    ax.axhline(0.5, color="gray", linestyle=":", linewidth=1, label="1/2: the two inputs aligned (ρ → 1)")
+    ax.set_xlabel("layer l")
+    ax.set_ylabel("fraction of units dead on both inputs")
+    ax.set_title(
+        f"Dead ReLUs at initialisation: two inputs with correlation {result.correlation:g}",
+        fontsize=STYLE["title_fontsize"],
+    )
+    ax.legend(fontsize="small")
     return ax

@@ -7,6 +7,7 @@ Each submodule holds the experiments of one theme; their public names are re-exp
 """
 
 from jaxflow.experiments.bounds import SigmoidBound, sigmoid_bound
+from jaxflow.experiments.dead_units import DeadUnits, dead_relu_fraction, relu_correlation_map
 from jaxflow.experiments.gradient_flow import (
     ActivationComparison,
     InitComparison,
@@ -26,6 +27,7 @@ from jaxflow.experiments.reproduce import Report, reproduce
 __all__ = [
     "ActivationComparison",
     "Chi1Decay",
+    "DeadUnits",
     "DynamicalIsometry",
     "InitComparison",
     "Report",
@@ -35,7 +37,9 @@ __all__ = [
     "compare_activations",
     "compare_inits",
     "compare_residual",
+    "dead_relu_fraction",
     "dynamical_isometry",
+    "relu_correlation_map",
     "reproduce",
     "sigmoid_bound",
 ]
