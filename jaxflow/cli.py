@@ -222,7 +222,7 @@ def run_reproduce(args) -> int:
             seed=args.seed,
             progress=None if args.quiet else sys.stderr,
         )
-    except (FileExistsError, ValueError) as error:
+    except FileExistsError as error:  # only the output folder is the user's to fix
         raise UsageError(f"jaxflow reproduce: {error}") from None
     failed = [s.title for s in report.sections if not s.passed]
     if args.json:

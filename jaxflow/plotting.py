@@ -529,7 +529,10 @@ def plot_sweep_heatmap(ds, metric: str = "grad_ratio", *, axes=None, log: bool =
     finite = values[np.isfinite(values)]
     vmin, vmax = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
     labels = [
-        f"{init}\nσ_w²={w:g}" + (f", σ_b²={b:g}" if b else "")
+        # A mean-field pair's name repeats its variances; a scheme's name says which it is.
+        ("" if str(init).startswith("gaussian(") else f"{init}\n")
+        + f"σ_w²={w:g}"
+        + (f", σ_b²={b:g}" if b else "")
         for init, w, b in zip(ds["init"].values, ds["sigma_w2"].values, ds["sigma_b2"].values)
     ]
     image = None
@@ -693,7 +696,7 @@ def plot_sigmoid_bound(result, ax=None, inits=None):
     ax.set_xlabel("depth d (the ratio spans the d − 1 Jacobians J^[2], …, J^[d])")
     ax.set_ylabel("‖∂L/∂z^[1]‖ / ‖∂L/∂z^[d]‖ (log scale)")
     ax.set_title(
-        f"Sigmoid, {ratio.shape[1]} seeds per init: "
+        f"Sigmoid, {ratio.shape[1]} seeds per init:\n"
         "0.25^(d−1) bounds the ratio only if all ‖W‖₂ ≤ 1",
         fontsize=STYLE["title_fontsize"],
     )
@@ -1051,6 +1054,9 @@ def plot_dead_units(result, ax=None):
         label="1/4 + arcsin(ρ_l)/(2π), ρ_l from the arc-cosine kernel",
     )
     ax.axhline(0.5, color="gray", linestyle=":", linewidth=1, label="1/2: the two inputs aligned (ρ → 1)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer l")
     ax.set_ylabel("fraction of units dead on both inputs")
     ax.set_title(
