@@ -211,6 +211,9 @@ def _select_platform(platform):
 
 def run_reproduce(args) -> int:
     """Runs every canned experiment and writes the report folder."""
+    from jaxflow import _platform
+
+    _platform.prefer_fast_compilation()  # many small programs, each compiled once
     _select_platform(args.platform)
     from jaxflow.experiments import reproduce
 
@@ -221,6 +224,7 @@ def run_reproduce(args) -> int:
             sections=args.sections,
             seed=args.seed,
             progress=None if args.quiet else sys.stderr,
+            jobs=args.jobs,
         )
     except FileExistsError as error:  # only the output folder is the user's to fix
         raise UsageError(f"jaxflow reproduce: {error}") from None
@@ -352,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--sections", nargs="+", choices=list(SECTIONS), metavar="NAME",
                            help=f"run only these sections: {', '.join(SECTIONS)}")
     reproduce.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    reproduce.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                           help="sections run at once (default: min(2, cores); numbers do not change)")
     reproduce.add_argument("--quiet", action="store_true", help="no progress lines")
     reproduce.add_argument("--json", action="store_true", help="print a JSON summary")
     reproduce.set_defaults(run=run_reproduce)

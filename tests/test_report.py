@@ -63,3 +63,33 @@ def test_reproduce_exit_status_follows_the_checks(tmp_path, monkeypatch, capsys)
 def test_reproduce_unknown_section_is_a_usage_error(tmp_path, capsys):
     assert main(["reproduce", "--out", str(tmp_path / "r"), "--sections", "nope"]) == 2
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_reproduce_quick_in_a_real_process(tmp_path):
+    """The README's main job at quick sizes, as a user runs it: every section passes its theory."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "report"
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("NPROC", "XLA_FLAGS")}
+    env["PYTHONPATH"] = str(root)
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxflow.cli", "reproduce", "--quick", "--out", str(out), "--json"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["passed"] and all(summary["sections"].values())
+    from jaxflow.experiments.reproduce import SECTIONS
+
+    assert list(summary["sections"]) == list(SECTIONS)
+    numbers = json.loads((out / "numbers.json").read_text())
+    for key, section in numbers["sections"].items():
+        assert section["checks"], f"{key} has no theory check"
+        for figure in section["figures"]:
+            assert (out / figure).stat().st_size > 10_000, figure
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == sum(len(s["figures"]) for s in numbers["sections"].values())
+    assert "reproducing 11 sections" in result.stderr  # the progress display

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, NamedTuple
 
 import jax
@@ -31,12 +33,14 @@ class Context(NamedTuple):
     quick: bool
     key: jax.Array
     shared: dict  # results computed once and read by several sections (one compiled call)
+    lock: threading.Lock  # sections run on worker threads; `shared` is filled under this lock
 
     def once(self, name, compute):
         """``compute()`` the first time ``name`` is asked for in this run, the same result after."""
-        if name not in self.shared:
-            self.shared[name] = compute()
-        return self.shared[name]
+        with self.lock:
+            if name not in self.shared:
+                self.shared[name] = compute()
+            return self.shared[name]
 
     def size(self, full, quick):
         """``quick`` in a quick run, ``full`` otherwise."""
@@ -75,25 +79,33 @@ def _chain_rule(ctx: Context) -> Section:
     depth, width = ctx.size((20, 32), (8, 16))
     tolerance = 1e-5
     names, errors = [], {"explicit": [], "grad": [], "vjp": [], "explicit_vs_grad": []}
-    for family, builder in (("mlp", jf.mlp), ("residual", jf.residual_stack)):
-        for activation, init in (("relu", "he"), ("tanh", "xavier"), ("sigmoid", "xavier")):
-            model = builder(depth, width, activation=activation, init=init, in_dim=8, out_dim=4)
-            kx, ky = jax.random.split(jax.random.fold_in(ctx.key, len(names)))
-            x, y = jax.random.normal(kx, (4, 8)), jax.random.normal(ky, (4, 4))
-            variables = model.init(ctx.key, x)
-            check = jax.jit(lambda v, x, y: jf.chain_rule_check(model, v, x, y))(variables, x, y)
-            # The float64 reference: the same weights and inputs, differentiated in float64.
-            with jax.enable_x64(True):
-                to64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)  # noqa: E731
-                v64, x64, y64 = to64(variables), to64(x), to64(y)
-                loss = lambda x, y: jnp.mean(jnp.square(model.apply(v64, x) - y))  # noqa: E731
-                reference = np.asarray(jax.vmap(jax.grad(loss))(x64, y64))
-            norm = np.linalg.norm(reference, axis=-1)
-            for field in ("explicit", "grad", "vjp"):
-                value = np.asarray(getattr(check, field), np.float64)
-                errors[field].append(float(np.max(np.linalg.norm(value - reference, axis=-1) / norm)))
-            errors["explicit_vs_grad"].append(float(check.explicit_error.max()))
-            names.append(f"{family}-{activation}")
+    configs = [
+        (family, builder, activation, init)
+        for family, builder in (("mlp", jf.mlp), ("residual", jf.residual_stack))
+        for activation, init in (("relu", "he"), ("tanh", "xavier"), ("sigmoid", "xavier"))
+    ]
+    for family, builder, activation, init in ctx.size(configs, configs[::2]):
+        model = builder(depth, width, activation=activation, init=init, in_dim=8, out_dim=4)
+        kx, ky = jax.random.split(jax.random.fold_in(ctx.key, len(names)))
+        x, y = jax.random.normal(kx, (4, 8)), jax.random.normal(ky, (4, 4))
+        variables = model.init(ctx.key, x)
+        check = jax.jit(lambda v, x, y: jf.chain_rule_check(model, v, x, y))(variables, x, y)
+        # The float64 reference: the same weights and inputs, differentiated in float64.
+        with jax.enable_x64(True):
+            to64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)  # noqa: E731
+
+            @jax.jit
+            def reference_grad(v, x, y):
+                loss = lambda x, y: jnp.mean(jnp.square(model.apply(v, x) - y))  # noqa: E731
+                return jax.vmap(jax.grad(loss))(x, y)
+
+            reference = np.asarray(reference_grad(to64(variables), to64(x), to64(y)))
+        norm = np.linalg.norm(reference, axis=-1)
+        for field in ("explicit", "grad", "vjp"):
+            value = np.asarray(getattr(check, field), np.float64)
+            errors[field].append(float(np.max(np.linalg.norm(value - reference, axis=-1) / norm)))
+        errors["explicit_vs_grad"].append(float(check.explicit_error.max()))
+        names.append(f"{family}-{activation}")
     ax = new_axes(figsize=(7.5, 4))
     positions = np.arange(len(names))
     labels = {
@@ -473,7 +485,10 @@ def _sigmoid_bound(ctx: Context) -> Section:
     from jaxflow.plotting import plot_sigmoid_bound, plot_tight_construction
 
     seeds = ctx.size(256, 32)
-    result = sigmoid_bound(seeds=seeds, seed_batch=min(seeds, 128), key=jax.random.fold_in(ctx.key, 20))
+    inits = ctx.size(("xavier", "he", "orthogonal", "critical"), ("xavier", "orthogonal"))
+    result = sigmoid_bound(
+        seeds=seeds, inits=inits, seed_batch=min(seeds, 128), key=jax.random.fold_in(ctx.key, 20)
+    )
     tight = float(np.exp(np.asarray(result.tight.log_ratio, np.float64)[-1]))
     exact = 2.0**-38
     random = result.random
@@ -504,8 +519,8 @@ def _sigmoid_bound(ctx: Context) -> Section:
         "when every ‖W^[l]‖₂ ≤ 1.",
         f"jaxflow.experiments.sigmoid_bound, depth 20, width 64: (a) orthogonal weights with biases "
         f"that put every pre-activation at exactly 0, where every singular value of the backward "
-        f"map is 0.25^19 = 2^−38; (b) {seeds} seeds each of Xavier, He, orthogonal and the critical "
-        "σ_w², one compiled call: the measured ratio, its worst direction σ_max, the product of "
+        f"map is 0.25^19 = 2^−38; (b) {seeds} seeds each of {', '.join(result.inits)}, one "
+        "compiled call: the measured ratio, its worst direction σ_max, the product of "
         "spectral norms and the looser ∏ sup|σ′|·‖W‖₂, beside the mean-field χ₁^((L−1)/2).",
         (
             Check("tight construction: measured ratio / 2^−38 − 1", tight / exact - 1,
@@ -715,6 +730,7 @@ def reproduce(
     sections: tuple[str, ...] | None = None,
     seed: int = 0,
     progress=sys.stderr,
+    jobs: int | None = None,
 ) -> Report:
     """Runs the canned experiments and writes the report (Markdown, HTML, figures, JSON) to ``out``.
 
@@ -724,6 +740,8 @@ def reproduce(
       sections: run only these keys of :data:`SECTIONS` (default: all, in order).
       seed: the random seed of every experiment.
       progress: a text stream for one progress line per section, or ``None`` for silence.
+      jobs: sections run at once on worker threads (default: min(2, cores)); every section's
+        numbers are the same whatever ``jobs`` is.
 
     Returns:
       A :class:`Report`; ``report.passed`` says whether every section agreed with its theory.
@@ -742,20 +760,35 @@ def reproduce(
     unknown = [k for k in keys if k not in SECTIONS]
     if unknown:
         raise ValueError(f"sections={unknown} are unknown; valid: {', '.join(SECTIONS)}")
+    if jobs is None:
+        jobs = min(2, os.cpu_count() or 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs={jobs!r} is not allowed; it must be an integer >= 1")
     folder = _prepare(out)
-    ctx = Context(folder, quick, jax.random.key(seed), {})
+    ctx = Context(folder, quick, jax.random.key(seed), {}, threading.Lock())
     start = time.perf_counter()
-    results = []
-    for i, key in enumerate(keys, 1):
-        if progress is not None:
-            print(f"[{i}/{len(keys)}] {key} ...", end="", file=progress, flush=True)
+    done = [0]
+    report_lock = threading.Lock()
+
+    def run(key):
         t0 = time.perf_counter()
         section = SECTIONS[key](ctx)
         section = section._replace(seconds=time.perf_counter() - t0)
-        results.append(section)
-        if progress is not None:
-            verdict = "pass" if section.passed else "FAIL"
-            print(f" {verdict} ({section.seconds:.1f} s)", file=progress, flush=True)
+        with report_lock:
+            done[0] += 1
+            if progress is not None:
+                verdict = "pass" if section.passed else "FAIL"
+                print(f"[{done[0]}/{len(keys)}] {key}: {verdict} ({section.seconds:.1f} s, "
+                      f"{time.perf_counter() - start:.0f} s elapsed)", file=progress, flush=True)  # fmt: skip
+        return section
+
+    # Sections are independent and mostly compile, which XLA does outside the GIL on one core:
+    # running `jobs` at a time keeps every core compiling. Results keep the report's order.
+    if progress is not None:
+        print(f"reproducing {len(keys)} sections ({'quick' if quick else 'full'} sizes, "
+              f"{jobs} at a time) into {folder}", file=progress, flush=True)  # fmt: skip
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(run, keys))
     seconds = time.perf_counter() - start
     device = jax.devices()[0]
     meta = {
