@@ -15,6 +15,19 @@ from typing import Sequence
 __all__ = ["main"]
 
 EXAMPLES = {
+    "theory": """examples:
+  jaxflow theory --activation tanh relu erf --sigma-w2 1.5 --sigma-b2 0.05
+  jaxflow theory --activation sigmoid --sigma-w2 1 --json
+  jaxflow theory --activation tanh --phase-diagram tanh_phase.png --quantity chi1
+""",
+    "check": """examples:
+  jaxflow check mymodels:build            # build() returns (model, variables, x) or (..., y)
+  jaxflow check path/to/file.py:build --json
+
+The function takes no arguments. x is a batch (batch, d) or one input (d,); without y the
+target is zeros and the loss is MSE. The gradient report covers any flax model; the per-layer
+spectra need a jaxflow model (jf.mlp, jf.residual_stack).
+""",
     "reproduce": """examples:
   jaxflow reproduce                          # every section, into ./jaxflow-report
   jaxflow reproduce --quick --out /tmp/r     # smaller sizes, same checks
@@ -299,6 +312,27 @@ def run_sweep(args) -> int:
                 raise UsageError(f"jaxflow sweep: {error}") from None
             if not args.quiet:
                 print(f"wrote {path}")
+    if args.json:
+        summary = {
+            "store": args.out,
+            "networks": grid.num_configs,
+            "depths": list(grid.depth),
+            "compilations": int(ds.attrs["compilations"]),
+            "seconds": float(ds.attrs["seconds"]),
+        }
+        if "grad_ratio" in ds:
+            from jaxflow.plotting import sweep_summary
+
+            ratio = sweep_summary(ds, "grad_ratio")
+            summary["median_grad_ratio"] = {
+                str(a): {str(i): dict(zip(map(int, ratio["depth"].values),
+                                          map(float, ratio.sel(activation=a, init=i).values)))
+                         for i in ratio["init"].values}
+                for a in ratio["activation"].values
+            }  # fmt: skip
+        json.dump(summary, sys.stdout, indent=2)
+        print()
+        return 0
     if not args.quiet:
         print(
             f"swept {grid.num_configs} networks x {len(grid.depth)} depths "
@@ -312,6 +346,190 @@ def run_sweep(args) -> int:
             ratio = sweep_summary(ds, "grad_ratio")
             print("median ||dL/dh_0|| / ||dL/dh_d||:")
             print(ratio.to_dataframe(name="grad_ratio")["grad_ratio"].unstack("depth").to_string())
+    return 0
+
+
+def _float_at_least(minimum, strict):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value != value or (value <= minimum if strict else value < minimum):
+            raise argparse.ArgumentTypeError(
+                f"{value} is not allowed; it must be {'>' if strict else '>='} {minimum} "
+                "(a variance)"
+            )
+        return value
+
+    return parse
+
+
+def run_theory(args) -> int:
+    """Mean-field quantities for each activation, or a phase-diagram figure."""
+    import numpy as np
+
+    import jaxflow as jf
+
+    if args.phase_diagram:
+        from jaxflow.plotting import plot_phase_diagram, save_figure
+
+        if len(args.activation) != 1:
+            raise UsageError("jaxflow theory: --phase-diagram draws one --activation at a time")
+        low_w, high_w = args.sigma_w2_range
+        low_b, high_b = args.sigma_b2_range
+        if not (0 < low_w < high_w) or not (0 <= low_b < high_b):
+            raise UsageError(
+                "jaxflow theory: the ranges must satisfy 0 < low < high for --sigma-w2-range and "
+                "0 <= low < high for --sigma-b2-range"
+            )
+        diagram = jf.phase_diagram(
+            args.activation[0],
+            np.linspace(low_w, high_w, args.grid),
+            np.linspace(low_b, high_b, args.grid),
+        )
+        ax = plot_phase_diagram(diagram, quantity=args.quantity)
+        try:
+            save_figure(ax, args.phase_diagram)
+        except FileExistsError as error:
+            raise UsageError(f"jaxflow theory: {error}") from None
+        if args.json:
+            json.dump({"figure": args.phase_diagram, "activation": args.activation[0]}, sys.stdout)
+            print()
+        else:
+            print(f"wrote {args.phase_diagram}")
+        return 0
+    rows = []
+    for activation in args.activation:
+        mf = jf.mean_field(activation, args.sigma_w2, args.sigma_b2)
+        critical = jf.critical_sigma_w2(activation, args.sigma_b2)
+        rows.append(
+            {
+                "activation": activation,
+                "sigma_w2": args.sigma_w2,
+                "sigma_b2": args.sigma_b2,
+                "status": str(jf.status_name(mf.status)),
+                "q_star": float(mf.q_star),
+                "chi1": float(mf.chi1),
+                "c_star": float(mf.c_star),
+                "chi_c": float(mf.chi_c),
+                "xi_q": float(mf.xi_q),
+                "xi_c": float(mf.xi_c),
+                "critical_sigma_w2": float(critical.value),
+                "critical_status": str(jf.status_name(critical.status)),
+            }
+        )
+    if args.json:
+        json.dump({"rows": rows}, sys.stdout, indent=2, allow_nan=True)
+        print()
+        return 0
+    names = ("q*", "chi1", "c*", "chi_c", "xi_q", "xi_c", "crit sw2")
+    keys = ("q_star", "chi1", "c_star", "chi_c", "xi_q", "xi_c", "critical_sigma_w2")
+    print(f"mean-field theory at sigma_w2={args.sigma_w2:g}, sigma_b2={args.sigma_b2:g} "
+          "(variances; Poole et al. 2016, Schoenholz et al. 2017)")  # fmt: skip
+    print(f"{'activation':>11}  " + "  ".join(f"{n:>10}" for n in names) + "  status")
+    for row in rows:
+        values = "  ".join(f"{row[k]:>10.4g}" for k in keys)
+        print(f"{row['activation']:>11}  {values}  {row['status']}")
+    print("chi1 = 1 is the edge of chaos; 'crit sw2' is the sigma_w2 where chi1 = 1 at this sigma_b2")
+    return 0
+
+
+def _load_user_function(spec):
+    """Imports ``module:function`` or ``path/to/file.py:function`` and returns the function."""
+    import importlib
+    import importlib.util
+    import os
+
+    module_name, _, function_name = spec.rpartition(":")
+    if not module_name or not function_name:
+        raise UsageError(f"jaxflow check: {spec!r} is not of the form module:function")
+    try:
+        if module_name.endswith(".py"):
+            if not os.path.isfile(module_name):
+                raise UsageError(f"jaxflow check: file {module_name!r} does not exist")
+            module_spec = importlib.util.spec_from_file_location("_jaxflow_check_user", module_name)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            sys.path.insert(0, os.getcwd())
+            try:
+                module = importlib.import_module(module_name)
+            finally:
+                sys.path.remove(os.getcwd())
+    except ImportError as error:
+        raise UsageError(f"jaxflow check: cannot import {module_name!r}: {error}") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise UsageError(f"jaxflow check: {module_name!r} has no function {function_name!r}")
+    return function
+
+
+def run_check(args) -> int:
+    """Gradient health and per-layer spectra of a user's model."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxflow as jf
+
+    built = _load_user_function(args.target)()
+    if not isinstance(built, (tuple, list)) or len(built) not in (3, 4):
+        raise UsageError(
+            f"jaxflow check: {args.target}() returned {type(built).__name__}; it must return "
+            "(model, variables, x) or (model, variables, x, y)"
+        )
+    model, variables, x = built[:3]
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"jaxflow check: the model is a {type(model).__name__}, not a flax Module")
+    x = jnp.asarray(x)
+    batch = x if x.ndim >= 2 else x[None]
+    try:
+        prediction = jax.eval_shape(lambda v, x: model.apply(v, x), variables, batch)
+    except Exception as error:  # the user's model, the user's shapes: report, do not trace back
+        raise UsageError(f"jaxflow check: model.apply(variables, x) fails: {error}") from None
+    y = jnp.asarray(built[3]) if len(built) == 4 else jnp.zeros(prediction.shape, prediction.dtype)
+    if y.ndim == x.ndim and x.ndim == 1:
+        y = y[None]
+    if y.shape != prediction.shape:
+        raise UsageError(f"jaxflow check: y has shape {y.shape}; the model predicts {prediction.shape}")
+
+    def loss(params):
+        return jnp.mean(jnp.square(model.apply({**variables, "params": params}, batch) - y))
+
+    grads = jax.jit(jax.grad(loss))(variables["params"])
+    stats = jf.gradient_stats(grads, variables["params"])
+    output = {"gradients": {
+        "global_norm": float(stats.global_norm),
+        "layers": dict(zip(stats.layer_names, np.asarray(stats.layer_norms).tolist())),
+        "leaves": {name: {"norm": float(n), "status": status}
+                   for name, n, status in zip(stats.names, np.asarray(stats.norm), stats.status_names())},
+    }}  # fmt: skip
+    chain = None
+    if isinstance(model, jf.Network):
+        chain = jax.jit(lambda v, x: jf.jacobian_chain(model, v, x))(variables, batch[0])
+        output["spectra"] = [
+            {"layer": l + 1,
+             "J_norm": float(chain.layer_singular_values[l, 0]),
+             "J_min": float(chain.layer_singular_values[l, -1]),
+             "P_norm": float(chain.product_singular_values[l, 0]),
+             "P_min": float(chain.product_singular_values[l, -1]),
+             "P_resolved": int(chain.resolved[l])}
+            for l in range(chain.layers.shape[0])
+        ]  # fmt: skip
+    if args.json:
+        json.dump(output, sys.stdout, indent=2)
+        print()
+        return 0
+    print(jf.format_gradient_report(stats, stream=sys.stdout))
+    if chain is None:
+        print("(per-layer spectra need a jaxflow model: jf.mlp or jf.residual_stack)")
+        return 0
+    print(f"\nper-layer spectra at the first input (J_l = dh_l/dh_(l-1), P_l = J_l ... J_1):")
+    print(f"{'layer':>5}  {'|J_l|_2':>11}  {'smin(J_l)':>11}  {'|P_l|_2':>11}  {'smin(P_l)':>11}")
+    for row in output["spectra"]:
+        print(f"{row['layer']:>5}  " + "  ".join(f"{row[k]:>11.4e}" for k in ("J_norm", "J_min", "P_norm", "P_min")))
     return 0
 
 
@@ -336,6 +554,53 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(spectra)
     spectra.add_argument("--json", action="store_true", help="print JSON instead of a table")
     spectra.set_defaults(run=run_spectra)
+
+    from jaxflow.activations import ACTIVATIONS
+
+    theory = commands.add_parser(
+        "theory",
+        help="mean-field q*, chi1, c*, depth scales and the critical line, or a phase diagram",
+        description="Mean-field theory of signal propagation (Poole et al. 2016; Schoenholz et "
+        "al. 2017) for each activation at one (sigma_w2, sigma_b2), both variances: the length-map "
+        "fixed point q*, chi1, the correlation fixed point c*, chi_c, the depth scales xi_q and "
+        "xi_c, and the critical sigma_w2 (chi1 = 1) at this sigma_b2. With --phase-diagram, a "
+        "figure over a (sigma_w2, sigma_b2) grid instead.",
+        epilog=EXAMPLES["theory"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    theory.add_argument("--activation", nargs="+", choices=sorted(ACTIVATIONS), default=["tanh"],
+                        metavar="NAME", help=f"one or more of: {', '.join(sorted(ACTIVATIONS))}")
+    theory.add_argument("--sigma-w2", type=_float_at_least(0.0, True), default=1.0,
+                        help="weight variance sigma_w2 = fan_in * Var(W) (default 1)")
+    theory.add_argument("--sigma-b2", type=_float_at_least(0.0, False), default=0.0,
+                        help="bias variance sigma_b2 (default 0)")
+    theory.add_argument("--phase-diagram", metavar="FILE.png",
+                        help="write a phase-diagram figure instead (never overwrites FILE)")
+    theory.add_argument("--quantity", choices=("chi1", "xi_c", "q_star"), default="chi1",
+                        help="what the phase diagram colours (default chi1)")
+    theory.add_argument("--sigma-w2-range", type=float, nargs=2, default=(0.5, 4.0),
+                        metavar=("LOW", "HIGH"), help="phase-diagram sigma_w2 range (default 0.5 4)")
+    theory.add_argument("--sigma-b2-range", type=float, nargs=2, default=(0.0, 0.5),
+                        metavar=("LOW", "HIGH"), help="phase-diagram sigma_b2 range (default 0 0.5)")
+    theory.add_argument("--grid", type=_positive_int, default=25,
+                        help="phase-diagram points per axis (default 25)")
+    theory.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    theory.set_defaults(run=run_theory)
+
+    check = commands.add_parser(
+        "check",
+        help="gradient health and per-layer spectra of your own model",
+        description="Load MODULE:FUNCTION, call it with no arguments to get (model, variables, x) "
+        "or (model, variables, x, y), and print the gradient-health report of an MSE loss (every "
+        "parameter's gradient norm, mean, max, status) and, for a jaxflow model, the per-layer "
+        "Jacobian spectra at the first input.",
+        epilog=EXAMPLES["check"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("target", metavar="MODULE:FUNCTION",
+                       help="e.g. mymodels:build or path/to/file.py:build")
+    check.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    check.set_defaults(run=run_check)
 
     from jaxflow.experiments.reproduce import SECTIONS
 
@@ -399,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics", nargs="+", choices=METRICS, metavar="METRIC", help=f"metrics: {', '.join(METRICS)}"
     )
     sweep.add_argument("--chunk-size", type=_positive_int, help="configurations per compiled call")
+    sweep.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
     sweep.set_defaults(run=run_sweep)
     return parser
 
