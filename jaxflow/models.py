@@ -149,7 +149,13 @@ class ResidualBlock(nn.Module):
 
 class Network(nn.Module):
     """Input map → ``depth`` scanned blocks → readout. Build one with :func:`mlp` or
-    :func:`residual_stack`; subclasses say what a block is."""
+    :func:`residual_stack`; subclasses say what a block is.
+
+    Example:
+      >>> import jaxflow as jf
+      >>> isinstance(jf.mlp(2, 3), jf.Network), isinstance(jf.residual_stack(2, 3), jf.Network)
+      (True, True)
+    """
 
     depth: int = 1
     width: int = 64
@@ -239,7 +245,14 @@ class Network(nn.Module):
 
 
 class MLP(Network):
-    """A deep MLP: ``depth`` blocks h_l = φ(W_l h_{l−1} + b_l) under ``nn.scan``. See :func:`mlp`."""
+    """A deep MLP: ``depth`` blocks h_l = φ(W_l h_{l−1} + b_l) under ``nn.scan``. See :func:`mlp`.
+
+    Example:
+      >>> import jaxflow as jf
+      >>> model = jf.mlp(4, 8, activation="relu", init="he")
+      >>> type(model).__name__, model.depth, model.input_dim
+      ('MLP', 4, 8)
+    """
 
     block_class = DenseBlock
 
@@ -282,7 +295,14 @@ class MLP(Network):
 
 
 class ResidualStack(Network):
-    """A residual stack: ``depth`` blocks h_l = h_{l−1} + F_l(h_{l−1}). See :func:`residual_stack`."""
+    """A residual stack: ``depth`` blocks h_l = h_{l−1} + F_l(h_{l−1}). See :func:`residual_stack`.
+
+    Example:
+      >>> import jaxflow as jf
+      >>> model = jf.residual_stack(4, 8, norm="layer")
+      >>> type(model).__name__, model.branch_depth, model.norm
+      ('ResidualStack', 2, 'layer')
+    """
 
     branch_depth: int = 2
     norm: str | None = None

@@ -71,6 +71,13 @@ class SigmoidBound(NamedTuple):
         ``log_singular_values`` (I, S, L−1, n), ``weight_norms`` (I, S, L−1)).
       exceed: (I, L−1) fraction of seeds whose measured ratio exceeds 0.25^(d−1).
       worst_exceed: (I, L−1) fraction whose worst-direction ratio σ_max exceeds 0.25^(d−1).
+
+    Example:
+      See :func:`sigmoid_bound`; its fields:
+
+      >>> from jaxflow.experiments import SigmoidBound
+      >>> SigmoidBound._fields[:3]
+      ('depths', 'sup_bound', 'tight')
     """
 
     depths: jax.Array

@@ -41,6 +41,12 @@ class DeadUnits(NamedTuple):
       mean: (L,) the mean over seeds.
       error: (L,) its standard error.
       width: n.
+
+    Example:
+      >>> from jaxflow.experiments import dead_relu_fraction
+      >>> result = dead_relu_fraction(depth=3, width=16, seeds=2)
+      >>> result.measured.shape, result.predicted.shape  # (seeds, layers), (layers,)
+      ((2, 3), (3,))
     """
 
     layers: np.ndarray

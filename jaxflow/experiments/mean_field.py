@@ -103,6 +103,13 @@ class Chi1Decay(NamedTuple):
         of norms does not enter).
       grad_ratio_error: (L,) its standard error (delta method).
       grad_ratio_disagree: (L,) bool.
+
+    Example:
+      See :func:`chi1_decay`; the measured and predicted fields:
+
+      >>> from jaxflow.experiments import Chi1Decay
+      >>> Chi1Decay._fields[5:8]
+      ('predicted', 'msv', 'msv_error')
     """
 
     label: str
@@ -270,6 +277,13 @@ class DynamicalIsometry(NamedTuple):
       relative_variance_disagree: (2, L) bool, against l(μ₂/μ₁² − 1 − s₁).
       condition: (2, L) median over seeds of σ_max/σ_min (inf where σ_min is below the float
         rounding floor σ_max·n·ε, e.g. ReLU, whose P_l is rank-deficient).
+
+    Example:
+      See :func:`dynamical_isometry`; its fields:
+
+      >>> from jaxflow.experiments import DynamicalIsometry
+      >>> "relative_variance" in DynamicalIsometry._fields
+      True
     """
 
     label: str

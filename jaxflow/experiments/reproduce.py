@@ -61,6 +61,13 @@ class Report(NamedTuple):
       sections: the :class:`~jaxflow.report.Section` results, in order.
       paths: ``{"markdown", "html", "json"}`` file paths.
       seconds: total wall-clock time.
+
+    Example:
+      See :func:`reproduce`; its fields:
+
+      >>> from jaxflow.experiments import Report
+      >>> Report._fields
+      ('sections', 'paths', 'seconds')
     """
 
     sections: tuple[Section, ...]

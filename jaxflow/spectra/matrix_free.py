@@ -37,6 +37,12 @@ class PowerIteration(NamedTuple):
       error: (), ‖JᵀJv − σ²v‖/σ: some singular value of J lies within ``error`` of ``sigma``.
       iterations: () int, how many JVP/VJP pairs were taken.
       converged: () bool, whether ``error <= tol * sigma`` was reached.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> result = jf.top_singular_value(jnp.diag(jnp.array([3.0, 1.0, 0.5])))
+      >>> round(float(result.sigma), 4), bool(result.converged)
+      (3.0, True)
     """
 
     sigma: jax.Array
@@ -53,6 +59,12 @@ class HutchinsonEstimate(NamedTuple):
       value: (), (1/(n·p)) Σ_k ‖J v_k‖² over p Rademacher probes v_k (n = input dimension).
       standard_error: (), the sample standard deviation of ‖J v_k‖²/n over √p.
       probes: () int, p.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxflow as jf
+      >>> estimate = jf.mean_squared_singular_value(jnp.eye(8), key=jax.random.key(0), num_probes=4)
+      >>> float(estimate.value), float(estimate.standard_error)  # (1/n)‖I‖_F² = 1, exactly
+      (1.0, 0.0)
     """
 
     value: jax.Array
@@ -66,6 +78,14 @@ class SpectralEstimates(NamedTuple):
     Attributes:
       top: :class:`PowerIteration` for σ_max.
       mean_squared: :class:`HutchinsonEstimate` for (1/n)‖·‖_F².
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxflow as jf
+      >>> model = jf.mlp(3, 4, activation="tanh")
+      >>> variables = model.init(jax.random.key(0), jnp.ones(4))
+      >>> estimates = jf.layer_spectral_estimates(model, variables, jnp.ones(4), key=jax.random.key(1))
+      >>> estimates.top.sigma.shape, estimates.mean_squared.value.shape  # one per layer
+      ((3,), (3,))
     """
 
     top: PowerIteration

@@ -40,6 +40,13 @@ class LogSpectrum(NamedTuple):
       finite: () bool, whether the input, the parameters, the forward pass's h_L and every value
         are finite. A ReLU product that is exactly singular (a layer with units off) has −inf
         values by mathematics, so it is not ``finite``; count its finite values for its rank.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxflow as jf
+      >>> model = jf.mlp(5, 4, activation="sigmoid")
+      >>> spectrum = jf.log_spectrum(model, model.init(jax.random.key(0), jnp.ones(4)), jnp.ones(4))
+      >>> spectrum.values.shape, spectrum.layers.tolist()
+      ((5, 4), [1, 2, 3, 4, 5])
     """
 
     values: jax.Array
@@ -55,6 +62,14 @@ class LyapunovSpectrum(NamedTuple):
         is descending in expectation.
       standard_error: (n,), from batch means over contiguous blocks of layers.
       finite: () bool, as in :class:`LogSpectrum`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxflow as jf
+      >>> model = jf.mlp(40, 4, activation="tanh", init="orthogonal")
+      >>> variables = model.init(jax.random.key(0), jnp.ones(4))
+      >>> spectrum = jf.lyapunov_exponents(model, variables, jnp.ones(4), batches=4)
+      >>> spectrum.exponents.shape, spectrum.standard_error.shape
+      ((4,), (4,))
     """
 
     exponents: jax.Array

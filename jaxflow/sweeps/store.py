@@ -147,6 +147,15 @@ def open_sweep(path):
 
     Raises:
       ValueError: if ``path`` is not a sweep store or its sweep has not finished.
+
+    Example:
+      >>> import os, tempfile, jaxflow as jf
+      >>> grid = jf.Grid(depth=[1, 2], activation=["tanh"], init=["he"], width=3, seeds=1,
+      ...                batch=1, metrics=["P_spectrum"])
+      >>> path = os.path.join(tempfile.mkdtemp(), "sweep.zarr")
+      >>> computed = jf.sweep(grid, store=path, quiet=True)
+      >>> bool(jf.open_sweep(path)["P_sv_max"].equals(computed["P_sv_max"]))
+      True
     """
     import xarray as xr
 
