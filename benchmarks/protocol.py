@@ -1,0 +1,121 @@
+"""The tiny protocol between the benchmark scripts and the runner (standard library only).
+
+Every implementation script is a whole process: ``python benchmarks/<script>.py [--scale S]
+[--data DIR] [--device D]``. It prints whatever it likes, and exactly one line that starts with
+:data:`PREFIX` followed by a JSON object:
+
+``{"workload", "implementation", "scale", "status": "ok", "checksums": {...},
+"phases": {"import_s", "data_s", "compile_s", "run_s"}, "info": {...}}``
+
+* ``import_s`` — from the script's first line to the end of its imports (interpreter start-up
+  is in the runner's whole-process time, not here);
+* ``data_s`` — drawing or loading the workload's data and moving it to the device;
+* ``compile_s`` — in-process compilation where it can be separated (``jax.jit``'s lower +
+  compile), else ``null``: eager code compiles or dispatches inside ``run_s``;
+* ``run_s`` — the workload itself once compiled: the steady-state time.
+
+A script whose implementation cannot run in this checkout (a jaxflow API that has not landed yet)
+prints ``"status": "unavailable"`` with a ``reason`` and exits 0; the runner reports it and skips
+the workload's comparison — it never invents a number. Any other failure is a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+
+PREFIX = "JAXFLOW_BENCH_RESULT "
+SCALES = ("full", "quick", "gpu")
+
+
+class Phases:
+    """Wall-clock phases of one script, started at construction (put it before heavy imports).
+
+    Example:
+      >>> phases = Phases()
+      >>> with phases.time("run_s"):
+      ...     pass
+      >>> sorted(phases.as_dict())
+      ['compile_s', 'data_s', 'import_s', 'run_s']
+    """
+
+    def __init__(self):
+        self._start = time.perf_counter()
+        self._times = {"import_s": None, "data_s": None, "compile_s": None, "run_s": None}
+
+    def imports_done(self) -> None:
+        """Marks the end of the imports."""
+        self._times["import_s"] = time.perf_counter() - self._start
+
+    @contextlib.contextmanager
+    def time(self, phase: str):
+        """Adds the time spent in the ``with`` block to ``phase``."""
+        if phase not in self._times:
+            raise ValueError(f"phase={phase!r} is not one of {list(self._times)}")
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._times[phase] = (self._times[phase] or 0.0) + time.perf_counter() - start
+
+    def as_dict(self) -> dict:
+        """The phases in seconds (``None`` where not measured)."""
+        return dict(self._times)
+
+
+def parser(description: str, devices: tuple[str, ...] = ("cpu",)) -> argparse.ArgumentParser:
+    """The command line every implementation script shares.
+
+    Args:
+      description: the script's one-line description.
+      devices: the ``--device`` choices the script supports, default first.
+    """
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--scale", choices=SCALES, default="full", help="workload size (default: full)")
+    p.add_argument("--data", default=None, help="directory of the workload's arrays, written by "
+                   "`workloads.py export` (default: draw them in-process)")
+    p.add_argument("--device", choices=devices, default=devices[0], help="where to run")
+    return p
+
+
+def emit(workload: str, implementation: str, scale: str, checksums: dict, phases: Phases,
+         info: dict | None = None) -> None:
+    """Prints the result line and flushes."""
+    record = {
+        "workload": workload,
+        "implementation": implementation,
+        "scale": scale,
+        "status": "ok",
+        "checksums": {k: float(v) for k, v in checksums.items()},
+        "phases": phases.as_dict(),
+        "info": info or {},
+    }
+    print(PREFIX + json.dumps(record), flush=True)
+
+
+def unavailable(workload: str, implementation: str, scale: str, reason: str) -> None:
+    """Prints an ``unavailable`` result line and exits 0 (see the module docs)."""
+    record = {
+        "workload": workload,
+        "implementation": implementation,
+        "scale": scale,
+        "status": "unavailable",
+        "reason": reason,
+    }
+    print(PREFIX + json.dumps(record), flush=True)
+    sys.exit(0)
+
+
+def parse(stdout: str) -> dict:
+    """The result record in a script's standard output.
+
+    Raises:
+      ValueError: if there is no result line, or more than one.
+    """
+    lines = [line[len(PREFIX):] for line in stdout.splitlines() if line.startswith(PREFIX)]
+    if len(lines) != 1:
+        raise ValueError(f"expected one line starting with {PREFIX.strip()!r}, found {len(lines)}")
+    return json.loads(lines[0])
