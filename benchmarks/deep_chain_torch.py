@@ -1,6 +1,6 @@
 """The deep chain in PyTorch as a strong user writes it, as a whole process.
 
-For each chain (sigmoid-Xavier, relu-He) and seed: ``torch.func.jacrev`` for every J_l, a Python
+For each chain (sigmoid-Xavier; relu-He with biases) and seed: ``torch.func.jacrev`` for every J_l, a Python
 loop over the layers (a chain is sequential), and two stable accumulations per layer:
 
 * log σ_max(P_d): P̃_l = J_l P̃_{l−1} / ‖J_l P̃_{l−1}‖_F with the log-scales summed, so the
@@ -32,12 +32,13 @@ NAME = "torch-func"
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 
 
-def deep_chain(phi, weights, h, depths):
+def deep_chain(phi, weights, biases, h, depths):
     """log σ_max(P_d) and the QR log-spectrum at each depth d of one chain.
 
     Args:
       phi: the activation.
       weights: (D, n, n) tensor, (out, in) layout.
+      biases: (D, n) tensor.
       h: (n,) input.
       depths: increasing depths ≤ D.
 
@@ -45,8 +46,8 @@ def deep_chain(phi, weights, h, depths):
       ``(log_sigma_max (len(depths),), qr_log_spectrum (len(depths), n))``, float64 NumPy.
     """
 
-    def block(W, h):
-        out = phi(W @ h)
+    def block(W, b, h):
+        out = phi(W @ h + b)
         return out, out
 
     n = h.shape[0]
@@ -55,7 +56,7 @@ def deep_chain(phi, weights, h, depths):
     log_r = torch.zeros(n, dtype=torch.float64, device=h.device)
     top, spectra = [], []
     for layer in range(max(depths)):
-        J, h = jacrev(block, argnums=1, has_aux=True)(weights[layer], h)
+        J, h = jacrev(block, argnums=2, has_aux=True)(weights[layer], biases[layer], h)
         P = J @ P
         scale = torch.linalg.matrix_norm(P)
         P = P / scale
@@ -79,14 +80,15 @@ def main(argv=None) -> int:
     spec = workloads.get_spec("deep-chain", args.scale)
     with phases.time("data_s"):
         data = workloads.load_data("deep-chain", args.scale, args.data)
-        weights = torch.from_numpy(np.ascontiguousarray(data.weights)).to(device)
-        inputs = torch.from_numpy(np.ascontiguousarray(data.inputs)).to(device)
+        weights, biases, inputs = (torch.from_numpy(np.ascontiguousarray(a)).to(device)
+                                   for a in (data.weights, data.biases, data.inputs))
     log_sigma_max = np.empty((len(spec.chains), spec.seeds, len(spec.depths)))
     finite = {}
     with phases.time("run_s"):
-        for c, (activation, _) in enumerate(spec.chains):
+        for c, (activation, _, _) in enumerate(spec.chains):
             for seed in range(spec.seeds):
-                top, spectra = deep_chain(ACTIVATIONS[activation], weights[c, seed], inputs[seed], spec.depths)
+                top, spectra = deep_chain(ACTIVATIONS[activation], weights[c, seed], biases[c, seed],
+                                          inputs[seed], spec.depths)
                 log_sigma_max[c, seed] = top
                 finite[activation] = int(np.isfinite(spectra[-1]).sum())
     info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),

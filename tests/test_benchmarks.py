@@ -74,6 +74,7 @@ def test_runner_refuses_a_disagreeing_checksum(tmp_path, monkeypatch):
     for name, value in (("right", reference * (1 + 1e-8)), ("wrong", reference * (1 + 1e-5))):
         scripts[name] = tmp_path / f"{name}.py"
         scripts[name].write_text(FAKE.format(bench=str(BENCH), value=value))
+    monkeypatch.setitem(run._PROBES, (sys.executable, "jax"), None)  # the fakes need no jax
     monkeypatch.setitem(run.IMPLEMENTATIONS, "notes", [
         run.Implementation("right", str(scripts["right"]), "jax"),
         run.Implementation("wrong", str(scripts["wrong"]), "jax"),
@@ -146,12 +147,12 @@ def test_deep_chain_reference_equals_the_plain_float64_product():
     spec = workloads.get_spec("deep-chain", "quick")
     data = workloads.deep_chain_data(spec)
     expected = 0.0
-    for c, (name, _) in enumerate(spec.chains):
+    for c, (name, _, _) in enumerate(spec.chains):
         phi, dphi = workloads.NP_ACTIVATIONS[name]
         h, P = data.inputs[0].astype(np.float64), np.eye(spec.width)
         for layer in range(spec.max_depth):
             W = data.weights[c, 0, layer].astype(np.float64)
-            z = W @ h
+            z = W @ h + data.biases[c, 0, layer]
             P, h = (dphi(z)[:, None] * W) @ P, phi(z)
             if layer + 1 in spec.depths:
                 expected += math.log(np.linalg.svd(P, compute_uv=False)[0])
@@ -167,14 +168,20 @@ def test_notes_reference_agrees_with_autodiff():
 
     spec = workloads.get_spec("notes", "quick")
     data = workloads.notes_data(spec)
-    norms = []
-    for a, activation in enumerate(spec.activations):
-        model = jf.mlp(spec.depth, spec.width, activation=activation, out_dim=1)
-        params = jax.tree.map(jnp.asarray, workloads.mlp_variables(data, a))["params"]
-        x, y = jnp.asarray(data.x[a]), jnp.asarray(data.y[a])
-        grads = jax.grad(lambda p: jnp.mean(jnp.square(model.apply({"params": p}, x) - y)))(params)
-        hidden = jnp.linalg.norm(grads["blocks"]["Dense_0"]["kernel"], axis=(1, 2))
-        norms.append([*hidden.tolist(), float(jnp.linalg.norm(grads["readout"]["kernel"]))])
-    got = workloads.notes_checksum(norms)["log_grad_norm"]
+    models = [jf.mlp(spec.depth, spec.width, activation=a, out_dim=1) for a in spec.activations]
+    params = [jax.tree.map(jnp.asarray, workloads.mlp_variables(data, a))["params"]
+              for a in range(len(models))]
+
+    @jax.jit
+    def weight_grad_norms(params, x, y):
+        norms = []
+        for model, p, x_a, y_a in zip(models, params, x, y):
+            loss = lambda p: jnp.mean(jnp.square(model.apply({"params": p}, x_a) - y_a))  # noqa: E731
+            grads = jax.grad(loss)(p)
+            hidden = jnp.linalg.norm(grads["blocks"]["Dense_0"]["kernel"], axis=(1, 2))
+            norms.append(jnp.append(hidden, jnp.linalg.norm(grads["readout"]["kernel"])))
+        return jnp.stack(norms)
+
+    got = workloads.notes_checksum(weight_grad_norms(params, data.x, data.y))["log_grad_norm"]
     expected = workloads.notes_reference(spec, data)["log_grad_norm"]
     assert got == pytest.approx(expected, rel=tol(np.float32, "checksum"))
