@@ -7,14 +7,13 @@ and vmapped over seeds; the checksum is Σ log σ_max(P_d). Until ``jaxflow.log_
 checkout, the script reports ``unavailable`` (the runner skips the comparison) — never a number
 computed another way.
 
-Usage: ``python benchmarks/deep_chain_jaxflow.py [--scale full|quick|gpu] [--data DIR] [--device cpu|gpu]``
+Usage: ``python benchmarks/deep_chain_jaxflow.py [--scale S] [--data DIR] [--device cpu|gpu]``
 """
 
-from protocol import Phases, emit, parser, unavailable  # noqa: I001
+from protocol import Phases, emit, parser, require_api, use_jax_platform  # noqa: I001
 
 phases = Phases()
 
-import os  # noqa: E402
 import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -26,17 +25,14 @@ NAME = "jaxflow"
 
 def main(argv=None) -> int:
     args = parser(__doc__.splitlines()[0], devices=("cpu", "gpu")).parse_args(argv)
-    os.environ.setdefault("JAX_PLATFORMS", {"cpu": "cpu", "gpu": "cuda"}[args.device])
+    use_jax_platform(args.device)
     import jax
     import jax.numpy as jnp
 
     import jaxflow as jf
 
     phases.imports_done()
-    log_spectrum = getattr(jf, "log_spectrum", None)
-    if log_spectrum is None:
-        unavailable("deep-chain", NAME, args.scale,
-                    "jaxflow.log_spectrum (issue 4) is not available in this checkout")
+    log_spectrum = require_api(jf, "log_spectrum", "deep-chain", NAME, args.scale, "issue 4")
     spec = workloads.get_spec("deep-chain", args.scale)
     with phases.time("data_s"):
         data = workloads.load_data("deep-chain", args.scale, args.data)
@@ -45,18 +41,32 @@ def main(argv=None) -> int:
     compiled = []
     with phases.time("compile_s"):
         for c, (activation, init, _) in enumerate(spec.chains):
-            model = jf.mlp(spec.max_depth, spec.width, activation=activation, init=init, out_dim=None)
+            model = jf.mlp(
+                spec.max_depth, spec.width, activation=activation, init=init, out_dim=None
+            )
 
             def top(kernels, bias, x, model=model):
                 variables = {"params": {"blocks": {"Dense_0": {"kernel": kernels, "bias": bias}}}}
-                return log_spectrum(model, variables, x, method="graded", layers=spec.depths).values[:, 0]
+                return log_spectrum(
+                    model, variables, x, method="graded", layers=spec.depths
+                ).values[:, 0]
 
             compiled.append(jax.jit(jax.vmap(top)).lower(kernels[c], biases[c], inputs).compile())
     with phases.time("run_s"):
-        log_sigma_max = np.stack([np.asarray(jax.block_until_ready(f(kernels[c], biases[c], inputs)))
-                                  for c, f in enumerate(compiled)])
-    emit("deep-chain", NAME, args.scale, workloads.deep_chain_checksum(log_sigma_max), phases,
-         {"device": jax.devices()[0].device_kind, "jax": jax.__version__})
+        log_sigma_max = np.stack(
+            [
+                np.asarray(jax.block_until_ready(f(kernels[c], biases[c], inputs)))
+                for c, f in enumerate(compiled)
+            ]
+        )
+    emit(
+        "deep-chain",
+        NAME,
+        args.scale,
+        workloads.deep_chain_checksum(log_sigma_max),
+        phases,
+        {"device": jax.devices()[0].device_kind, "jax": jax.__version__},
+    )
     return 0
 
 

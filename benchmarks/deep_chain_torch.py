@@ -1,7 +1,7 @@
 """The deep chain in PyTorch as a strong user writes it, as a whole process.
 
-For each chain (sigmoid-Xavier; relu-He with biases) and seed: ``torch.func.jacrev`` for every J_l, a Python
-loop over the layers (a chain is sequential), and two stable accumulations per layer:
+For each chain (sigmoid-Xavier; relu-He with biases) and seed: ``torch.func.jacrev`` for every
+J_l, a Python loop over the layers (a chain is sequential), and two stable accumulations per layer:
 
 * log σ_max(P_d): P̃_l = J_l P̃_{l−1} / ‖J_l P̃_{l−1}‖_F with the log-scales summed, so the
   product never under- or overflows; at each requested depth log σ_max = Σ log-scales +
@@ -14,7 +14,8 @@ Needs only torch and NumPy. Usage:
 ``python benchmarks/deep_chain_torch.py [--scale full|quick|gpu] [--data DIR] [--device cpu|gpu]``
 """
 
-from protocol import Phases, emit, parser  # noqa: I001 (the clock starts before the heavy imports)
+# The clock starts before the heavy imports.
+from protocol import Phases, emit, parser, torch_device  # noqa: I001
 
 phases = Phases()
 
@@ -71,28 +72,34 @@ def deep_chain(phi, weights, biases, h, depths):
 
 def main(argv=None) -> int:
     args = parser(__doc__.splitlines()[0], devices=("cpu", "gpu")).parse_args(argv)
-    if args.device == "gpu":
-        if not torch.cuda.is_available():
-            raise SystemExit("--device gpu: torch.cuda.is_available() is False")
-        torch.backends.cuda.matmul.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    device = torch.device("cuda" if args.device == "gpu" else "cpu")
+    device = torch_device(args.device)
     spec = workloads.get_spec("deep-chain", args.scale)
     with phases.time("data_s"):
         data = workloads.load_data("deep-chain", args.scale, args.data)
-        weights, biases, inputs = (torch.from_numpy(np.ascontiguousarray(a)).to(device)
-                                   for a in (data.weights, data.biases, data.inputs))
+        weights, biases, inputs = (
+            torch.from_numpy(np.ascontiguousarray(a)).to(device)
+            for a in (data.weights, data.biases, data.inputs)
+        )
     log_sigma_max = np.empty((len(spec.chains), spec.seeds, len(spec.depths)))
     finite = {}
     with phases.time("run_s"):
         for c, (activation, _, _) in enumerate(spec.chains):
             for seed in range(spec.seeds):
-                top, spectra = deep_chain(ACTIVATIONS[activation], weights[c, seed], biases[c, seed],
-                                          inputs[seed], spec.depths)
+                top, spectra = deep_chain(
+                    ACTIVATIONS[activation],
+                    weights[c, seed],
+                    biases[c, seed],
+                    inputs[seed],
+                    spec.depths,
+                )
                 log_sigma_max[c, seed] = top
                 finite[activation] = int(np.isfinite(spectra[-1]).sum())
-    info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "finite_qr_log_singular_values_at_max_depth": finite}
+    info = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "finite_qr_log_singular_values_at_max_depth": finite,
+    }
     emit("deep-chain", NAME, args.scale, workloads.deep_chain_checksum(log_sigma_max), phases, info)
     return 0
 

@@ -11,11 +11,10 @@ monitor passes updates through unchanged, so both variants' early losses (the ch
 Usage: ``python benchmarks/monitor_jaxflow.py --variant plain|monitor [--scale S] [--data DIR]``
 """
 
-from protocol import Phases, emit, parser, unavailable  # noqa: I001
+from protocol import Phases, emit, parser, require_api, use_jax_platform  # noqa: I001
 
 phases = Phases()
 
-import os  # noqa: E402
 import sys  # noqa: E402
 
 import workloads  # noqa: E402
@@ -27,7 +26,7 @@ def main(argv=None) -> int:
     p = parser(__doc__.splitlines()[0], devices=("cpu", "gpu"))
     p.add_argument("--variant", choices=list(VARIANTS), required=True)
     args = p.parse_args(argv)
-    os.environ.setdefault("JAX_PLATFORMS", {"cpu": "cpu", "gpu": "cuda"}[args.device])
+    use_jax_platform(args.device)
     import jax
     import jax.numpy as jnp
     import optax
@@ -39,9 +38,8 @@ def main(argv=None) -> int:
     spec = workloads.get_spec("monitor", args.scale)
     optimizer = optax.adam(spec.learning_rate)
     if args.variant == "monitor":
-        if not hasattr(jf, "monitor"):
-            unavailable("monitor", name, args.scale, "jaxflow.monitor (issue 3) is not available in this checkout")
-        optimizer = optax.chain(jf.monitor(), optimizer)
+        monitor = require_api(jf, "monitor", "monitor", name, args.scale, "issue 3")
+        optimizer = optax.chain(monitor(), optimizer)
     with phases.time("data_s"):
         data = workloads.load_data("monitor", args.scale, args.data)
         params = jax.tree.map(jnp.asarray, workloads.mlp_variables(data, 0))["params"]
@@ -67,9 +65,20 @@ def main(argv=None) -> int:
             if len(losses) < spec.checked_steps:
                 losses.append(loss)  # a device array: no synchronisation here
         jax.block_until_ready((params, opt_state, loss))
-    emit("monitor", name, args.scale, workloads.monitor_checksum(losses[: spec.checked_steps]), phases,
-         {"steps": spec.steps, "step_us": phases.as_dict()["run_s"] / spec.steps * 1e6,
-          "final_loss": float(loss), "device": jax.devices()[0].device_kind, "jax": jax.__version__})
+    emit(
+        "monitor",
+        name,
+        args.scale,
+        workloads.monitor_checksum(losses[: spec.checked_steps]),
+        phases,
+        {
+            "steps": spec.steps,
+            "step_us": phases.as_dict()["run_s"] / spec.steps * 1e6,
+            "final_loss": float(loss),
+            "device": jax.devices()[0].device_kind,
+            "jax": jax.__version__,
+        },
+    )
     return 0
 
 

@@ -9,12 +9,11 @@ this file as the place to adapt — it never reports a number computed on other 
 Usage: ``python benchmarks/notes_jaxflow.py [--data DIR] [--device cpu|gpu]``
 """
 
-from protocol import Phases, emit, parser, unavailable  # noqa: I001
+from protocol import Phases, emit, parser, require_api, unavailable, use_jax_platform  # noqa: I001
 
 phases = Phases()
 
 import inspect  # noqa: E402
-import os  # noqa: E402
 import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -26,39 +25,57 @@ NAME = "jaxflow"
 
 def main(argv=None) -> int:
     args = parser(__doc__.splitlines()[0], devices=("cpu", "gpu")).parse_args(argv)
-    os.environ.setdefault("JAX_PLATFORMS", {"cpu": "cpu", "gpu": "cuda"}[args.device])
+    use_jax_platform(args.device)
     import jax
 
     import jaxflow
 
     phases.imports_done()
-    compare = getattr(jaxflow, "compare_activations", None)
-    if compare is None:
-        unavailable("notes", NAME, args.scale,
-                    "jaxflow.compare_activations (issue 3) is not available in this checkout")
+    compare = require_api(jaxflow, "compare_activations", "notes", NAME, args.scale, "issue 3")
     spec = workloads.get_spec("notes", args.scale)
     with phases.time("data_s"):
         data = workloads.load_data("notes", args.scale, args.data)
         variables = {a: workloads.mlp_variables(data, i) for i, a in enumerate(spec.activations)}
     # The intended call: explicit variables per activation and the shared batch (x, y stacked
     # over activations, as workloads.NotesData holds them).
-    call = dict(activations=spec.activations, depth=spec.depth, width=spec.width, batch=spec.batch,
-                variables=variables, x=np.asarray(data.x), y=np.asarray(data.y))
+    call = dict(
+        activations=spec.activations,
+        depth=spec.depth,
+        width=spec.width,
+        batch=spec.batch,
+        variables=variables,
+        x=np.asarray(data.x),
+        y=np.asarray(data.y),
+    )
     try:
         inspect.signature(compare).bind(**call)
     except TypeError as exc:
-        unavailable("notes", NAME, args.scale,
-                    f"jaxflow.compare_activations{inspect.signature(compare)} does not take the shared "
-                    f"weights and batch ({exc}); adapt benchmarks/notes_jaxflow.py to its API")
+        unavailable(
+            "notes",
+            NAME,
+            args.scale,
+            f"jaxflow.compare_activations{inspect.signature(compare)} does not take the shared "
+            f"weights and batch ({exc}); adapt benchmarks/notes_jaxflow.py to its API",
+        )
     with phases.time("run_s"):
         result = jax.block_until_ready(compare(**call))
     norms = getattr(result, "weight_grad_norms", None)
     if norms is None:
-        unavailable("notes", NAME, args.scale,
-                    f"jaxflow.compare_activations returned {type(result).__name__} without "
-                    "weight_grad_norms; adapt benchmarks/notes_jaxflow.py to its result")
-    emit("notes", NAME, args.scale, workloads.notes_checksum(np.asarray(norms)), phases,
-         {"device": jax.devices()[0].device_kind, "jax": jax.__version__})
+        unavailable(
+            "notes",
+            NAME,
+            args.scale,
+            f"jaxflow.compare_activations returned {type(result).__name__} without "
+            "weight_grad_norms; adapt benchmarks/notes_jaxflow.py to its result",
+        )
+    emit(
+        "notes",
+        NAME,
+        args.scale,
+        workloads.notes_checksum(np.asarray(norms)),
+        phases,
+        {"device": jax.devices()[0].device_kind, "jax": jax.__version__},
+    )
     return 0
 
 

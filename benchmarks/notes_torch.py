@@ -11,7 +11,8 @@ both).
 Needs only torch and NumPy. Usage: ``python benchmarks/notes_torch.py [--data DIR]``
 """
 
-from protocol import Phases, emit, parser  # noqa: I001 (the clock starts before the heavy imports)
+# The clock starts before the heavy imports.
+from protocol import Phases, emit, parser  # noqa: I001
 
 phases = Phases()
 
@@ -80,8 +81,14 @@ def main(argv=None) -> int:
     with phases.time("run_s"):
         results = compare_activations(spec, data)
     norms = [results[a] for a in spec.activations]
-    emit("notes", NAME, args.scale, workloads.notes_checksum(norms), phases,
-         {"torch": torch.__version__, "threads": torch.get_num_threads()})
+    emit(
+        "notes",
+        NAME,
+        args.scale,
+        workloads.notes_checksum(norms),
+        phases,
+        {"torch": torch.__version__, "threads": torch.get_num_threads()},
+    )
     return 0
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 
@@ -75,14 +76,53 @@ def parser(description: str, devices: tuple[str, ...] = ("cpu",)) -> argparse.Ar
     """
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--scale", choices=SCALES, default="full", help="workload size (default: full)")
-    p.add_argument("--data", default=None, help="directory of the workload's arrays, written by "
-                   "`workloads.py export` (default: draw them in-process)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="directory of the workload's arrays, written by "
+        "`workloads.py export` (default: draw them in-process)",
+    )
     p.add_argument("--device", choices=devices, default=devices[0], help="where to run")
     return p
 
 
-def emit(workload: str, implementation: str, scale: str, checksums: dict, phases: Phases,
-         info: dict | None = None) -> None:
+JAX_PLATFORMS = {"cpu": "cpu", "gpu": "cuda"}
+
+
+def use_jax_platform(device: str) -> None:
+    """Points jax at ``device`` (``"cpu"`` or ``"gpu"``); call it before jax is imported.
+
+    An explicit ``JAX_PLATFORMS`` in the environment wins. On a machine without the GPU asked for,
+    jax then fails loudly at its first use instead of falling back to the CPU.
+    """
+    os.environ.setdefault("JAX_PLATFORMS", JAX_PLATFORMS[device])
+
+
+def torch_device(device: str):
+    """The torch device for ``device`` (``"cpu"`` or ``"gpu"``), float32 matmuls at full precision.
+
+    TF32 is turned off so a GPU's float32 products match jaxflow's ``Precision.HIGHEST``.
+
+    Raises:
+      SystemExit: for ``"gpu"`` when torch sees no CUDA device.
+    """
+    import torch
+
+    if device == "gpu" and not torch.cuda.is_available():
+        raise SystemExit("--device gpu: torch.cuda.is_available() is False")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    return torch.device("cuda" if device == "gpu" else "cpu")
+
+
+def emit(
+    workload: str,
+    implementation: str,
+    scale: str,
+    checksums: dict,
+    phases: Phases,
+    info: dict | None = None,
+) -> None:
     """Prints the result line and flushes."""
     record = {
         "workload": workload,
@@ -109,13 +149,26 @@ def unavailable(workload: str, implementation: str, scale: str, reason: str) -> 
     sys.exit(0)
 
 
+def require_api(module, name: str, workload: str, implementation: str, scale: str, issue: str):
+    """``module.name``, or an ``unavailable`` result naming the issue that adds it (and exit 0)."""
+    api = getattr(module, name, None)
+    if api is None:
+        unavailable(
+            workload,
+            implementation,
+            scale,
+            f"{module.__name__}.{name} ({issue}) is not available in this checkout",
+        )
+    return api
+
+
 def parse(stdout: str) -> dict:
     """The result record in a script's standard output.
 
     Raises:
       ValueError: if there is no result line, or more than one.
     """
-    lines = [line[len(PREFIX):] for line in stdout.splitlines() if line.startswith(PREFIX)]
+    lines = [line[len(PREFIX) :] for line in stdout.splitlines() if line.startswith(PREFIX)]
     if len(lines) != 1:
         raise ValueError(f"expected one line starting with {PREFIX.strip()!r}, found {len(lines)}")
     return json.loads(lines[0])

@@ -3,7 +3,8 @@
 Measures, on the machine it runs on and with the library it is asked for (jax, torch or NumPy):
 
 * the float32 rate of one large matmul (the machine's practical peak),
-* the float32 rate of a batch of n×n matmuls at the workload's width (the shape of P_l = J_l P_{l−1}),
+* the float32 rate of a batch of n×n matmuls at the workload's width (the shape of
+  P_l = J_l P_{l−1}),
 * the time per values-only SVD of a batch of n×n matrices (the shape of every decomposition in
   the sweep).
 
@@ -20,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 
 import numpy as np
 
-from protocol import PREFIX
+from protocol import PREFIX, torch_device, use_jax_platform
 
 BACKENDS = ("jax", "torch", "numpy")
 
@@ -53,7 +53,11 @@ def _sizes(width: int, device: str) -> dict:
     large = 4096 if device == "gpu" else 2048
     batch_mm = max(16, int(2e9 // (2 * width**3)))
     # A GPU's small-SVD time is dominated by launches, not FLOPs: scale its batch more gently.
-    batch_svd = max(8, int(2048 * (64 / width) ** 3)) if device == "cpu" else max(256, int(4096 * (64 / width) ** 2))
+    batch_svd = (
+        max(8, int(2048 * (64 / width) ** 3))
+        if device == "cpu"
+        else max(256, int(4096 * (64 / width) ** 2))
+    )
     return {"large": large, "batch_matmul": batch_mm, "batch_svd": batch_svd}
 
 
@@ -68,7 +72,7 @@ def _operands(width, sizes):
 
 def measure_jax(width: int, device: str) -> dict:
     """Rates with jax (``jit``, ``Precision.HIGHEST``; on a GPU every SVD algorithm jax offers)."""
-    os.environ.setdefault("JAX_PLATFORMS", {"cpu": "cpu", "gpu": "cuda"}[device])
+    use_jax_platform(device)
     import jax
     import jax.numpy as jnp
 
@@ -76,33 +80,45 @@ def measure_jax(width: int, device: str) -> dict:
     large, batch, svd_batch = (jnp.asarray(a) for a in _operands(width, sizes))
     mm = jax.jit(lambda a, b: jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST))
     rates = {
-        "matmul_large_gflops": 2 * sizes["large"] ** 3 / _median_time(lambda: mm(large, large).block_until_ready()) / 1e9,
-        "matmul_batched_gflops": 2 * width**3 * sizes["batch_matmul"]
-        / _median_time(lambda: mm(batch, batch).block_until_ready()) / 1e9,
+        "matmul_large_gflops": 2
+        * sizes["large"] ** 3
+        / _median_time(lambda: mm(large, large).block_until_ready())
+        / 1e9,
+        "matmul_batched_gflops": 2
+        * width**3
+        * sizes["batch_matmul"]
+        / _median_time(lambda: mm(batch, batch).block_until_ready())
+        / 1e9,
     }
     algorithms = {"default": None}
     if device == "gpu":
         lin = jax.lax.linalg
-        algorithms.update(qr=lin.SvdAlgorithm.QR, jacobi=lin.SvdAlgorithm.JACOBI, polar=lin.SvdAlgorithm.POLAR)
+        algorithms.update(
+            qr=lin.SvdAlgorithm.QR, jacobi=lin.SvdAlgorithm.JACOBI, polar=lin.SvdAlgorithm.POLAR
+        )
     for name, algorithm in algorithms.items():
-        svd = jax.jit(lambda a, algorithm=algorithm: jax.lax.linalg.svd(
-            a, full_matrices=False, compute_uv=False, algorithm=algorithm))
+        svd = jax.jit(
+            lambda a, algorithm=algorithm: jax.lax.linalg.svd(
+                a, full_matrices=False, compute_uv=False, algorithm=algorithm
+            )
+        )
         seconds = _median_time(lambda: svd(svd_batch).block_until_ready(), repeats=3)
         rates[f"svd_us[{name}]"] = seconds / sizes["batch_svd"] * 1e6
     device_kind = jax.devices()[0].device_kind
-    return {"backend": "jax", "version": jax.__version__, "device_kind": device_kind, "sizes": sizes, **rates}
+    return {
+        "backend": "jax",
+        "version": jax.__version__,
+        "device_kind": device_kind,
+        "sizes": sizes,
+        **rates,
+    }
 
 
 def measure_torch(width: int, device: str) -> dict:
     """Rates with torch (float32, TF32 off; on a GPU every ``svdvals`` driver)."""
     import torch
 
-    dev = torch.device("cuda" if device == "gpu" else "cpu")
-    if device == "gpu":
-        if not torch.cuda.is_available():
-            raise SystemExit("--device gpu: torch.cuda.is_available() is False")
-        torch.backends.cuda.matmul.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
+    dev = torch_device(device)
     sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
     sizes = _sizes(width, device)
     large, batch, svd_batch = (torch.from_numpy(a).to(dev) for a in _operands(width, sizes))
@@ -116,7 +132,11 @@ def measure_torch(width: int, device: str) -> dict:
 
     rates = {
         "matmul_large_gflops": 2 * sizes["large"] ** 3 / timed(lambda: large @ large) / 1e9,
-        "matmul_batched_gflops": 2 * width**3 * sizes["batch_matmul"] / timed(lambda: batch @ batch) / 1e9,
+        "matmul_batched_gflops": 2
+        * width**3
+        * sizes["batch_matmul"]
+        / timed(lambda: batch @ batch)
+        / 1e9,
     }
     drivers = {"default": None}
     if device == "gpu":
@@ -125,8 +145,14 @@ def measure_torch(width: int, device: str) -> dict:
         seconds = timed(lambda driver=driver: torch.linalg.svdvals(svd_batch, driver=driver))
         rates[f"svd_us[{name}]"] = seconds / sizes["batch_svd"] * 1e6
     kind = torch.cuda.get_device_name() if device == "gpu" else "cpu"
-    return {"backend": "torch", "version": torch.__version__, "device_kind": kind,
-            "threads": torch.get_num_threads(), "sizes": sizes, **rates}
+    return {
+        "backend": "torch",
+        "version": torch.__version__,
+        "device_kind": kind,
+        "threads": torch.get_num_threads(),
+        "sizes": sizes,
+        **rates,
+    }
 
 
 def measure_numpy(width: int, device: str) -> dict:
@@ -141,9 +167,16 @@ def measure_numpy(width: int, device: str) -> dict:
         "device_kind": "cpu",
         "sizes": sizes,
         "matmul_large_gflops": 2 * sizes["large"] ** 3 / _median_time(lambda: large @ large) / 1e9,
-        "matmul_batched_gflops": 2 * width**3 * sizes["batch_matmul"] / _median_time(lambda: batch @ batch) / 1e9,
-        "svd_us[default]": _median_time(lambda: np.linalg.svd(svd_batch, compute_uv=False), repeats=3)
-        / sizes["batch_svd"] * 1e6,
+        "matmul_batched_gflops": 2
+        * width**3
+        * sizes["batch_matmul"]
+        / _median_time(lambda: batch @ batch)
+        / 1e9,
+        "svd_us[default]": _median_time(
+            lambda: np.linalg.svd(svd_batch, compute_uv=False), repeats=3
+        )
+        / sizes["batch_svd"]
+        * 1e6,
     }
 
 
@@ -166,7 +199,9 @@ def best_rates(measurements: list[dict]) -> dict:
                 name, better = key, lambda new, old: new > old
             else:
                 continue
-            source = f"{m['backend']} {key.removeprefix('svd_us')}" if name == "svd_us" else m["backend"]
+            source = (
+                f"{m['backend']} {key.removeprefix('svd_us')}" if name == "svd_us" else m["backend"]
+            )
             if name not in best or better(value, best[name][0]):
                 best[name] = (value, source)
     return best
@@ -197,8 +232,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     measure = {"jax": measure_jax, "torch": measure_torch, "numpy": measure_numpy}[args.backend]
     info = {**measure(args.width, args.device), "width": args.width}
-    record = {"workload": "roofline", "implementation": args.backend, "scale": f"width={args.width}",
-              "status": "ok", "checksums": {}, "phases": {}, "info": info}
+    record = {
+        "workload": "roofline",
+        "implementation": args.backend,
+        "scale": f"width={args.width}",
+        "status": "ok",
+        "checksums": {},
+        "phases": {},
+        "info": info,
+    }
     print(PREFIX + json.dumps(record), flush=True)
     return 0
 

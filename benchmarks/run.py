@@ -110,8 +110,9 @@ def run_process(command: list[str], env: dict, timeout: float) -> Run:
     """Runs ``command`` to completion; wall time, peak RSS (``os.wait4``) and its result record."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=err, env=env, cwd=ROOT, start_new_session=True
+        )
         deadline = start + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -121,7 +122,9 @@ def run_process(command: list[str], env: dict, timeout: float) -> Run:
                 os.killpg(proc.pid, signal.SIGKILL)  # its own session: only its processes
                 _, status, usage = os.wait4(proc.pid, 0)
                 proc.returncode = -signal.SIGKILL
-                return Run(timeout, usage.ru_maxrss / 1024, -9, None, f"timed out after {timeout:.0f} s")
+                return Run(
+                    timeout, usage.ru_maxrss / 1024, -9, None, f"timed out after {timeout:.0f} s"
+                )
             time.sleep(0.01)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -142,7 +145,9 @@ def run_process(command: list[str], env: dict, timeout: float) -> Run:
 def _interpreters(args) -> dict:
     return {
         "jax": args.python or os.environ.get("JAXFLOW_BENCH_PYTHON") or sys.executable,
-        "torch": args.torch_python or os.environ.get("JAXFLOW_BENCH_TORCH_PYTHON") or sys.executable,
+        "torch": args.torch_python
+        or os.environ.get("JAXFLOW_BENCH_TORCH_PYTHON")
+        or sys.executable,
     }
 
 
@@ -152,11 +157,18 @@ _PROBES: dict = {}
 def _importable(python: str, module: str, env: dict) -> str | None:
     """None if ``python`` can import ``module``, else the reason (probed once per pair)."""
     if (python, module) not in _PROBES:
-        probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True, text=True, env=env)
+        probe = subprocess.run(
+            [python, "-c", f"import {module}"], capture_output=True, text=True, env=env
+        )
         last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        _PROBES[python, module] = None if probe.returncode == 0 else (
-            f"{module} is not importable by {python} ({last}); install the bench extra "
-            "(pip install -e '.[bench]') or pass --torch-python")
+        _PROBES[python, module] = (
+            None
+            if probe.returncode == 0
+            else (
+                f"{module} is not importable by {python} ({last}); install the bench extra "
+                "(pip install -e '.[bench]') or pass --torch-python"
+            )
+        )
     return _PROBES[python, module]
 
 
@@ -170,7 +182,12 @@ def _stats(values: list[float]) -> dict | None:
     values = [v for v in values if v is not None]
     if not values:
         return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
 
 
 def _verify(record: dict, reference: dict | None, baseline: dict | None) -> str | None:
@@ -194,7 +211,9 @@ def bench_workload(name: str, args, interpreters: dict, env: dict, data_root: st
     data_dir = workloads.save_data(data, os.path.join(data_root, name))
     reference_fn = workloads.get_workload(name).reference
     reference = None
-    if reference_fn is not None and (args.reference == "always" or (args.reference == "auto" and args.scale != "gpu")):
+    if reference_fn is not None and (
+        args.reference == "always" or (args.reference == "auto" and args.scale != "gpu")
+    ):
         start = time.perf_counter()
         reference = reference_fn(spec, data)
         log(f"   float64 reference checksums {reference} ({time.perf_counter() - start:.1f} s)")
@@ -212,8 +231,17 @@ def bench_workload(name: str, args, interpreters: dict, env: dict, data_root: st
     result["implementations"] = entries
 
     def command(impl):
-        return [interpreters[impl.runtime], os.path.join(HERE, impl.script), "--scale", args.scale,
-                "--data", data_dir, "--device", args.device, *impl.args]
+        return [
+            interpreters[impl.runtime],
+            os.path.join(HERE, impl.script),
+            "--scale",
+            args.scale,
+            "--data",
+            data_dir,
+            "--device",
+            args.device,
+            *impl.args,
+        ]
 
     baseline_name = IMPLEMENTATIONS[name][0].name
     baseline_checksums = None
@@ -233,7 +261,9 @@ def bench_workload(name: str, args, interpreters: dict, env: dict, data_root: st
             continue
         if impl.name == baseline_name:
             baseline_checksums = run.record["checksums"]
-        problem = _verify(run.record, reference, None if impl.name == baseline_name else baseline_checksums)
+        problem = _verify(
+            run.record, reference, None if impl.name == baseline_name else baseline_checksums
+        )
         entry["checksums"] = run.record["checksums"]
         if problem:
             entry.update(status="refused", reason=problem)
@@ -241,8 +271,8 @@ def bench_workload(name: str, args, interpreters: dict, env: dict, data_root: st
             continue
         entry["status"] = "ok"
         compared = reference is not None or impl.name != baseline_name
-        log(f"   {impl.name}: checksums {run.record['checksums']} "
-            f"{'agree' if compared else '(the baseline: nothing to compare with)'} ({run.wall_s:.1f} s)")
+        verdict = "agree" if compared else "(the baseline: nothing to compare with)"
+        log(f"   {impl.name}: checksums {run.record['checksums']} {verdict} ({run.wall_s:.1f} s)")
 
     live = [i for i in impls if entries[i.name]["status"] == "ok"]
     rounds = 0 if args.check else args.repeats
@@ -257,10 +287,19 @@ def bench_workload(name: str, args, interpreters: dict, env: dict, data_root: st
                 entry.update(status="refused" if not run.error else "failed", reason=problem)
                 log(f"   {impl.name} round {r + 1}: {entry['status'].upper()}: {problem}")
                 continue
-            entry["runs"].append({"round": r, "wall_s": run.wall_s, "peak_rss_mb": run.peak_rss_mb,
-                                  "phases": run.record["phases"], "info": run.record.get("info", {})})
-            log(f"   {impl.name} round {r + 1}/{rounds}: {run.wall_s:.2f} s whole, "
-                f"run {_fmt(run.record['phases'].get('run_s'))} s, {run.peak_rss_mb:.0f} MB")
+            entry["runs"].append(
+                {
+                    "round": r,
+                    "wall_s": run.wall_s,
+                    "peak_rss_mb": run.peak_rss_mb,
+                    "phases": run.record["phases"],
+                    "info": run.record.get("info", {}),
+                }
+            )
+            log(
+                f"   {impl.name} round {r + 1}/{rounds}: {run.wall_s:.2f} s whole, "
+                f"run {_fmt(run.record['phases'].get('run_s'))} s, {run.peak_rss_mb:.0f} MB"
+            )
 
     for entry in entries.values():
         if entry["status"] != "ok" or not entry["runs"]:
@@ -270,7 +309,10 @@ def bench_workload(name: str, args, interpreters: dict, env: dict, data_root: st
         entry["summary"] = {
             "wall_s": _stats([r["wall_s"] for r in runs]),
             "peak_rss_mb": _stats([r["peak_rss_mb"] for r in runs]),
-            **{k: _stats([r["phases"].get(k) for r in runs]) for k in ("import_s", "data_s", "compile_s", "run_s")},
+            **{
+                k: _stats([r["phases"].get(k) for r in runs])
+                for k in ("import_s", "data_s", "compile_s", "run_s")
+            },
         }
     baseline = entries.get(baseline_name)
     if baseline and baseline.get("summary"):
@@ -295,8 +337,16 @@ def spectra_roofline(args, interpreters, env, result) -> dict:
             continue
         if _importable(interpreters[runtime], backend, env):
             continue
-        cmd = [interpreters[runtime], os.path.join(HERE, "roofline.py"), "--backend", backend,
-               "--width", str(spec.width), "--device", args.device]
+        cmd = [
+            interpreters[runtime],
+            os.path.join(HERE, "roofline.py"),
+            "--backend",
+            backend,
+            "--width",
+            str(spec.width),
+            "--device",
+            args.device,
+        ]
         run = run_process(cmd, env, args.timeout)
         if run.error:
             log(f"   roofline {backend}: FAILED: {run.error}")
@@ -306,8 +356,13 @@ def spectra_roofline(args, interpreters, env, result) -> dict:
         return {"error": "no roofline measurement succeeded"}
     rates = roofline.best_rates(measurements)
     counts = spec.counts(reuse_prefixes=True)
-    out = {"measurements": measurements, "best": rates, "counts": counts,
-           "counts_per_configuration": spec.counts(reuse_prefixes=False), **roofline.floor(counts, rates)}
+    out = {
+        "measurements": measurements,
+        "best": rates,
+        "counts": counts,
+        "counts_per_configuration": spec.counts(reuse_prefixes=False),
+        **roofline.floor(counts, rates),
+    }
     jaxflow = result["implementations"].get("jaxflow", {}).get("summary")
     if jaxflow:
         out["jaxflow_steady_over_floor"] = jaxflow["run_s"]["median"] / out["floor_s"]
@@ -329,19 +384,27 @@ def markdown(report: dict) -> str:
     """The report as markdown: one table per workload, the roofline, targets and notes."""
     meta = report["meta"]
     lines = [f"# Benchmarks: {meta['machine']}, {meta['date']}", ""]
-    lines.append(f"{meta['cpu']}, {meta['cores']} cores; scale `{meta['scale']}`, {meta['repeats']} "
-                 f"timed rounds after one warm-up; load average {meta['load_start']} at start, "
-                 f"{meta['load_end']} at end.")
+    lines.append(
+        f"{meta['cpu']}, {meta['cores']} cores; scale `{meta['scale']}`, {meta['repeats']} "
+        f"timed rounds after one warm-up; load average {meta['load_start']} at start, "
+        f"{meta['load_end']} at end."
+    )
     if meta.get("note"):
         lines += ["", f"**Note:** {meta['note']}"]
-    lines += ["", "Times in seconds, median [min–max]; ratios are the implementation's time over the "
-              "baseline's, taken round by round.", ""]
+    lines += [
+        "",
+        "Times in seconds, median [min–max]; ratios are the implementation's time over the "
+        "baseline's, taken round by round.",
+        "",
+    ]
     for name, w in report["workloads"].items():
         impls = w["implementations"]
         base = IMPLEMENTATIONS[name][0].name
         lines += [f"## {name}", "", f"`{json.dumps(w['spec'])}`", ""]
-        lines.append(f"| implementation | whole process | compile | steady state | peak RSS MB | "
-                     f"÷ {base} (whole) | ÷ {base} (steady) |")
+        lines.append(
+            f"| implementation | whole process | compile | steady state | peak RSS MB | "
+            f"÷ {base} (whole) | ÷ {base} (steady) |"
+        )
         lines.append("|---|---|---|---|---|---|---|")
         for impl_name, e in impls.items():
             if e.get("summary"):
@@ -350,34 +413,51 @@ def markdown(report: dict) -> str:
                 lines.append(
                     f"| {impl_name} | {_fmt_stats(s['wall_s'])} | {_fmt_stats(s['compile_s'])} | "
                     f"{_fmt_stats(s['run_s'], 3)} | {_fmt(s['peak_rss_mb']['max'], 0)} | "
-                    f"{_fmt_stats(ratio.get('whole'))} | {_fmt_stats(ratio.get('steady'))} |")
+                    f"{_fmt_stats(ratio.get('whole'))} | {_fmt_stats(ratio.get('steady'))} |"
+                )
             else:
                 why = e.get("reason", e["status"]).splitlines()[0]
                 lines.append(f"| {impl_name} | **{e['status']}**: {why} | | | | | |")
         for impl_name, ratio in w["ratios"].items():
             # The targets are the issue's, for the full scale on a CPU.
-            target = TARGETS.get((name, impl_name)) if meta["scale"] == "full" and meta["device"] == "cpu" else None
+            target = (
+                TARGETS.get((name, impl_name))
+                if meta["scale"] == "full" and meta["device"] == "cpu"
+                else None
+            )
             if target and ratio.get(target[0]):
                 which, bound, text = target
                 value = ratio[which]["median"]
                 met = value >= bound if impl_name != "jaxflow-monitor" else value <= bound
-                lines.append(f"\nTarget ({text}): {which} ratio {value:.2f} — {'met' if met else 'NOT met'}.")
+                lines.append(
+                    f"\nTarget ({text}): {which} ratio {value:.2f} — {'met' if met else 'NOT met'}."
+                )
         if w.get("roofline") and "floor_s" in w["roofline"]:
-            r = w["roofline"]
-            best = r["best"]
-            lines += ["", "**Roofline.** " + (
-                f"{r['counts']['svds']:,} SVDs at {best['svd_us'][0]:.1f} µs ({best['svd_us'][1]}) "
-                f"= {r['svd_s']:.2f} s; {(r['counts']['product_flops'] + r['counts']['jacobian_flops'] + r['counts']['forward_flops']) / 1e9:.2f} "
-                f"GFLOP at {best['matmul_batched_gflops'][0]:.1f} GFLOP/s batched "
-                f"({best['matmul_batched_gflops'][1]}) = {r['matmul_s']:.2f} s; "
-                f"floor {r['floor_s']:.2f} s (large-matmul peak {best['matmul_large_gflops'][0]:.0f} GFLOP/s). "
-                f"A loop over configurations does {r['counts_per_configuration']['svds']:,} SVDs.")]
-            if "jaxflow_steady_over_floor" in r:
-                lines.append(f"jaxflow steady state = {r['jaxflow_steady_over_floor']:.2f} × floor; "
-                             f"whole process = {r['jaxflow_whole_over_floor']:.2f} × floor"
-                             + (" (target: within 2×)." if meta["scale"] == "full" else "."))
+            lines += ["", _roofline_text(w["roofline"], full=meta["scale"] == "full")]
         lines.append("")
     return "\n".join(lines)
+
+
+def _roofline_text(r: dict, full: bool) -> str:
+    """The roofline paragraph of the markdown report."""
+    best, counts = r["best"], r["counts"]
+    gflop = (counts["product_flops"] + counts["jacobian_flops"] + counts["forward_flops"]) / 1e9
+    rate, rate_source = best["matmul_batched_gflops"]
+    text = (
+        f"**Roofline.** {counts['svds']:,} SVDs at {best['svd_us'][0]:.1f} µs "
+        f"({best['svd_us'][1]}) = {r['svd_s']:.2f} s; {gflop:.2f} GFLOP at {rate:.1f} GFLOP/s "
+        f"batched ({rate_source}) = {r['matmul_s']:.2f} s; floor {r['floor_s']:.2f} s "
+        f"(large-matmul peak "
+        f"{best['matmul_large_gflops'][0]:.0f} GFLOP/s). A loop over configurations does "
+        f"{r['counts_per_configuration']['svds']:,} SVDs."
+    )
+    if "jaxflow_steady_over_floor" in r:
+        text += (
+            f"\njaxflow steady state = {r['jaxflow_steady_over_floor']:.2f} × floor; whole process"
+            f" = {r['jaxflow_whole_over_floor']:.2f} × floor"
+            + (" (target: within 2×)." if full else ".")
+        )
+    return text
 
 
 def _cpu_model() -> str:
@@ -404,26 +484,44 @@ def log(message: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The runner's command line."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="the quick scale (same as --scale quick)")
     p.add_argument("--scale", choices=workloads.SCALES, default="full")
-    p.add_argument("--workload", nargs="+", choices=list(IMPLEMENTATIONS), default=None,
-                   help="workloads to run (default: all)")
+    p.add_argument(
+        "--workload",
+        nargs="+",
+        choices=list(IMPLEMENTATIONS),
+        default=None,
+        help="workloads to run (default: all)",
+    )
     p.add_argument("--impl", nargs="+", default=None, help="only these implementations (by name)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5)")
-    p.add_argument("--check", action="store_true", help="one run each, checksums only; write nothing")
+    p.add_argument(
+        "--check", action="store_true", help="one run each, checksums only; write nothing"
+    )
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per process (default 1800)")
-    p.add_argument("--reference", choices=("auto", "always", "never"), default="auto",
-                   help="float64 reference checksums (auto: all but the gpu scale)")
+    p.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds per process (default 1800)"
+    )
+    p.add_argument(
+        "--reference",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="float64 reference checksums (auto: all but the gpu scale)",
+    )
     p.add_argument("--no-roofline", action="store_true", help="skip the roofline measurement")
     p.add_argument("--python", default=None, help="interpreter for the jax scripts")
     p.add_argument("--torch-python", default=None, help="interpreter for the PyTorch scripts")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="results directory")
     p.add_argument("--json", default=None, help="also write the report to this new file (any mode)")
-    p.add_argument("--machine", default=socket.gethostname(), help="machine name for the results file")
-    p.add_argument("--note", default="", help="a note stored with the results (e.g. the machine was loaded)")
+    p.add_argument(
+        "--machine", default=socket.gethostname(), help="machine name for the results file"
+    )
+    p.add_argument(
+        "--note", default="", help="a note stored with the results (e.g. the machine was loaded)"
+    )
     return p
 
 
@@ -433,12 +531,23 @@ def run_benchmarks(args) -> tuple[dict, int]:
     names = args.workload or list(IMPLEMENTATIONS)
     interpreters, env = _interpreters(args), _env()
     now = datetime.datetime.now()
-    report = {"meta": {
-        "machine": args.machine, "date": now.strftime("%Y-%m-%d"), "time": now.isoformat(timespec="seconds"),
-        "cpu": _cpu_model(), "cores": os.cpu_count(), "scale": args.scale, "repeats": args.repeats,
-        "device": args.device, "note": args.note, "interpreters": interpreters,
-        "command": " ".join(sys.argv), "load_start": [round(x, 2) for x in os.getloadavg()],
-    }, "workloads": {}}
+    report = {
+        "meta": {
+            "machine": args.machine,
+            "date": now.strftime("%Y-%m-%d"),
+            "time": now.isoformat(timespec="seconds"),
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "scale": args.scale,
+            "repeats": args.repeats,
+            "device": args.device,
+            "note": args.note,
+            "interpreters": interpreters,
+            "command": " ".join(sys.argv),
+            "load_start": [round(x, 2) for x in os.getloadavg()],
+        },
+        "workloads": {},
+    }
     with tempfile.TemporaryDirectory(prefix="jaxflow-bench-") as data_root:
         for name in names:
             result = bench_workload(name, args, interpreters, env, data_root)
@@ -446,8 +555,12 @@ def run_benchmarks(args) -> tuple[dict, int]:
                 result["roofline"] = spectra_roofline(args, interpreters, env, result)
             report["workloads"][name] = result
     report["meta"]["load_end"] = [round(x, 2) for x in os.getloadavg()]
-    bad = [f"{name}/{impl}" for name, w in report["workloads"].items()
-           for impl, e in w["implementations"].items() if e["status"] in ("failed", "refused")]
+    bad = [
+        f"{name}/{impl}"
+        for name, w in report["workloads"].items()
+        for impl, e in w["implementations"].items()
+        if e["status"] in ("failed", "refused")
+    ]
     if bad:
         log(f"failed or refused: {', '.join(bad)}; see above")
     return report, 1 if bad else 0

@@ -37,14 +37,22 @@ from workloads import SpectraSweep  # noqa: E402
 AXES = {
     "full": {
         "depth": (SpectraSweep(width=64, depths=(1,), seeds=2, inputs=2), [10, 30, 100, 300, 1000]),
-        "width": (SpectraSweep(width=1, depths=(10,), activations=("tanh",), inits=("xavier",), seeds=2,
-                               inputs=1), [32, 64, 128, 256, 512, 1024]),
+        "width": (
+            SpectraSweep(
+                width=1, depths=(10,), activations=("tanh",), inits=("xavier",), seeds=2, inputs=1
+            ),
+            [32, 64, 128, 256, 512, 1024],
+        ),
         "seeds": (SpectraSweep(width=64, depths=(40,), seeds=1, inputs=4), [1, 2, 4, 8, 16, 32]),
     },
     "quick": {
         "depth": (SpectraSweep(width=16, depths=(1,), seeds=1, inputs=1), [5, 10, 20, 40]),
-        "width": (SpectraSweep(width=1, depths=(5,), activations=("tanh",), inits=("xavier",), seeds=1,
-                               inputs=1), [8, 16, 32]),
+        "width": (
+            SpectraSweep(
+                width=1, depths=(5,), activations=("tanh",), inits=("xavier",), seeds=1, inputs=1
+            ),
+            [8, 16, 32],
+        ),
         "seeds": (SpectraSweep(width=16, depths=(5,), seeds=1, inputs=1), [1, 2, 4]),
     },
 }
@@ -61,7 +69,7 @@ def point_spec(base: SpectraSweep, axis: str, value: int) -> SpectraSweep:
 def child(spec_json: str, device: str) -> int:
     """Runs one point in this process and prints its result line."""
     phases = protocol.Phases()
-    os.environ.setdefault("JAX_PLATFORMS", {"cpu": "cpu", "gpu": "cuda"}[device])
+    protocol.use_jax_platform(device)
     import jax
 
     import spectra_jaxflow
@@ -73,19 +81,32 @@ def child(spec_json: str, device: str) -> int:
         data = workloads.spectra_data(spec)
     spectra_jaxflow.spectra(spec, data, phases)
     stats = jax.devices()[0].memory_stats() or {}
-    protocol.emit("scaling", "jaxflow", "point", {}, phases,
-                  {"device_peak_bytes": stats.get("peak_bytes_in_use")})
+    protocol.emit(
+        "scaling",
+        "jaxflow",
+        "point",
+        {},
+        phases,
+        {"device_peak_bytes": stats.get("peak_bytes_in_use")},
+    )
     return 0
 
 
-def measure(axis: str, base: SpectraSweep, values: list[int], repeats: int, device: str,
-            timeout: float) -> list[dict]:
+def measure(
+    axis: str, base: SpectraSweep, values: list[int], repeats: int, device: str, timeout: float
+) -> list[dict]:
     """Runs every point of one axis ``repeats`` times; medians per point."""
     points = []
     for value in values:
         spec = point_spec(base, axis, value)
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(dataclasses.asdict(spec)),
-               "--device", device]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            json.dumps(dataclasses.asdict(spec)),
+            "--device",
+            device,
+        ]
         runs = []
         for _ in range(repeats):
             result = run.run_process(cmd, run._env(), timeout)
@@ -102,8 +123,10 @@ def measure(axis: str, base: SpectraSweep, values: list[int], repeats: int, devi
             "device_peak_mb": _mb(runs[0].record["info"].get("device_peak_bytes")),
             "svds": spec.counts()["svds"],
         }
-        run.log(f"   {axis}={value}: run {point['run_s']:.3f} s, compile {point['compile_s']:.2f} s, "
-                f"peak RSS {point['peak_rss_mb']:.0f} MB")
+        run.log(
+            f"   {axis}={value}: run {point['run_s']:.3f} s, compile {point['compile_s']:.2f} s, "
+            f"peak RSS {point['peak_rss_mb']:.0f} MB"
+        )
         points.append(point)
     return points
 
@@ -121,7 +144,9 @@ def plot(axis: str, base: SpectraSweep, points: list[dict], path: str) -> str:
     fig = Figure(figsize=(2 * STYLE["figsize"][0], STYLE["figsize"][1]), layout="constrained")
     left, right = new_axes(fig.add_subplot(1, 2, 1)), new_axes(fig.add_subplot(1, 2, 2))
     x = [p[axis] for p in points]
-    style = dict(marker=STYLE["marker"], markersize=STYLE["markersize"], linewidth=STYLE["linewidth"])
+    style = dict(
+        marker=STYLE["marker"], markersize=STYLE["markersize"], linewidth=STYLE["linewidth"]
+    )
     left.loglog(x, [p["run_s"] for p in points], label="run (steady state)", **style)
     left.loglog(x, [p["compile_s"] for p in points], label="compile", **style)
     left.loglog(x, [p["wall_s"] for p in points], label="whole process", linestyle=":", **style)
@@ -130,15 +155,22 @@ def plot(axis: str, base: SpectraSweep, points: list[dict], path: str) -> str:
     left.legend()
     right.semilogx(x, [p["peak_rss_mb"] for p in points], label="peak RSS (process)", **style)
     if all(p["device_peak_mb"] is not None for p in points):
-        right.semilogx(x, [p["device_peak_mb"] for p in points], label="peak device memory", **style)
+        right.semilogx(
+            x, [p["device_peak_mb"] for p in points], label="peak device memory", **style
+        )
     right.set_ylim(bottom=0)  # the JAX runtime alone is a few hundred MB; show growth against it
     right.set_xlabel(f"{axis} (log scale)")
     right.set_ylabel("memory, MB")
     right.legend()
-    fixed = ", ".join(f"{k}={'/'.join(map(str, v)) if isinstance(v, tuple) else v}"
-                      for k, v in dataclasses.asdict(base).items() if k != FIELDS[axis])
-    fig.suptitle(f"jaxflow spectra sweep against {axis}, one process per point ({fixed})",
-                 fontsize=STYLE["title_fontsize"])
+    fixed = ", ".join(
+        f"{k}={'/'.join(map(str, v)) if isinstance(v, tuple) else v}"
+        for k, v in dataclasses.asdict(base).items()
+        if k != FIELDS[axis]
+    )
+    fig.suptitle(
+        f"jaxflow spectra sweep against {axis}, one process per point ({fixed})",
+        fontsize=STYLE["title_fontsize"],
+    )
     return save_figure(fig, path)
 
 
@@ -157,20 +189,33 @@ def main(argv=None) -> int:
     if args.child:
         return child(args.child, args.device)
     scale = "quick" if args.quick else "full"
-    report = {"meta": {"machine": args.machine, "date": datetime.date.today().isoformat(), "scale": scale,
-                       "cpu": run._cpu_model(), "cores": os.cpu_count(), "note": args.note,
-                       "load_start": [round(x, 2) for x in os.getloadavg()]}, "axes": {}}
+    report = {
+        "meta": {
+            "machine": args.machine,
+            "date": datetime.date.today().isoformat(),
+            "scale": scale,
+            "cpu": run._cpu_model(),
+            "cores": os.cpu_count(),
+            "note": args.note,
+            "load_start": [round(x, 2) for x in os.getloadavg()],
+        },
+        "axes": {},
+    }
     for axis in args.axis:
         base, values = AXES[scale][axis]
         run.log(f"== {axis}: {values}")
-        report["axes"][axis] = {"base": dataclasses.asdict(base),
-                                "points": measure(axis, base, values, args.repeats, args.device, args.timeout)}
+        report["axes"][axis] = {
+            "base": dataclasses.asdict(base),
+            "points": measure(axis, base, values, args.repeats, args.device, args.timeout),
+        }
     report["meta"]["load_end"] = [round(x, 2) for x in os.getloadavg()]
     os.makedirs(args.out, exist_ok=True)
     prefix = run._results_path(args.out, f"scaling-{args.machine}", report["meta"]["date"])
     for axis, result in report["axes"].items():
         base = AXES[scale][axis][0]
-        result["figure"] = os.path.basename(plot(axis, base, result["points"], f"{prefix}-{axis}.png"))
+        result["figure"] = os.path.basename(
+            plot(axis, base, result["points"], f"{prefix}-{axis}.png")
+        )
     with open(prefix + ".json", "x") as f:
         json.dump(report, f, indent=1)
     run.log(f"wrote {prefix}.json and its figures")

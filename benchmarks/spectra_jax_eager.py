@@ -10,22 +10,21 @@ Needs jax and NumPy (not jaxflow). Usage:
 ``python benchmarks/spectra_jax_eager.py [--scale full|quick|gpu] [--data DIR] [--device cpu|gpu]``
 """
 
-from protocol import Phases, emit, parser  # noqa: I001 (the clock starts before the heavy imports)
+# The clock starts before the heavy imports.
+from protocol import Phases, emit, parser, use_jax_platform  # noqa: I001
 
 phases = Phases()
 
-import os  # noqa: E402
 import sys  # noqa: E402
 
 import workloads  # noqa: E402
 
 NAME = "jax-eager"
-JAX_PLATFORMS = {"cpu": "cpu", "gpu": "cuda"}
 
 
 def main(argv=None) -> int:
     args = parser(__doc__.splitlines()[0], devices=("cpu", "gpu")).parse_args(argv)
-    os.environ.setdefault("JAX_PLATFORMS", JAX_PLATFORMS[args.device])
+    use_jax_platform(args.device)
     import jax
     import jax.numpy as jnp
 
@@ -65,8 +64,14 @@ def main(argv=None) -> int:
                     product_sv = jnp.linalg.svd(jnp.stack(products, axis=-3), compute_uv=False)
                     checksum.add(layer_sv, product_sv)
     device = jax.devices()[0]
-    emit("spectra", NAME, args.scale, checksum.values(), phases,
-         {"device": device.device_kind, "platform": device.platform, "jax": jax.__version__})
+    emit(
+        "spectra",
+        NAME,
+        args.scale,
+        checksum.values(),
+        phases,
+        {"device": device.device_kind, "platform": device.platform, "jax": jax.__version__},
+    )
     return 0
 
 

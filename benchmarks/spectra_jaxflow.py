@@ -10,10 +10,11 @@ grow with the number of matrices.
 Until ``jaxflow.sweep`` lands this is written with the core; :func:`spectra` is the only part to
 replace (see its docstring). ``benchmarks/scaling.py`` imports :func:`spectra` too.
 
-Usage: ``python benchmarks/spectra_jaxflow.py [--scale full|quick|gpu] [--data DIR] [--device cpu|gpu]``
+Usage: ``python benchmarks/spectra_jaxflow.py [--scale S] [--data DIR] [--device cpu|gpu]``
 """
 
-from protocol import Phases, emit, parser  # noqa: I001 (the clock starts before the heavy imports)
+# The clock starts before the heavy imports.
+from protocol import Phases, emit, parser, use_jax_platform  # noqa: I001
 
 phases = Phases()
 
@@ -25,7 +26,6 @@ import numpy as np  # noqa: E402
 import workloads  # noqa: E402
 
 NAME = "jaxflow"
-JAX_PLATFORMS = {"cpu": "cpu", "gpu": "cuda"}
 SVD_ENV = "JAXFLOW_BENCH_SVD"
 """Environment variable naming the SVD algorithm: ``default`` (``jf.singular_values``) or one of
 ``jax.lax.linalg.SvdAlgorithm``'s ``qr``, ``jacobi``, ``polar`` (GPU; ``benchmarks/gpu.sh`` picks
@@ -44,12 +44,19 @@ def _singular_values():
         raise ValueError(f"{SVD_ENV}={name!r} is not an SVD algorithm; use one of {SVD_ALGORITHMS}")
     if name == "default":
         return jf.singular_values
-    algorithm = {"qr": jax.lax.linalg.SvdAlgorithm.QR, "jacobi": jax.lax.linalg.SvdAlgorithm.JACOBI,
-                 "polar": jax.lax.linalg.SvdAlgorithm.POLAR}[name]
-    return lambda a: jax.lax.linalg.svd(a, full_matrices=False, compute_uv=False, algorithm=algorithm)
+    algorithm = {
+        "qr": jax.lax.linalg.SvdAlgorithm.QR,
+        "jacobi": jax.lax.linalg.SvdAlgorithm.JACOBI,
+        "polar": jax.lax.linalg.SvdAlgorithm.POLAR,
+    }[name]
+    return lambda a: jax.lax.linalg.svd(
+        a, full_matrices=False, compute_uv=False, algorithm=algorithm
+    )
 
 
-def spectra(spec: workloads.SpectraSweep, data: workloads.SpectraData, phases: Phases | None = None):
+def spectra(
+    spec: workloads.SpectraSweep, data: workloads.SpectraData, phases: Phases | None = None
+):
     """The singular values of every J_l and P_l of the sweep, at the largest depth.
 
     To switch to the sweep engine, replace the body with (names as issue 5 defines them)::
@@ -108,7 +115,7 @@ def spectra(spec: workloads.SpectraSweep, data: workloads.SpectraData, phases: P
 
 def main(argv=None) -> int:
     args = parser(__doc__.splitlines()[0], devices=("cpu", "gpu")).parse_args(argv)
-    os.environ.setdefault("JAX_PLATFORMS", JAX_PLATFORMS[args.device])
+    use_jax_platform(args.device)
     import jax
 
     import jaxflow  # noqa: F401  (imported here so import_s counts it)
@@ -121,9 +128,19 @@ def main(argv=None) -> int:
     checksum = workloads.SpectraChecksum()
     checksum.add_prefixes(layer_sv, product_sv, spec.depths)
     device = jax.devices()[0]
-    emit("spectra", NAME, args.scale, checksum.values(), phases,
-         {"device": device.device_kind, "platform": device.platform, "jax": jax.__version__,
-          "svd": os.environ.get(SVD_ENV, "default")})
+    emit(
+        "spectra",
+        NAME,
+        args.scale,
+        checksum.values(),
+        phases,
+        {
+            "device": device.device_kind,
+            "platform": device.platform,
+            "jax": jax.__version__,
+            "svd": os.environ.get(SVD_ENV, "default"),
+        },
+    )
     return 0
 
 

@@ -9,7 +9,8 @@ Needs only torch and NumPy (not jax, not jaxflow). Usage:
 ``python benchmarks/spectra_torch_func.py [--scale full|quick|gpu] [--data DIR] [--device cpu|gpu]``
 """
 
-from protocol import Phases, emit, parser  # noqa: I001 (the clock starts before the heavy imports)
+# The clock starts before the heavy imports.
+from protocol import Phases, emit, parser, torch_device  # noqa: I001
 
 phases = Phases()
 
@@ -43,12 +44,7 @@ def chain_jacobians(phi, weights, h):
 
 def main(argv=None) -> int:
     args = parser(__doc__.splitlines()[0], devices=("cpu", "gpu")).parse_args(argv)
-    if args.device == "gpu":
-        if not torch.cuda.is_available():
-            raise SystemExit("--device gpu: torch.cuda.is_available() is False")
-        torch.backends.cuda.matmul.allow_tf32 = False  # float32 spectra, as jaxflow's HIGHEST
-    torch.set_float32_matmul_precision("highest")
-    device = torch.device("cuda" if args.device == "gpu" else "cpu")
+    device = torch_device(args.device)
     spec = workloads.get_spec("spectra", args.scale)
     with phases.time("data_s"):
         data = workloads.load_data("spectra", args.scale, args.data)

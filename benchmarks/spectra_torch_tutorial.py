@@ -6,10 +6,11 @@ and call ``torch.linalg.svdvals`` on each matrix. Python loops over everything: 
 depth, seed, input and layer.
 
 Needs only torch and NumPy (not jax, not jaxflow). Usage:
-``python benchmarks/spectra_torch_tutorial.py [--scale full|quick|gpu] [--data DIR] [--device cpu|gpu]``
+``python benchmarks/spectra_torch_tutorial.py [--scale S] [--data DIR] [--device cpu|gpu]``
 """
 
-from protocol import Phases, emit, parser  # noqa: I001 (the clock starts before the heavy imports)
+# The clock starts before the heavy imports.
+from protocol import Phases, emit, parser, torch_device  # noqa: I001
 
 phases = Phases()
 
@@ -40,12 +41,7 @@ def build_model(activation, weights, device):
 
 def main(argv=None) -> int:
     args = parser(__doc__.splitlines()[0], devices=("cpu", "gpu")).parse_args(argv)
-    if args.device == "gpu":
-        if not torch.cuda.is_available():
-            raise SystemExit("--device gpu: torch.cuda.is_available() is False")
-        torch.backends.cuda.matmul.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    device = torch.device("cuda" if args.device == "gpu" else "cpu")
+    device = torch_device(args.device)
     spec = workloads.get_spec("spectra", args.scale)
     with phases.time("data_s"):
         data = workloads.load_data("spectra", args.scale, args.data)
@@ -68,8 +64,10 @@ def main(argv=None) -> int:
                                 P = J @ P
                                 layer_sv.append(torch.linalg.svdvals(J))
                                 product_sv.append(torch.linalg.svdvals(P))
-                            checksum.add(torch.stack(layer_sv).cpu().numpy(),
-                                         torch.stack(product_sv).cpu().numpy())
+                            checksum.add(
+                                torch.stack(layer_sv).cpu().numpy(),
+                                torch.stack(product_sv).cpu().numpy(),
+                            )
     info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
     emit("spectra", NAME, args.scale, checksum.values(), phases, info)
     return 0

@@ -86,7 +86,9 @@ def draw_weights(gaussian: np.ndarray, init: str) -> np.ndarray:
     elif init in INIT_VARIANCES:
         w = gaussian * math.sqrt(INIT_VARIANCES[init] / n)
     else:
-        raise ValueError(f"init={init!r} is not a benchmark init; use one of {list(INIT_VARIANCES)}")
+        raise ValueError(
+            f"init={init!r} is not a benchmark init; use one of {list(INIT_VARIANCES)}"
+        )
     return w.astype(np.float32)
 
 
@@ -249,7 +251,9 @@ def spectra_reference(spec: SpectraSweep, data: SpectraData) -> dict:
     for name in spec.activations:
         phi, dphi = NP_ACTIVATIONS[name]
         # h: (I, S, inputs, n); all inits and seeds at once, one layer at a time.
-        h = np.broadcast_to(data.inputs.astype(np.float64), weights.shape[:2] + data.inputs.shape[1:])
+        h = np.broadcast_to(
+            data.inputs.astype(np.float64), weights.shape[:2] + data.inputs.shape[1:]
+        )
         P = np.broadcast_to(np.eye(n), h.shape[:-1] + (n, n))
         layer_sv, product_sv = [], []
         for layer in range(spec.max_depth):
@@ -334,11 +338,20 @@ def notes_data(spec: NotesComparison) -> NotesData:
 def mlp_variables(data: NotesData, index: int) -> dict:
     """Set ``index`` of a Linear stack as the variables of ``jaxflow.mlp(depth, width, out_dim=1)``
     (no input layer; Flax kernels are Wᵀ), as NumPy arrays — for the jax scripts."""
-    return {"params": {
-        "blocks": {"Dense_0": {"kernel": np.swapaxes(data.hidden_weight[index], -1, -2),
-                               "bias": np.asarray(data.hidden_bias[index])}},
-        "readout": {"kernel": np.asarray(data.out_weight[index]).T, "bias": np.asarray(data.out_bias[index])},
-    }}
+    return {
+        "params": {
+            "blocks": {
+                "Dense_0": {
+                    "kernel": np.swapaxes(data.hidden_weight[index], -1, -2),
+                    "bias": np.asarray(data.hidden_bias[index]),
+                }
+            },
+            "readout": {
+                "kernel": np.asarray(data.out_weight[index]).T,
+                "bias": np.asarray(data.out_bias[index]),
+            },
+        }
+    }
 
 
 def notes_checksum(grad_norms) -> dict:
@@ -436,7 +449,9 @@ def deep_chain_data(spec: DeepChain) -> DeepChainData:
         for c, (_, init, sigma_b2) in enumerate(spec.chains):
             weights[c, seed] = draw_weights(gaussian, init)
             if sigma_b2:
-                biases[c, seed] = math.sqrt(sigma_b2) * _rng(spec.ID, 2, seed, c).standard_normal((depth, n))
+                biases[c, seed] = math.sqrt(sigma_b2) * _rng(spec.ID, 2, seed, c).standard_normal(
+                    (depth, n)
+                )
         inputs[seed] = _rng(spec.ID, 1, seed).standard_normal(n)
     return DeepChainData(weights, biases, inputs)
 
@@ -540,7 +555,9 @@ class Workload(NamedTuple):
 WORKLOADS = {
     "spectra": Workload("spectra", SPECTRA, spectra_data, SpectraData, spectra_reference),
     "notes": Workload("notes", NOTES, notes_data, NotesData, notes_reference),
-    "deep-chain": Workload("deep-chain", DEEP, deep_chain_data, DeepChainData, deep_chain_reference),
+    "deep-chain": Workload(
+        "deep-chain", DEEP, deep_chain_data, DeepChainData, deep_chain_reference
+    ),
     # The monitor's two variants must agree bit for bit; there is no separate reference.
     "monitor": Workload("monitor", MONITOR, monitor_data, NotesData, None),
 }
@@ -617,7 +634,11 @@ def _shapes(name, spec) -> dict:
         }
     if name == "deep-chain":
         n, c, d = spec.width, len(spec.chains), spec.max_depth
-        return {"weights": (c, spec.seeds, d, n, n), "biases": (c, spec.seeds, d, n), "inputs": (spec.seeds, n)}
+        return {
+            "weights": (c, spec.seeds, d, n, n),
+            "biases": (c, spec.seeds, d, n),
+            "inputs": (spec.seeds, n),
+        }
     if name == "notes":
         a, d, n, b = len(spec.activations), spec.depth, spec.width, spec.batch
     else:
@@ -645,7 +666,11 @@ def checksums_agree(a: dict, b: dict, rtol: float = CHECKSUM_RTOL) -> tuple[bool
         if not (math.isfinite(x) and math.isfinite(y)):
             return False, f"{key} is not finite: {x!r} vs {y!r}"
         if abs(x - y) > rtol * max(abs(x), abs(y)):
-            return False, f"{key}: {x!r} vs {y!r} (relative difference {abs(x - y) / max(abs(x), abs(y)):.2e} > {rtol:g})"
+            return (
+                False,
+                f"{key}: {x!r} vs {y!r} (relative difference "
+                f"{abs(x - y) / max(abs(x), abs(y)):.2e} > {rtol:g})",
+            )
     return True, "agree"
 
 

@@ -40,9 +40,24 @@ def test_runner_quick_checksums(tmp_path):
     report_path = tmp_path / "report.json"
     impls = ["jaxflow", "optax", "jaxflow-monitor", "torch-func", "torch-notes"]
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "run.py"), "--quick", "--check", "--impl", *impls,
-         "--json", str(report_path), "--python", sys.executable, "--torch-python", sys.executable],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            str(BENCH / "run.py"),
+            "--quick",
+            "--check",
+            "--impl",
+            *impls,
+            "--json",
+            str(report_path),
+            "--python",
+            sys.executable,
+            "--torch-python",
+            sys.executable,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(report_path.read_text())["workloads"]
@@ -53,9 +68,17 @@ def test_runner_quick_checksums(tmp_path):
         assert jaxflow["checksums"][key] == pytest.approx(value, rel=tol(np.float32, "checksum"))
     assert report["monitor"]["implementations"]["optax"]["status"] == "ok"
     # jaxflow APIs of other issues: either computed and verified, or reported as unavailable.
-    for name, impl in (("notes", "jaxflow"), ("deep-chain", "jaxflow"), ("monitor", "jaxflow-monitor")):
+    for name, impl in (
+        ("notes", "jaxflow"),
+        ("deep-chain", "jaxflow"),
+        ("monitor", "jaxflow-monitor"),
+    ):
         assert report[name]["implementations"][impl]["status"] in ("ok", "unavailable")
-    for name, impl in (("spectra", "torch-func"), ("notes", "torch-notes"), ("deep-chain", "torch-func")):
+    for name, impl in (
+        ("spectra", "torch-func"),
+        ("notes", "torch-notes"),
+        ("deep-chain", "torch-func"),
+    ):
         assert report[name]["implementations"][impl]["status"] == ("ok" if TORCH else "skipped")
 
 
@@ -75,12 +98,17 @@ def test_runner_refuses_a_disagreeing_checksum(tmp_path, monkeypatch):
         scripts[name] = tmp_path / f"{name}.py"
         scripts[name].write_text(FAKE.format(bench=str(BENCH), value=value))
     monkeypatch.setitem(run._PROBES, (sys.executable, "jax"), None)  # the fakes need no jax
-    monkeypatch.setitem(run.IMPLEMENTATIONS, "notes", [
-        run.Implementation("right", str(scripts["right"]), "jax"),
-        run.Implementation("wrong", str(scripts["wrong"]), "jax"),
-    ])
+    monkeypatch.setitem(
+        run.IMPLEMENTATIONS,
+        "notes",
+        [
+            run.Implementation("right", str(scripts["right"]), "jax"),
+            run.Implementation("wrong", str(scripts["wrong"]), "jax"),
+        ],
+    )
     args = run.build_parser().parse_args(
-        ["--quick", "--check", "--workload", "notes", "--python", sys.executable])
+        ["--quick", "--check", "--workload", "notes", "--python", sys.executable]
+    )
     args.scale = "quick"
     report, status = run.run_benchmarks(args)
     impls = report["workloads"]["notes"]["implementations"]
@@ -102,14 +130,18 @@ def test_checksum_tolerance_is_the_suites():
 
 def test_weights_have_the_stated_distributions():
     gaussian = np.random.default_rng(0).standard_normal((200, 32, 32))
-    xavier, he, orth = (workloads.draw_weights(gaussian, init) for init in ("xavier", "he", "orthogonal"))
+    xavier, he, orth = (
+        workloads.draw_weights(gaussian, init) for init in ("xavier", "he", "orthogonal")
+    )
     assert xavier.dtype == he.dtype == orth.dtype == np.float32
     # Var(W) = σ_w²/n over 200 × 32 × 32 entries: a 1% Monte-Carlo margin is > 10 standard errors.
     assert np.var(xavier) * 32 == pytest.approx(1.0, rel=0.01)
     assert np.var(he) * 32 == pytest.approx(2.0, rel=0.01)
     np.testing.assert_allclose(he, np.sqrt(2) * xavier, rtol=1e-6)
     eye = np.einsum("lij,lik->ljk", orth.astype(np.float64), orth.astype(np.float64))
-    np.testing.assert_allclose(eye, np.broadcast_to(np.eye(32), eye.shape), atol=tol(np.float32, "orthogonal"))
+    np.testing.assert_allclose(
+        eye, np.broadcast_to(np.eye(32), eye.shape), atol=tol(np.float32, "orthogonal")
+    )
     with pytest.raises(ValueError, match="init='lecun'"):
         workloads.draw_weights(gaussian, "lecun")
 
@@ -169,8 +201,10 @@ def test_notes_reference_agrees_with_autodiff():
     spec = workloads.get_spec("notes", "quick")
     data = workloads.notes_data(spec)
     models = [jf.mlp(spec.depth, spec.width, activation=a, out_dim=1) for a in spec.activations]
-    params = [jax.tree.map(jnp.asarray, workloads.mlp_variables(data, a))["params"]
-              for a in range(len(models))]
+    params = [
+        jax.tree.map(jnp.asarray, workloads.mlp_variables(data, a))["params"]
+        for a in range(len(models))
+    ]
 
     @jax.jit
     def weight_grad_norms(params, x, y):
