@@ -71,7 +71,7 @@ def _operands(width, sizes):
 
 
 def measure_jax(width: int, device: str) -> dict:
-    """Rates with jax (``jit``, ``Precision.HIGHEST``; on a GPU every SVD algorithm jax offers)."""
+    """Rates with jax (``jit``, ``Precision.HIGHEST``; every SVD algorithm of the device)."""
     use_jax_platform(device)
     import jax
     import jax.numpy as jnp
@@ -90,12 +90,11 @@ def measure_jax(width: int, device: str) -> dict:
         / _median_time(lambda: mm(batch, batch).block_until_ready())
         / 1e9,
     }
-    algorithms = {"default": None}
+    # CPU: LAPACK gesdd (default) and gesvd (QR); GPU: cuSOLVER gesvdj (default), gesvd, gesvdp.
+    lin = jax.lax.linalg
+    algorithms = {"default": None, "qr": lin.SvdAlgorithm.QR}
     if device == "gpu":
-        lin = jax.lax.linalg
-        algorithms.update(
-            qr=lin.SvdAlgorithm.QR, jacobi=lin.SvdAlgorithm.JACOBI, polar=lin.SvdAlgorithm.POLAR
-        )
+        algorithms.update(jacobi=lin.SvdAlgorithm.JACOBI, polar=lin.SvdAlgorithm.POLAR)
     for name, algorithm in algorithms.items():
         svd = jax.jit(
             lambda a, algorithm=algorithm: jax.lax.linalg.svd(
