@@ -5,7 +5,7 @@ Every implementation script is a whole process: ``python benchmarks/<script>.py 
 :data:`PREFIX` followed by a JSON object:
 
 ``{"workload", "implementation", "scale", "status": "ok", "checksums": {...},
-"phases": {"import_s", "data_s", "compile_s", "run_s"}, "info": {...}}``
+"phases": {"import_s", "data_s", "compile_s", "run_s"}, "peak_rss_mb", "info": {...}}``
 
 * ``import_s`` — from the script's first line to the end of its imports (interpreter start-up
   is in the runner's whole-process time, not here);
@@ -115,6 +115,24 @@ def torch_device(device: str):
     return torch.device("cuda" if device == "gpu" else "cpu")
 
 
+def peak_rss_mb(pid: int | str = "self") -> float | None:
+    """Peak resident memory of a process (``VmHWM`` in ``/proc/<pid>/status``), MB; ``None``
+    where there is no ``/proc`` (or the process is gone).
+
+    ``VmHWM`` belongs to the process's address space since its ``exec``. ``getrusage``'s
+    ``ru_maxrss`` is not a substitute: Linux carries the pre-``exec`` peak into it, so a child of a
+    large runner would report at least the runner's size.
+    """
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def emit(
     workload: str,
     implementation: str,
@@ -131,6 +149,7 @@ def emit(
         "status": "ok",
         "checksums": {k: float(v) for k, v in checksums.items()},
         "phases": phases.as_dict(),
+        "peak_rss_mb": peak_rss_mb(),
         "info": info or {},
     }
     print(PREFIX + json.dumps(record), flush=True)

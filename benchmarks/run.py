@@ -15,8 +15,8 @@ For each workload the runner
 4. **refuses** any implementation whose checksum disagrees with the reference or with the
    baseline (``workloads.CHECKSUM_RTOL``): its times are not reported and the exit status is 1;
 5. reports per implementation the median [min–max] whole-process wall time, the in-process
-   compile and steady-state times the script reports (``protocol.py``), peak RSS
-   (``os.wait4``), and the ratio to the workload's baseline (jaxflow; for the monitor, the plain
+   compile and steady-state times the script reports (``protocol.py``), peak RSS (the child's
+   ``VmHWM``), and the ratio to the workload's baseline (jaxflow; for the monitor, the plain
    optax step) computed round by round, so each ratio compares two runs taken seconds apart;
 6. for the spectra sweep, measures the roofline (``roofline.py``) and prints the floor time and
    jaxflow's ratio to it.
@@ -107,31 +107,36 @@ class Run(NamedTuple):
 
 
 def run_process(command: list[str], env: dict, timeout: float) -> Run:
-    """Runs ``command`` to completion; wall time, peak RSS (``os.wait4``) and its result record."""
+    """Runs ``command`` to completion: wall time, peak RSS and its result record.
+
+    Peak RSS is the child's ``VmHWM`` (``protocol.peak_rss_mb``), polled while it runs and as the
+    script reports it at the end; only without ``/proc`` does it fall back to ``os.wait4``'s
+    ``ru_maxrss``, which on Linux would include this runner's own size at the fork.
+    """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(
             command, stdout=out, stderr=err, env=env, cwd=ROOT, start_new_session=True
         )
-        deadline = start + timeout
+        deadline, peak = start + timeout, None
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
+            peak = max(filter(None, (peak, protocol.peak_rss_mb(proc.pid))), default=None)
             if time.perf_counter() > deadline:
                 os.killpg(proc.pid, signal.SIGKILL)  # its own session: only its processes
                 _, status, usage = os.wait4(proc.pid, 0)
                 proc.returncode = -signal.SIGKILL
-                return Run(
-                    timeout, usage.ru_maxrss / 1024, -9, None, f"timed out after {timeout:.0f} s"
-                )
+                rss = peak if peak is not None else usage.ru_maxrss / 1024
+                return Run(timeout, rss, -9, None, f"timed out after {timeout:.0f} s")
             time.sleep(0.01)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
-    rss = usage.ru_maxrss / 1024  # KiB on Linux
+    rss = peak if peak is not None else usage.ru_maxrss / 1024  # ru_maxrss: KiB on Linux
     if proc.returncode != 0:
         tail = "\n".join(stderr.strip().splitlines()[-15:])
         return Run(wall, rss, proc.returncode, None, f"exit status {proc.returncode}:\n{tail}")
@@ -139,6 +144,9 @@ def run_process(command: list[str], env: dict, timeout: float) -> Run:
         record = protocol.parse(stdout)
     except ValueError as exc:
         return Run(wall, rss, 0, None, f"{exc}; stdout ends:\n{stdout[-2000:]}")
+    reported = record.get("peak_rss_mb")
+    if reported is not None:
+        rss = max(rss, reported) if peak is not None else reported
     return Run(wall, rss, 0, record, None)
 
 
@@ -259,18 +267,17 @@ def bench_workload(name: str, args, interpreters: dict, env: dict, data_root: st
             entry.update(status="unavailable", reason=run.record["reason"])
             log(f"   {impl.name}: not available in this checkout: {run.record['reason']}")
             continue
-        if impl.name == baseline_name:
-            baseline_checksums = run.record["checksums"]
-        problem = _verify(
-            run.record, reference, None if impl.name == baseline_name else baseline_checksums
-        )
+        is_baseline = impl.name == baseline_name
+        problem = _verify(run.record, reference, None if is_baseline else baseline_checksums)
         entry["checksums"] = run.record["checksums"]
         if problem:
             entry.update(status="refused", reason=problem)
             log(f"   {impl.name}: REFUSED: {problem}")
             continue
+        if is_baseline:  # only a verified baseline becomes what the others must agree with
+            baseline_checksums = run.record["checksums"]
         entry["status"] = "ok"
-        compared = reference is not None or impl.name != baseline_name
+        compared = reference is not None or not is_baseline
         verdict = "agree" if compared else "(the baseline: nothing to compare with)"
         log(f"   {impl.name}: checksums {run.record['checksums']} {verdict} ({run.wall_s:.1f} s)")
 

@@ -59,14 +59,20 @@ def spectra(
 ):
     """The singular values of every J_l and P_l of the sweep, at the largest depth.
 
-    To switch to the sweep engine, replace the body with (names as issue 5 defines them)::
+    To switch to the sweep engine (issue 5), replace the body with::
 
-        result = jaxflow.sweep(jaxflow.Grid(model="mlp", depth=list(spec.depths),
-                               activation=list(spec.activations), init=list(spec.inits),
-                               width=spec.width, seeds=spec.seeds, batch=spec.inputs, ...))
+        ds = jaxflow.sweep(jaxflow.Grid(model="mlp", depth=list(spec.depths),
+                           activation=list(spec.activations), init=list(spec.inits),
+                           width=spec.width, seeds=spec.seeds, batch=spec.inputs,
+                           metrics=("J_spectra", "P_spectra"), ...), quiet=True)
 
-    — with the workload's weights and inputs passed in (the competitors use the same arrays) —
-    and return its full layer and product spectra in the layout below.
+    and return ``ds.J_sv`` and ``ds.P_sv`` at the largest depth in the layout below. One thing
+    must come with it: ``jaxflow.sweep`` draws its own weights and inputs from each seed
+    (``model.init`` of the core model), while every implementation here must use the same
+    arrays. Either the sweep accepts the workload's arrays, or the runner exports the sweep's
+    draw as the workload's data (``SpectraData`` layout, written with ``workloads.save_data``)
+    so the competitors load that instead of the NumPy draw; the checksums then still hold every
+    implementation to the same numbers (the float64 reference reads the same data).
 
     Args:
       spec: the workload.
