@@ -7,6 +7,12 @@ compiled program. Each chain is ``jf.scan_chain`` over the blocks of a ``jf.mlp`
 ``decompose``), emitting the singular values of J_l and P_l inside the scan, so memory does not
 grow with the number of matrices.
 
+On a CPU with jaxlib 0.10 the batched SVD inside the scan runs on one core (XLA:CPU gives a
+LAPACK call in a loop body no other thread); outside a loop it spreads over the cores only now
+and then. Emitting the matrices and decomposing them in segments outside the scan was tried and
+measured no faster, so the scan keeps its flat memory; the steady state sits near the one-core
+SVD floor (see README.md, "The roofline").
+
 Until ``jaxflow.sweep`` lands this is written with the core; :func:`spectra` is the only part to
 replace (see its docstring). ``benchmarks/scaling.py`` imports :func:`spectra` too.
 
