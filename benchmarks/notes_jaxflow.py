@@ -35,9 +35,10 @@ def main(argv=None) -> int:
     spec = workloads.get_spec("notes", args.scale)
     with phases.time("data_s"):
         data = workloads.load_data("notes", args.scale, args.data)
-        variables = {a: workloads.mlp_variables(data, i) for i, a in enumerate(spec.activations)}
-    # The intended call: explicit variables per activation and the shared batch (x, y stacked
-    # over activations, as workloads.NotesData holds them).
+        per_activation = [workloads.mlp_variables(data, i) for i in range(len(spec.activations))]
+        variables = jax.tree.map(lambda *a: np.stack(a), *per_activation)
+    # The intended call: the networks' variables stacked over activations (the layout of
+    # ActivationComparison.variables) and the shared batch, x (A, batch, width), y (A, batch, 1).
     call = dict(
         activations=spec.activations,
         depth=spec.depth,
