@@ -94,8 +94,14 @@ def use_jax_platform(device: str) -> None:
 
     An explicit ``JAX_PLATFORMS`` in the environment wins. On a machine without the GPU asked for,
     jax then fails loudly at its first use instead of falling back to the CPU.
+
+    It also keeps the LAPACK that jaxlib calls on the CPU (SciPy's OpenBLAS) to one thread unless
+    ``OPENBLAS_NUM_THREADS`` says otherwise: XLA already spreads a batched decomposition over the
+    cores, and OpenBLAS's own threads on top oversubscribe them — on a shared machine a 128×128
+    SVD then stalls for up to hundreds of milliseconds instead of taking about one.
     """
     os.environ.setdefault("JAX_PLATFORMS", JAX_PLATFORMS[device])
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def torch_device(device: str):

@@ -20,6 +20,7 @@ prints one result line (see ``protocol.py``) whose ``info`` holds the rates.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -46,6 +47,15 @@ def _median_time(fn, repeats: int = 5, min_time: float = 0.05) -> float:
                 break
         times.append(elapsed / calls)
     return statistics.median(times)
+
+
+def _svd_rate(rates: dict, name: str, call, batch: int) -> None:
+    """Records µs per SVD of ``call`` as ``svd_us[name]``, or why it failed as ``svd_error[name]``
+    (one algorithm a library or device lacks must not cost the other measurements)."""
+    try:
+        rates[f"svd_us[{name}]"] = _median_time(call, repeats=3) / batch * 1e6
+    except Exception as exc:  # noqa: BLE001 - reported in the result, never silent
+        rates[f"svd_error[{name}]"] = f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 def _sizes(width: int, device: str) -> dict:
@@ -101,8 +111,7 @@ def measure_jax(width: int, device: str) -> dict:
                 a, full_matrices=False, compute_uv=False, algorithm=algorithm
             )
         )
-        seconds = _median_time(lambda: svd(svd_batch).block_until_ready(), repeats=3)
-        rates[f"svd_us[{name}]"] = seconds / sizes["batch_svd"] * 1e6
+        _svd_rate(rates, name, lambda: svd(svd_batch).block_until_ready(), sizes["batch_svd"])
     device_kind = jax.devices()[0].device_kind
     return {
         "backend": "jax",
@@ -141,8 +150,8 @@ def measure_torch(width: int, device: str) -> dict:
     if device == "gpu":
         drivers.update(gesvd="gesvd", gesvdj="gesvdj")
     for name, driver in drivers.items():
-        seconds = timed(lambda driver=driver: torch.linalg.svdvals(svd_batch, driver=driver))
-        rates[f"svd_us[{name}]"] = seconds / sizes["batch_svd"] * 1e6
+        call = functools.partial(torch.linalg.svdvals, svd_batch, driver=driver)
+        _svd_rate(rates, name, lambda call=call: (call(), sync()), sizes["batch_svd"])
     kind = torch.cuda.get_device_name() if device == "gpu" else "cpu"
     return {
         "backend": "torch",
