@@ -65,7 +65,6 @@ def main(argv=None) -> int:
         args.scale,
         workloads.deep_chain_checksum(log_sigma_max),
         phases,
-        {"device": jax.devices()[0].device_kind, "jax": jax.__version__},
     )
     return 0
 

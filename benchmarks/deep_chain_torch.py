@@ -94,12 +94,7 @@ def main(argv=None) -> int:
                 )
                 log_sigma_max[c, seed] = top
                 finite[activation] = int(np.isfinite(spectra[-1]).sum())
-    info = {
-        "device": str(device),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "finite_qr_log_singular_values_at_max_depth": finite,
-    }
+    info = {"finite_qr_log_singular_values_at_max_depth": finite}
     emit("deep-chain", NAME, args.scale, workloads.deep_chain_checksum(log_sigma_max), phases, info)
     return 0
 

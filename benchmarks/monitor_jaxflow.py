@@ -75,8 +75,6 @@ def main(argv=None) -> int:
             "steps": spec.steps,
             "step_us": phases.as_dict()["run_s"] / spec.steps * 1e6,
             "final_loss": float(loss),
-            "device": jax.devices()[0].device_kind,
-            "jax": jax.__version__,
         },
     )
     return 0

@@ -75,7 +75,6 @@ def main(argv=None) -> int:
         args.scale,
         workloads.notes_checksum(np.asarray(norms)),
         phases,
-        {"device": jax.devices()[0].device_kind, "jax": jax.__version__},
     )
     return 0
 

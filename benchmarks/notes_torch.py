@@ -87,7 +87,6 @@ def main(argv=None) -> int:
         args.scale,
         workloads.notes_checksum(norms),
         phases,
-        {"torch": torch.__version__, "threads": torch.get_num_threads()},
     )
     return 0
 

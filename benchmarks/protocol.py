@@ -139,6 +139,21 @@ def peak_rss_mb(pid: int | str = "self") -> float | None:
     return None
 
 
+def _environment() -> dict:
+    """The versions and device of whichever of jax and torch the script imported."""
+    env = {}
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        device = jax.devices()[0]
+        env.update(jax=jax.__version__, platform=device.platform, device=device.device_kind)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env.update(torch=torch.__version__, threads=torch.get_num_threads())
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        env.setdefault("device", torch.cuda.get_device_name() if cuda else "cpu")
+    return env
+
+
 def emit(
     workload: str,
     implementation: str,
@@ -147,7 +162,7 @@ def emit(
     phases: Phases,
     info: dict | None = None,
 ) -> None:
-    """Prints the result line and flushes."""
+    """Prints the result line and flushes; ``info`` is added to the library versions and device."""
     record = {
         "workload": workload,
         "implementation": implementation,
@@ -156,7 +171,7 @@ def emit(
         "checksums": {k: float(v) for k, v in checksums.items()},
         "phases": phases.as_dict(),
         "peak_rss_mb": peak_rss_mb(),
-        "info": info or {},
+        "info": {**_environment(), **(info or {})},
     }
     print(PREFIX + json.dumps(record), flush=True)
 

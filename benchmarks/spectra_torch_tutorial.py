@@ -68,8 +68,7 @@ def main(argv=None) -> int:
                                 torch.stack(layer_sv).cpu().numpy(),
                                 torch.stack(product_sv).cpu().numpy(),
                             )
-    info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
-    emit("spectra", NAME, args.scale, checksum.values(), phases, info)
+    emit("spectra", NAME, args.scale, checksum.values(), phases)
     return 0
 
 
