@@ -200,3 +200,35 @@ def test_residual_keeps_the_gradient_where_the_plain_sigmoid_mlp_loses_it(tmp_pa
         "residual stack",
     ]
     assert save_figure(ax, tmp_path / "residual.png")
+
+
+def test_compare_activations_on_given_weights_matches_the_drawn_ones():
+    """Given weights and data reproduce the comparison that drew them (one seed)."""
+    import jax
+    import numpy as np
+
+    from jaxflow.experiments import compare_activations
+
+    drawn = compare_activations(depth=3, width=8, batch=4, key=jax.random.key(2))
+    # Rebuild each network's x, y exactly as the drawn comparison did, from the same key.
+    k_init, k_x, k_y = jax.random.split(jax.random.key(2), 3)
+    x = jax.random.normal(k_x, (4, 8))
+    y = jax.random.normal(k_y, (4, 1))
+    # One key: drawn.variables is stacked over the 3 activations only, as `variables=` wants.
+    given = compare_activations(depth=3, width=8, batch=4, variables=drawn.variables,
+                                x=np.stack([x] * 3), y=np.stack([y] * 3))  # fmt: skip
+    assert given.inits == ("given",) * 3 and given.weight_grad_norms.shape == (3, 1, 4)
+    np.testing.assert_allclose(given.weight_grad_norms, drawn.weight_grad_norms.reshape(3, 1, 4), rtol=1e-5)
+
+
+def test_compare_activations_rejects_partial_or_misshapen_data():
+    import numpy as np
+
+    from jaxflow.experiments import compare_activations
+
+    with pytest.raises(ValueError, match="all three or none"):
+        compare_activations(x=np.zeros((3, 32, 64)))
+    bad = {"params": {"blocks": {"Dense_0": {"kernel": np.zeros((3, 10, 64, 64))}},
+                      "readout": {"kernel": np.zeros((3, 64, 1))}}}  # fmt: skip
+    with pytest.raises(ValueError, match=r"x has shape \(3, 32, 8\)"):
+        compare_activations(variables=bad, x=np.zeros((3, 32, 8)), y=np.zeros((3, 32, 1)))

@@ -212,7 +212,9 @@ def _flow(models: tuple, batch: int, loss: Any, notes: bool):
         k_init, k_x, k_y = jax.random.split(key, 3)
         x = jax.random.normal(k_x, (batch, model.input_dim), model.param_dtype)
         y = jax.random.normal(k_y, (batch, model.out_dim), model.param_dtype)
-        variables = model.init(k_init, x)
+        return measure(model, model.init(k_init, x), x, y)
+
+    def measure(model, variables, x, y):
         value, grads, taps = _loss_and_gradients(model, variables, x, y, loss_fn)
         h_norms = _norm(taps, axis=(1, 2))
         if not notes:
@@ -228,6 +230,54 @@ def _flow(models: tuple, batch: int, loss: Any, notes: bool):
         return tuple(jax.vmap(functools.partial(one, model))(keys) for model in models)
 
     return jax.jit(run)
+
+
+@functools.lru_cache(maxsize=None)
+def _flow_given(models: tuple, loss: Any):
+    """The notes' measurement on given weights and data: variables, x, y stacked over models."""
+    loss_fn = _loss(loss)
+
+    def run(variables, xs, ys):
+        outputs = []
+        for i, model in enumerate(models):
+            mine = jax.tree.map(lambda a: a[i], variables)
+            value, grads, taps = _loss_and_gradients(model, mine, xs[i], ys[i], loss_fn)
+            kernels = grads["blocks"]["Dense_0"]["kernel"]
+            weights = jnp.concatenate(
+                [_norm(kernels, axis=(1, 2)), _norm(grads["readout"]["kernel"]).reshape(1)]
+            )
+            out = (value, _norm(taps, axis=(1, 2)), weights, gradient_stats(grads, mine["params"]), mine)
+            outputs.append(jax.tree.map(lambda a: a[None], out))  # a seed axis of length 1
+        return tuple(outputs)
+
+    return jax.jit(run)
+
+
+def _given(activations, depth, width, batch, variables, x, y):
+    """Checks the shapes of given weights and data against the comparison's networks."""
+    count = len(activations)
+    expected = {
+        "x": (count, batch, width),
+        "y": (count, batch, 1),
+        "blocks kernel": (count, depth, width, width),
+        "readout kernel": (count, width, 1),
+    }
+    try:
+        got = {
+            "x": jnp.shape(x),
+            "y": jnp.shape(y),
+            "blocks kernel": jnp.shape(variables["params"]["blocks"]["Dense_0"]["kernel"]),
+            "readout kernel": jnp.shape(variables["params"]["readout"]["kernel"]),
+        }
+    except (KeyError, TypeError):
+        raise ValueError(
+            "variables must be the networks' variables stacked over activations: "
+            "{'params': {'blocks': {'Dense_0': ...}, 'readout': ...}} with a leading axis of "
+            f"length {count}"
+        ) from None
+    for name, shape in expected.items():
+        if tuple(got[name]) != shape:
+            raise ValueError(f"{name} has shape {tuple(got[name])}; it must be {shape}")
 
 
 def _run(models, batch, loss, key, notes=False):
@@ -249,6 +299,9 @@ def compare_activations(
     key=None,
     init: Any = None,
     loss: Any = "mse",
+    variables: Any = None,
+    x: Any = None,
+    y: Any = None,
 ) -> ActivationComparison:
     """The notes' ``compare_activations``: per-layer gradient norms of one deep MLP per activation.
 
@@ -271,12 +324,16 @@ def compare_activations(
       init: ``None`` (He for ReLU, Xavier otherwise), ``"pytorch"``, any :func:`jaxflow.get_init`
         argument, or a mapping activation → init.
       loss: ``"mse"`` or a per-example ``loss(prediction, y) -> scalar``.
+      variables, x, y: measure these networks on this data instead of drawing them (all three or
+        none): the variables of the activations' MLPs stacked on a leading activation axis, x
+        (activations, batch, width) and y (activations, batch, 1) — e.g. weights shared with a
+        PyTorch run. The result then has one "seed" and ``inits`` reads ``"given"``.
 
     Returns:
       An :class:`ActivationComparison`.
 
     Raises:
-      ValueError: for unknown activations or inits, or sizes < 1.
+      ValueError: for unknown activations or inits, sizes < 1, or given arrays of the wrong shape.
 
     References:
       Glorot & Bengio, "Understanding the difficulty of training deep feedforward neural networks",
@@ -296,13 +353,23 @@ def compare_activations(
     depth, width, batch = (
         _check_positive_int(n, v) for n, v in (("depth", depth), ("width", width), ("batch", batch))
     )
-    schemes = _inits_for(activations, init, width)
-    models = [mlp(depth, width, activation=a, init=s) for a, s in zip(activations, schemes)]
-    outputs = _run(models, batch, loss, key, notes=True)
+    given = [a is not None for a in (variables, x, y)]
+    if any(given) and not all(given):
+        raise ValueError("variables, x and y go together: pass all three or none")
+    if all(given):
+        _given(activations, depth, width, batch, variables, x, y)
+        models = tuple(mlp(depth, width, activation=a) for a in activations)
+        outputs = _flow_given(models, _loss(loss))(variables, jnp.asarray(x), jnp.asarray(y))
+        names = ("given",) * len(activations)
+    else:
+        schemes = _inits_for(activations, init, width)
+        models = [mlp(depth, width, activation=a, init=s) for a, s in zip(activations, schemes)]
+        outputs = _run(models, batch, loss, key, notes=True)
+        names = tuple(s.name for s in schemes)
     value, h_norms, weights, stats, variables = zip(*outputs)
     return ActivationComparison(
         activations=activations,
-        inits=tuple(s.name for s in schemes),
+        inits=names,
         weight_grad_norms=jnp.stack(weights),
         activation_grad_norms=jnp.stack(h_norms),
         loss=jnp.stack(value),
