@@ -272,7 +272,7 @@ def plot_training(result, ax=None):
 
     Clipped steps are marked on the gradient-norm line, the clipping threshold is dashed, and the
     first non-finite step (if any) is a vertical line. The norm drawn is √Σ‖g_layer‖² in float64,
-    equal to ``result.grad_norm`` wherever that is finite (it overflows in float32 first).
+    equal to ``result.grad_norm`` (both stay finite where a plain float32 Σg² would overflow).
 
     Args:
       result: a :class:`~jaxflow.TrainResult` (from :func:`jaxflow.train`).

@@ -33,10 +33,6 @@ STATUSES = ("ok", "vanishing", "exploding", "nonfinite")
 _OK, _VANISHING, _EXPLODING, _NONFINITE = range(len(STATUSES))
 _ROOT = "(root)"
 
-# optax.global_norm warns (deprecated) in recent optax; optax.tree.norm is what
-# clip_by_global_norm itself calls there. Older optax has only global_norm.
-_global_norm = optax.tree.norm if hasattr(optax, "tree") else optax.global_norm
-
 
 class LeafStats(NamedTuple):
     """The statistics of one leaf (or one layer of a stacked leaf), from :meth:`GradientStats.leaf`.
@@ -80,7 +76,8 @@ class GradientStats:
         initialised biases), 0 where both are 0.
       status: (n,) int32 codes into :data:`STATUSES`.
       layer_norms: (m,) √Σ‖g‖² over each layer's leaves.
-      global_norm: () ``optax.tree.norm`` of the measured leaves.
+      global_norm: () √Σg² over every measured entry (what ``optax.tree.norm`` and
+        ``optax.clip_by_global_norm`` compute), not a sum of norms.
       status_counts: (4,) int32, how many leaves have each status, in :data:`STATUSES` order.
       names: n leaf keys (static), e.g. ``blocks/07/Dense_0/kernel``.
       layers: n layer indices (static), the layer of each leaf.
@@ -265,6 +262,44 @@ def _nonfinite(block):
     return ~jnp.all(jnp.isfinite(block), axis=1)
 
 
+def _root_sum_square(norms, ids, groups):
+    """√Σ norms² over each group (``ids``: static group index per entry), scaled by its largest.
+
+    Masked reductions over a static membership mask rather than segment sums (scatters, slow on
+    CPU) or a matrix product (0·NaN would leak one NaN leaf into every group).
+    """
+    member = np.zeros((groups, len(ids)), bool)
+    member[ids, np.arange(len(ids))] = True
+    scale = jnp.max(jnp.where(member, norms, -jnp.inf), axis=1)
+    scale = jnp.where((scale > 0) & jnp.isfinite(scale), scale, 1.0)
+    terms = jnp.where(member, jnp.square(norms / scale[ids]), 0.0)
+    return scale * jnp.sqrt(jnp.sum(terms, axis=1))
+
+
+def _row_stats(block):
+    """Per-row (‖x‖, Σx, max|x|, nonfinite) of a (k, n) block in three passes over the data.
+
+    ‖x‖ is 2^e·√Σ(x·2^-e)² with 2^e the power of two just above max|x|, an exact scaling, so
+    norms far below 1e-19 (whose squares underflow float32) or above 1e19 come out to float32
+    precision. The sums are matrix-vector products with a ones vector: XLA:CPU runs those as
+    vectorised BLAS-style kernels, its reductions one element at a time (about 3× slower on the
+    monitor benchmark). A row holds a NaN or Inf exactly when its scaled Σ is not finite (the max
+    cannot tell: XLA:CPU's vectorised max may skip a NaN).
+    """
+    ones = jnp.ones((block.shape[1],), block.dtype)
+    max_abs = jnp.max(jnp.abs(block), axis=1)
+    usable = (max_abs > 0) & jnp.isfinite(max_abs)
+    _, exponent = jnp.frexp(jnp.where(usable, max_abs, 1.0))
+    exponent = jnp.where(usable, exponent, 0)
+    scaled = block * jnp.ldexp(jnp.ones((), block.dtype), -exponent)[:, None]
+    sumsq = jnp.square(scaled) @ ones
+    norm = jnp.ldexp(jnp.sqrt(sumsq), exponent)
+    nonfinite = ~jnp.isfinite(sumsq)
+    # A NaN entry makes the row's max NaN, as NumPy's would.
+    max_abs = jnp.where(nonfinite & ~jnp.isinf(max_abs), jnp.nan, max_abs)
+    return norm, block @ ones, max_abs, nonfinite
+
+
 def _nonfinite_rows(tree, stacked):
     """(row names, (n,) bool: whether each row holds a NaN or Inf), in gradient_stats' layout."""
     rows, leaves, _, _ = _plan(tree, stacked)
@@ -336,10 +371,11 @@ def _gradient_stats(grads, params, vanishing, exploding, stacked) -> GradientSta
         )
     is_stacked = {r.leaf: r.layer is not None for r in rows}
     blocks = [_rows_of(leaf, is_stacked[i]) for i, leaf in enumerate(leaves)]
-    norm = _per_row([_norm(b, axis=1) for b in blocks], rows)
-    mean = _per_row([jnp.mean(b, axis=1) for b in blocks], rows)
-    max_abs = _per_row([jnp.max(jnp.abs(b), axis=1) for b in blocks], rows)
-    nonfinite = _per_row([_nonfinite(b) for b in blocks], rows)
+    norm, total, max_abs, nonfinite = (
+        _per_row(list(column), rows) for column in zip(*(_row_stats(b) for b in blocks))
+    )
+    sizes = _per_row([jnp.full(b.shape[:1], b.shape[1], b.dtype) for b in blocks], rows)
+    mean = total / sizes
 
     if params is None:
         ratio = jnp.full_like(norm, jnp.nan)
@@ -357,7 +393,7 @@ def _gradient_stats(grads, params, vanishing, exploding, stacked) -> GradientSta
                     f"{jnp.shape(leaves[i])}"
                 )
             w_blocks.append(_rows_of(w, is_stacked[i]))
-        w_norm = _per_row([_norm(b, axis=1) for b in w_blocks], rows)
+        w_norm = _per_row([_row_stats(b)[0] for b in w_blocks], rows)
         safe = jnp.where(w_norm > 0, w_norm, 1.0)
         # ‖w‖ = 0: inf for a nonzero gradient, 0 for a zero one, NaN stays NaN.
         undefined = jnp.where(norm == 0, 0.0, norm * jnp.inf)
@@ -372,12 +408,9 @@ def _gradient_stats(grads, params, vanishing, exploding, stacked) -> GradientSta
     layer_names = tuple(dict.fromkeys(r.group for r in rows))
     layer_of = tuple(layer_names.index(r.group) for r in rows)
     ids, groups = np.asarray(layer_of), len(layer_names)
-    # √Σ‖g‖² per layer, scaled by the layer's largest leaf norm as in _norm.
-    scale = jax.ops.segment_max(norm, ids, num_segments=groups)
-    scale = jnp.where((scale > 0) & jnp.isfinite(scale), scale, 1.0)
-    layer_norms = scale * jnp.sqrt(
-        jax.ops.segment_sum(jnp.square(norm / scale[ids]), ids, num_segments=groups)
-    )
+    # √Σ‖g‖² per layer, then over the layers for the global norm.
+    layer_norms = _root_sum_square(norm, ids, groups)
+    global_norm = _root_sum_square(layer_norms, np.zeros(groups, int), 1)[0]
     codes = jnp.arange(len(STATUSES), dtype=jnp.int32)
     status_counts = jnp.sum(status[None, :] == codes[:, None], axis=1, dtype=jnp.int32)
     return GradientStats(
@@ -387,7 +420,7 @@ def _gradient_stats(grads, params, vanishing, exploding, stacked) -> GradientSta
         ratio=ratio,
         status=status,
         layer_norms=layer_norms,
-        global_norm=_global_norm(leaves),
+        global_norm=global_norm,
         status_counts=status_counts,
         names=tuple(r.name for r in rows),
         layers=layer_of,
