@@ -245,6 +245,8 @@ def test_host_devices_that_would_deadlock_lapack_are_refused(monkeypatch):
 
     monkeypatch.setattr(run, "_lapack_blocks_pool", lambda: True)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    # a pool of as many threads as devices (jaxflow sizes it from NPROC, else from the cores)
+    monkeypatch.setenv("NPROC", str(len(jax.devices())))
     grid = jf.Grid(depth=[2], activation=["tanh"], init=["he"], width=64, seeds=8, batch=4,
                    metrics=["P_spectrum"])
     with pytest.raises(ValueError, match="would deadlock jaxlib < 0.11's batched SVD"):
