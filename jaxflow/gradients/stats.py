@@ -279,21 +279,17 @@ def _root_sum_square(norms, ids, groups):
 def _row_stats(block):
     """Per-row (‖x‖, Σx, max|x|, nonfinite) of a (k, n) block in three passes over the data.
 
-    ‖x‖ is 2^e·√Σ(x·2^-e)² with 2^e the power of two just above max|x|, an exact scaling, so
-    norms far below 1e-19 (whose squares underflow float32) or above 1e19 come out to float32
-    precision. The sums are matrix-vector products with a ones vector: XLA:CPU runs those as
+    ‖x‖ is m·√Σ(x/m)² with m = max|x|, as in :func:`_norm`, so norms far below 1e-19 (whose
+    squares underflow float32) or above 1e19 come out to float32 precision. The sums are matrix-vector products with a ones vector: XLA:CPU runs those as
     vectorised BLAS-style kernels, its reductions one element at a time (about 3× slower on the
     monitor benchmark). A row holds a NaN or Inf exactly when its scaled Σ is not finite (the max
     cannot tell: XLA:CPU's vectorised max may skip a NaN).
     """
     ones = jnp.ones((block.shape[1],), block.dtype)
     max_abs = jnp.max(jnp.abs(block), axis=1)
-    usable = (max_abs > 0) & jnp.isfinite(max_abs)
-    _, exponent = jnp.frexp(jnp.where(usable, max_abs, 1.0))
-    exponent = jnp.where(usable, exponent, 0)
-    scaled = block * jnp.ldexp(jnp.ones((), block.dtype), -exponent)[:, None]
-    sumsq = jnp.square(scaled) @ ones
-    norm = jnp.ldexp(jnp.sqrt(sumsq), exponent)
+    scale = jnp.where((max_abs > 0) & jnp.isfinite(max_abs), max_abs, 1.0)
+    sumsq = jnp.square(block / scale[:, None]) @ ones
+    norm = scale * jnp.sqrt(sumsq)
     nonfinite = ~jnp.isfinite(sumsq)
     # A NaN entry makes the row's max NaN, as NumPy's would.
     max_abs = jnp.where(nonfinite & ~jnp.isinf(max_abs), jnp.nan, max_abs)
