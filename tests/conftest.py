@@ -1,6 +1,7 @@
 """Test configuration: strict JAX settings and four fake CPU devices for the sharding tests.
 
-* ``--xla_force_host_platform_device_count=4`` must be set before JAX initialises its backends.
+* ``--xla_force_host_platform_device_count=4`` must be set before JAX initialises its backends;
+  so must ``--xla_backend_optimization_level=1`` (faster compiles; notebook kernels inherit both).
 * Rank promotion raises, so a silent broadcast in the library is a test failure.
 * Warnings are errors (pyproject's ``filterwarnings``); every ignore there says why.
 * ``@pytest.mark.slow`` tests run only with ``--runslow``.
@@ -10,7 +11,12 @@ import os
 
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
-    os.environ["XLA_FLAGS"] = f"{_flags} --xla_force_host_platform_device_count=4".strip()
+    _flags = f"{_flags} --xla_force_host_platform_device_count=4".strip()
+# XLA's -O1 (what `jaxflow reproduce` uses): the suite compiles hundreds of small programs once
+# each, and -O1 about halves XLA:CPU's compile time without changing floating-point semantics.
+if "xla_backend_optimization_level" not in _flags:
+    _flags = f"{_flags} --xla_backend_optimization_level=1"
+os.environ["XLA_FLAGS"] = _flags
 
 import jax  # noqa: E402
 import matplotlib  # noqa: E402
