@@ -538,7 +538,7 @@ def test_monitor_passes_updates_through_and_records_gradient_stats():
         "readout": {"kernel": jax.random.normal(keys[1], (3, 1))},
     }
     x = jax.random.normal(keys[2], (5, 3))
-    monitored, plain = optax.chain(jf.monitor(), optax.adam(1e-2)), optax.adam(1e-2)
+    monitored, plain = optax.chain(jf.monitor(ratio=True), optax.adam(1e-2)), optax.adam(1e-2)
 
     @jax.jit
     def step(params, state, plain_state, x):
@@ -580,6 +580,17 @@ def test_monitor_passes_updates_through_and_records_gradient_stats():
             np.testing.assert_allclose(
                 getattr(recorded, field), getattr(outside, field), rtol=tol("float32", "norm")
             )
+
+
+def test_monitor_records_the_ratio_only_when_asked():
+    params = {"w": jnp.array([1.0, 2.0, 2.0])}
+    grads = {"w": jnp.array([3.0, 0.0, 4.0])}
+    off = jax.jit(jf.monitor().update)(grads, jf.monitor().init(params), params)[1]
+    on = jax.jit(jf.monitor(ratio=True).update)(grads, jf.monitor().init(params), params)[1]
+    assert np.isnan(off.stats.ratio[0]) and float(on.stats.ratio[0]) == pytest.approx(5.0 / 3.0)
+    assert float(off.stats.norm[0]) == float(on.stats.norm[0]) == 5.0
+    with pytest.raises(TypeError, match="ratio=1 must be True or False"):
+        jf.monitor(ratio=1)
 
 
 def test_monitor_state_keeps_its_structure_without_params():
