@@ -13,8 +13,11 @@ and then. Emitting the matrices and decomposing them in segments outside the sca
 measured no faster, so the scan keeps its flat memory; the steady state sits near the one-core
 SVD floor (see README.md, "The roofline").
 
-Until ``jaxflow.sweep`` lands this is written with the core; :func:`spectra` is the only part to
-replace (see its docstring). ``benchmarks/scaling.py`` imports :func:`spectra` too.
+This is written with the core API (``jf.mlp(...).decompose`` + ``jf.scan_chain``), because every
+implementation here must use the workload's NumPy-drawn weights and ``jaxflow.sweep`` draws its
+own from each seed. The sweep engine on the same grid (its own weights) is timed by
+``python -m jaxflow.sweeps.reference``; benchmarks/README.md reports both.
+``benchmarks/scaling.py`` imports :func:`spectra` too.
 
 Usage: ``python benchmarks/spectra_jaxflow.py [--scale S] [--data DIR] [--device cpu|gpu]``
 """
@@ -65,7 +68,7 @@ def spectra(
 ):
     """The singular values of every J_l and P_l of the sweep, at the largest depth.
 
-    To switch to the sweep engine (issue 5), replace the body with::
+    The sweep engine could replace the body::
 
         ds = jaxflow.sweep(jaxflow.Grid(model="mlp", depth=list(spec.depths),
                            activation=list(spec.activations), init=list(spec.inits),
