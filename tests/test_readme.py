@@ -22,3 +22,18 @@ def test_ci_runs_the_readme_test_command():
     _, tests = _commands()
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert tests in ci
+
+
+def test_the_tour_runs(tmp_path, monkeypatch):
+    """The README's tour blocks are code a reader will paste: they must run as written, in order."""
+    text = (ROOT / "README.md").read_text()
+    tour, health = re.findall(r"```python\n(.+?)\n```", text.split("## A tour", 1)[1], re.S)[:2]
+    monkeypatch.chdir(tmp_path)  # the sweep writes runs/spectra.zarr here
+    namespace = {}
+    exec(compile(tour, "README.md (tour)", "exec"), namespace)
+    exec(compile(health, "README.md (gradient health)", "exec"), namespace)
+    assert namespace["stats"].global_norm > 0 and namespace["result"].finite
+    assert namespace["chain"].layers.shape == (20, 64, 64)
+    assert float(namespace["check"].explicit_error) < 1e-5
+    assert (tmp_path / "runs" / "spectra.zarr").is_dir()
+    assert namespace["ds"].attrs["compilations"] in (0, 1)
