@@ -97,6 +97,32 @@ def test_norms_survive_float32_underflow_and_overflow():
         "large": "exploding",
         "small": "vanishing",
     }
+    flat = np.concatenate([np.asarray(g, np.float64) for g in grads.values()])
+    assert _relative(stats.global_norm, np.sqrt(np.sum(flat**2))) < tol("float32", "norm")
+    assert np.isinf(float(optax.tree.norm(grads)))  # where optax's plain Σg² overflows
+
+
+def test_a_non_finite_layer_of_a_stacked_leaf_is_flagged_alone():
+    kernel = np.ones((3, 2, 2), np.float32)
+    kernel[1, 0, 0], kernel[2, 1, 1] = np.nan, -np.inf
+    kernel[2, 0, 0] = np.nan  # NaN and Inf in one row
+    grads = {"blocks": {"kernel": jnp.asarray(kernel), "bias": jnp.ones((3, 2))}, "out": jnp.ones(2)}
+    stats = jf.gradient_stats(grads)
+    assert stats.status_names().tolist() == [
+        "ok", "ok", "ok", "nonfinite", "ok", "nonfinite", "ok"
+    ]  # fmt: skip
+    assert stats.names[3] == "blocks/01/kernel" and stats.names[5] == "blocks/02/kernel"
+    assert np.isnan(stats.max_abs[3]) and np.isnan(stats.max_abs[5]) and np.isnan(stats.mean[3])
+    assert float(stats.max_abs[1]) == 1.0 and float(stats.mean[1]) == 1.0
+    layer = np.asarray(stats.layer_norms)
+    assert np.isnan(layer[1]) and np.isnan(layer[2])  # only the layers holding the NaNs
+    assert layer[0] == pytest.approx(np.sqrt(6.0)) and layer[3] == pytest.approx(np.sqrt(2.0))
+
+
+def test_bfloat16_gradients_are_measured_not_frozen():
+    stats = jf.gradient_stats({"w": jnp.array([3.0, 4.0], jnp.bfloat16), "step": jnp.array(1)})
+    assert stats.names == ("w",) and stats.frozen == ("step",)
+    assert float(stats.norm[0]) == 5.0 and float(stats.global_norm) == 5.0
 
 
 @functools.lru_cache(maxsize=None)

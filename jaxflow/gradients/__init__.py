@@ -16,9 +16,10 @@ Conventions (they change numbers, so they are fixed here and tested):
   to its first path component (``input``, ``readout``; a leading ``params`` collection level is kept
   in the name but not used as the group on its own). The per-layer norms are √Σ‖g‖² over a
   group's leaves, so their root-sum-square is the global norm.
-* **Global norm** is ``optax.tree.norm`` of the measured leaves: the number
-  ``optax.clip_by_global_norm`` compares with its threshold. It is √(Σ g²) over every entry, not
-  the sum of per-parameter norms the popular snippets add up.
+* **Global norm** is √(Σ g²) over every entry of the measured leaves — the number
+  ``optax.clip_by_global_norm`` compares with its threshold, not the sum of per-parameter norms
+  the popular snippets add up. It is computed with scaling, so it stays finite (and right) above
+  √(float32 max) ≈ 1.8e19, where ``optax.tree.norm`` overflows to inf.
 * **Status** is an integer code per leaf (strings cannot live inside ``jit``): index into
   :data:`STATUSES` = ``("ok", "vanishing", "exploding", "nonfinite")``. ``nonfinite`` (any NaN or
   ±Inf entry) wins over ``exploding`` (norm > ``exploding``, default 1e3), which wins over

@@ -76,8 +76,10 @@ class GradientStats:
         initialised biases), 0 where both are 0.
       status: (n,) int32 codes into :data:`STATUSES`.
       layer_norms: (m,) √Σ‖g‖² over each layer's leaves.
-      global_norm: () √Σg² over every measured entry (what ``optax.tree.norm`` and
-        ``optax.clip_by_global_norm`` compute), not a sum of norms.
+      global_norm: () √Σg² over every measured entry, not a sum of norms: the number
+        ``optax.clip_by_global_norm`` compares with its threshold, except that it is computed
+        with scaling and stays finite above √(float32 max) ≈ 1.8e19, where optax's plain Σg²
+        overflows to inf (and its clipping then zeroes the update).
       status_counts: (4,) int32, how many leaves have each status, in :data:`STATUSES` order.
       names: n leaf keys (static), e.g. ``blocks/07/Dense_0/kernel``.
       layers: n layer indices (static), the layer of each leaf.
@@ -180,11 +182,12 @@ def _plan(grads, stacked):
             frozen.append(name)
             continue
         dtype = _leaf_dtype(leaf)
-        if np.issubdtype(dtype, np.complexfloating):
+        if jnp.issubdtype(dtype, jnp.complexfloating):
             raise TypeError(
                 f"grads leaf {name!r} is complex ({dtype}); only real gradients are measured"
             )
-        if not np.issubdtype(dtype, np.floating) or math.prod(jnp.shape(leaf)) == 0:
+        # jnp.issubdtype: NumPy does not count bfloat16 or float8 as floating.
+        if not jnp.issubdtype(dtype, jnp.floating) or math.prod(jnp.shape(leaf)) == 0:
             frozen.append(name)
             continue
         where = next((i for i, part in enumerate(parts) if part in stacked), None)
@@ -286,14 +289,17 @@ def _row_stats(block):
     cannot tell: XLA:CPU's vectorised max may skip a NaN).
     """
     ones = jnp.ones((block.shape[1],), block.dtype)
+    # HIGHEST: no TF32 (GPU) or bfloat16 (TPU) passes in these sums.
+    dot = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
     max_abs = jnp.max(jnp.abs(block), axis=1)
     scale = jnp.where((max_abs > 0) & jnp.isfinite(max_abs), max_abs, 1.0)
-    sumsq = jnp.square(block / scale[:, None]) @ ones
+    sumsq = dot(jnp.square(block / scale[:, None]), ones)
     norm = scale * jnp.sqrt(sumsq)
     nonfinite = ~jnp.isfinite(sumsq)
-    # A NaN entry makes the row's max NaN, as NumPy's would.
-    max_abs = jnp.where(nonfinite & ~jnp.isinf(max_abs), jnp.nan, max_abs)
-    return norm, block @ ones, max_abs, nonfinite
+    # A NaN entry makes Σ(x/m)² NaN (an Inf alone makes it +inf), and the row's max NaN, as
+    # NumPy's would be.
+    max_abs = jnp.where(jnp.isnan(sumsq), jnp.nan, max_abs)
+    return norm, dot(block, ones), max_abs, nonfinite
 
 
 def _nonfinite_rows(tree, stacked):
