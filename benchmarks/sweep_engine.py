@@ -1,4 +1,4 @@
-"""``jaxflow.sweep`` on the spectra workload's grid against torch.func, whole processes, alternating.
+"""``jaxflow.sweep`` on the spectra workload's grid against torch.func, whole processes, A B A B.
 
 The runner's spectra comparison (``run.py``) holds every implementation to the same NumPy-drawn
 weights, which ``jaxflow.sweep`` cannot read: it draws its own from each seed. This script times

@@ -106,7 +106,8 @@ def test_a_non_finite_layer_of_a_stacked_leaf_is_flagged_alone():
     kernel = np.ones((3, 2, 2), np.float32)
     kernel[1, 0, 0], kernel[2, 1, 1] = np.nan, -np.inf
     kernel[2, 0, 0] = np.nan  # NaN and Inf in one row
-    grads = {"blocks": {"kernel": jnp.asarray(kernel), "bias": jnp.ones((3, 2))}, "out": jnp.ones(2)}
+    blocks = {"kernel": jnp.asarray(kernel), "bias": jnp.ones((3, 2))}
+    grads = {"blocks": blocks, "out": jnp.ones(2)}
     stats = jf.gradient_stats(grads)
     assert stats.status_names().tolist() == [
         "ok", "ok", "ok", "nonfinite", "ok", "nonfinite", "ok"
