@@ -759,7 +759,7 @@ def reproduce(
 
     Example:
       >>> import tempfile, jaxflow.experiments as ex
-      >>> report = ex.reproduce(tempfile.mkdtemp(), quick=True, sections=("chain_rule",), progress=None)
+      >>> report = ex.reproduce(tempfile.mkdtemp(), quick=True, sections=("dead_relu",), progress=None)
       >>> report.passed
       True
     """
