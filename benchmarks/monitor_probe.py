@@ -109,9 +109,9 @@ def main(argv=None) -> int:
     for name, t in best.items():
         print(f"{name:36s} {t:7.1f} µs/step  ×{t / best['adam']:.2f}")
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"monitor-probe-{args.machine}-{result['date']}.json")
-    if os.path.exists(path):
-        path = path[: -len(".json")] + datetime.datetime.now().strftime("-%H%M%S") + ".json"
+    import run  # the runner's naming: never overwrite an earlier file
+
+    path = run._results_path(args.out, f"monitor-probe-{args.machine}", result["date"]) + ".json"
     with open(path, "x") as f:
         json.dump(result, f, indent=1)
     print(f"wrote {path}")

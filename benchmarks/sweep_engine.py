@@ -82,9 +82,10 @@ def main(argv=None) -> int:
         "checksums": {n: sorted(v) for n, v in checksums.items()},
     }
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"sweep-engine-{args.machine}-{result['date']}.json")
-    if os.path.exists(path):
-        path = path[: -len(".json")] + datetime.datetime.now().strftime("-%H%M%S") + ".json"
+    sys.path.insert(0, HERE)
+    import run  # the runner's naming: never overwrite an earlier file
+
+    path = run._results_path(args.out, f"sweep-engine-{args.machine}", result["date"]) + ".json"
     with open(path, "x") as f:
         json.dump(result, f, indent=1)
     median = result["torch_func_over_sweep"]["median"]
