@@ -1,0 +1,56 @@
+"""Numerical helpers shared by every measurement: one definition of each.
+
+Private: import them as ``from jaxflow._numerics import HIGHEST, safe_log, ...``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+HIGHEST = jax.lax.Precision.HIGHEST
+"""Every matmul or decomposition that feeds a spectrum or a norm runs at this precision (on GPUs
+a float32 dot otherwise defaults to TF32)."""
+
+
+def safe_log(x):
+    """ln x with ln 0 = −inf, and no NaN from the unused branch of ``where`` (so gradients and
+    warnings stay clean). Non-positive and NaN inputs give −inf."""
+    x = jnp.asarray(x)
+    positive = x > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, x, 1)), -jnp.inf)
+
+
+def scaled_norm(x, axis=None, keepdims=False):
+    """√Σx² along ``axis``, scaled by max|x| first.
+
+    Vanishing gradients reach 1e-20 and below, whose squares underflow float32 to zero (and
+    exploding ones above ~1e19 overflow), so the plain √Σx² reports 0 (or inf) where the norm is
+    representable. A zero vector has norm 0; a non-finite maximum propagates.
+    """
+    x = jnp.asarray(x)
+    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
+    safe = jnp.where((m > 0) & jnp.isfinite(m), m, 1.0).astype(x.dtype)
+    total = jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis, keepdims=True))
+    out = safe * total
+    if keepdims:
+        return out
+    axes = tuple(range(x.ndim)) if axis is None else axis
+    return jnp.squeeze(out, axes)
+
+
+def all_finite(*trees) -> jax.Array:
+    """Whether every floating-point leaf of ``trees`` is finite (non-float leaves are ignored)."""
+    leaves = [
+        jnp.all(jnp.isfinite(leaf))
+        for leaf in jax.tree.leaves(trees)
+        if hasattr(leaf, "dtype") or isinstance(leaf, (float, complex))
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def relative_error(a, b):
+    """‖a − b‖ / ‖b‖ (the absolute error where ‖b‖ = 0)."""
+    norm = jnp.linalg.norm(b)
+    return jnp.linalg.norm(a - b) / jnp.where(norm > 0, norm, 1.0)
