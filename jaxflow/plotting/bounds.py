@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jaxflow.plotting._common import STYLE, _np, new_axes
 
-__all__ = ["plot_sigmoid_bound", "plot_tight_construction"]
+__all__ = ["plot_bound_panels", "plot_sigmoid_bound", "plot_tight_construction"]
 
 
 def plot_sigmoid_bound(result, ax=None, inits=None):
@@ -166,3 +166,31 @@ def plot_tight_construction(result, ax=None):
     )
     ax.legend(loc="lower left", fontsize=8)
     return ax
+
+
+def plot_bound_panels(result, fig=None):
+    """The tight construction (left, :func:`plot_tight_construction`) beside the random inits
+    (right, :func:`plot_sigmoid_bound`).
+
+    Args:
+      result: a :class:`jaxflow.experiments.SigmoidBound`.
+      fig: a matplotlib ``Figure`` (or ``SubFigure``) to draw on, or ``None`` for a new one.
+
+    Returns:
+      The figure.
+
+    Example:
+      >>> import jaxflow.experiments as ex
+      >>> from jaxflow.plotting import plot_bound_panels
+      >>> r = ex.sigmoid_bound(depth=20, width=16, seeds=24, inits=("xavier", "orthogonal"))
+      >>> len(plot_bound_panels(r).axes)
+      2
+    """
+    if fig is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(12, 4.5), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    plot_tight_construction(result, left)
+    plot_sigmoid_bound(result, right)
+    return fig

@@ -12,7 +12,14 @@ from jaxflow.plotting._common import (
     new_axes,
 )
 
-__all__ = ["plot_gradient_flow", "plot_init_comparison", "plot_residual_comparison", "plot_training"]
+__all__ = [
+    "plot_chain_rule_errors",
+    "plot_clipping",
+    "plot_gradient_flow",
+    "plot_init_comparison",
+    "plot_residual_comparison",
+    "plot_training",
+]
 
 
 def plot_gradient_flow(result, ax=None, *, quantity: str = "weight"):
@@ -209,3 +216,72 @@ def plot_training(result, ax=None):
         "Loss and gradient norm (log scale)",
         "Training: loss and gradient norm per step",
     )
+
+
+def plot_chain_rule_errors(result, ax=None):
+    """∂L/∂x three ways in float32 (explicit product, ``jax.grad``, ``jax.vjp``): their relative
+    errors against float64, grouped by network, log y, with the 1e-5 tolerance dashed.
+
+    Args:
+      result: a :class:`jaxflow.experiments.chain_rule.ChainRuleErrors`.
+      ax: an Axes, or ``None`` for a new figure.
+
+    Returns:
+      The Axes.
+
+    Example:
+      >>> from jaxflow.experiments.chain_rule import ChainRuleErrors
+      >>> from jaxflow.plotting import plot_chain_rule_errors
+      >>> r = ChainRuleErrors(["mlp-relu"], [2e-7], [1e-7], [1e-7], [1e-7], 8, 16)
+      >>> plot_chain_rule_errors(r).get_yscale()
+      'log'
+    """
+    import numpy as np
+
+    ax = new_axes(ax, figsize=(7.5, 4))
+    positions = np.arange(len(result.configs))
+    labels = {
+        "explicit": "explicit J_inᵀ J_1ᵀ⋯J_Lᵀ J_outᵀ ∇_y L",
+        "grad": "jax.grad",
+        "vjp": "jax.vjp",
+    }
+    for offset, (field, label) in zip((-0.27, 0.0, 0.27), labels.items()):
+        ax.bar(positions + offset, getattr(result, field), 0.27, label=label)
+    ax.axhline(1e-5, color="k", ls="--", lw=1, label="tolerance 1e-5")
+    ax.axhline(float(np.finfo(np.float32).eps), color="gray", ls=":", lw=1, label="float32 ε")
+    ax.set_yscale("log")
+    ax.set_xticks(positions, result.configs, rotation=20)
+    ax.set_ylabel("relative error vs float64 (log scale)")
+    ax.set_title(f"∂L/∂x three ways in float32, against float64 (depth {result.depth})")
+    ax.legend(fontsize=8, loc="upper right", ncols=2)
+    return ax
+
+
+def plot_clipping(result, fig=None):
+    """Training without (left) and with (right) gradient clipping, side by side.
+
+    Args:
+      result: a :class:`jaxflow.experiments.monitoring.ClippingComparison`.
+      fig: a matplotlib ``Figure`` (or ``SubFigure``) to draw on, or ``None`` for a new one.
+
+    Returns:
+      The figure.
+
+    Example:
+      >>> import jax
+      >>> from jaxflow.experiments.monitoring import clipping_comparison
+      >>> from jaxflow.plotting import plot_clipping
+      >>> r = clipping_comparison(2, 4, 3, key=jax.random.key(0), init_key=jax.random.key(1))
+      >>> [ax.get_title() for ax in plot_clipping(r).axes]
+      ['no clipping', 'optax.clip_by_global_norm(1.0)']
+    """
+    if fig is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(11, 4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    plot_training(result.plain, left)
+    left.set_title("no clipping")
+    plot_training(result.clipped, right)
+    right.set_title(f"optax.clip_by_global_norm({result.clip_norm})")
+    return fig

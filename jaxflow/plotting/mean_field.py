@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from jaxflow.plotting._common import STYLE, _np, new_axes
 
-__all__ = ["plot_chi1_decay", "plot_dead_units", "plot_dynamical_isometry", "plot_phase_diagram"]
+__all__ = [
+    "plot_chi1_decay",
+    "plot_chi1_decay_panels",
+    "plot_dead_units",
+    "plot_dynamical_isometry",
+    "plot_phase_diagram",
+]
 
 
 def plot_phase_diagram(diagram, ax=None, quantity: str = "chi1"):
@@ -285,3 +291,35 @@ def plot_dead_units(result, ax=None):
     )
     ax.legend(fontsize="small")
     return ax
+
+
+def plot_chi1_decay_panels(results, titles, fig=None, *, title=None):
+    """:func:`plot_chi1_decay` for several networks side by side, one panel each.
+
+    Args:
+      results: :class:`jaxflow.experiments.Chi1Decay` results.
+      titles: a title per panel.
+      fig: a matplotlib ``Figure`` (or ``SubFigure``) to draw on, or ``None`` for a new one.
+      title: the figure's title, or ``None``.
+
+    Returns:
+      The figure.
+
+    Example:
+      >>> import jaxflow as jf, jaxflow.experiments as ex
+      >>> from jaxflow.plotting import plot_chi1_decay_panels
+      >>> r = ex.chi1_decay(jf.mlp(3, 8, activation="relu", init="he"), seeds=4)
+      >>> [ax.get_title() for ax in plot_chi1_decay_panels([r], ["relu"]).axes]
+      ['relu']
+    """
+    if fig is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(5 * len(results), 4.5), layout="constrained")
+    axes = fig.subplots(1, len(results), squeeze=False)[0]
+    for ax, result, text in zip(axes, results, titles):
+        plot_chi1_decay(result, ax)
+        ax.set_title(text, fontsize=10)
+    if title is not None:
+        fig.suptitle(title)
+    return fig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jaxflow.plotting._common import STYLE, new_axes
 
-__all__ = ["plot_log_singular_values", "plot_lyapunov_spectrum"]
+__all__ = ["plot_jacobian_spectra", "plot_log_singular_values", "plot_lyapunov_spectrum"]
 
 
 def _default_indices(n):
@@ -125,3 +125,76 @@ def plot_lyapunov_spectrum(spectrum, ax=None, *, theory=None, label="measured (�
     ax.set_ylabel("Lyapunov exponent λ_i  (ln growth per layer)")
     ax.legend(fontsize="small")
     return ax
+
+
+def _log_range(values, minimum_span=1.0):
+    """A histogram range that spans at least ``minimum_span`` decades around the data."""
+    import numpy as np
+
+    low, high = float(np.min(values)), float(np.max(values))
+    middle, span = (low + high) / 2, max(high - low, minimum_span)
+    return middle - span / 2, middle + span / 2
+
+
+def plot_jacobian_spectra(result, fig=None):
+    """Densities of log10 σ: every J_l pooled (top) and P_l at a few depths, one panel per network
+    (bottom). Only the singular values of P_l above the float32 floor σ_max·n·ε are the network's,
+    so only those are drawn; ReLU's exact zeros are left out of the J_l density.
+
+    Args:
+      result: a :class:`jaxflow.experiments.spectra.JacobianSpectra`.
+      fig: a matplotlib ``Figure`` to draw on, or ``None`` for a new one.
+
+    Returns:
+      The figure.
+
+    Example:
+      >>> import numpy as np
+      >>> from jaxflow.experiments.spectra import JacobianSpectra
+      >>> from jaxflow.plotting import plot_jacobian_spectra
+      >>> sv = np.exp(-np.random.default_rng(0).random((1, 2, 4, 3))).cumprod(-1)
+      >>> r = JacobianSpectra((("tanh", "xavier"),), sv, sv, np.full((1, 2, 4), 3), 4, 3)
+      >>> len(plot_jacobian_spectra(r).axes)
+      2
+    """
+    import numpy as np
+
+    if fig is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(11, 7), layout="constrained")
+    columns = [f"c{i}" for i in range(len(result.configs))]
+    axes = fig.subplot_mosaic([["J"] * len(columns), columns], height_ratios=(1, 1.2))
+    new_axes(axes["J"])
+    depth, width = result.depth, result.width
+    seeds = result.layer_singular_values.shape[1]
+    shown = [l for l in (1, 4, 16, depth) if l <= depth]
+    floor = width * float(np.finfo(np.float32).eps)
+    for index, label in enumerate(result.labels):
+        layer_sv = result.layer_singular_values[index]
+        sv = result.product_singular_values[index]
+        j_logs = np.log10(np.maximum(np.asarray(layer_sv, np.float64).ravel(), 1e-30))
+        j_logs = j_logs[j_logs > -8]  # exact zeros (ReLU's dead rows) are not a density
+        axes["J"].hist(j_logs, bins=60, range=(-3, 1), histtype="step", density=True, label=label)
+        ax = new_axes(axes[f"c{index}"])
+        per_depth = []
+        for l in shown:
+            values = np.asarray(sv[:, l - 1], np.float64)
+            # Only the float32-resolvable singular values are the network's (see JacobianChain).
+            per_depth.append(np.log10(values[values >= values[:, :1] * floor]))
+        span = _log_range(np.concatenate(per_depth))
+        for l, logs in zip(shown, per_depth):
+            ax.hist(logs, bins=30, range=span, histtype="step", density=True, label=f"P_{l}")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("log10 σ(P_l)")
+        ax.legend(fontsize=8)
+    axes["c0"].set_ylabel("density")
+    axes["J"].set_xlabel("log10 σ(J_l), all layers pooled")
+    axes["J"].set_ylabel("density")
+    axes["J"].set_title("Singular values of the per-layer Jacobians J_l = ∂h_l/∂h_{l−1}", fontsize=10)
+    axes["J"].legend(fontsize=8)
+    fig.suptitle(
+        f"Jacobian spectra against depth: J_l (top) and the products P_l = J_l⋯J_1 (bottom); "
+        f"width {width}, {seeds} seeds"
+    )
+    return fig

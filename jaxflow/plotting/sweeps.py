@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jaxflow.plotting._common import STYLE, new_axes
 
-__all__ = ["plot_gradient_ratio", "plot_sweep_heatmap", "sweep_summary"]
+__all__ = ["plot_gradient_ratio", "plot_sweep_heatmap", "plot_sweep_summary", "sweep_summary"]
 
 
 def sweep_summary(ds, metric: str):
@@ -165,3 +165,33 @@ def plot_gradient_ratio(ds, *, ax=None, metric: str = "grad_ratio"):
     ax.set_title(title, fontsize=STYLE["title_fontsize"])
     ax.legend(fontsize=7, ncol=2)
     return ax
+
+
+def plot_sweep_summary(ds, fig=None, *, metric: str = "grad_ratio"):
+    """A sweep at a glance: one heatmap per activation (top, :func:`plot_sweep_heatmap`) above
+    the gradient ratio against depth (bottom, :func:`plot_gradient_ratio`).
+
+    Args:
+      ds: a dataset from :func:`jaxflow.sweep` with ``metric``.
+      fig: a matplotlib ``Figure`` to draw on, or ``None`` for a new one.
+      metric: the metric of both panels.
+
+    Returns:
+      The figure.
+
+    Example:
+      >>> import jaxflow as jf
+      >>> from jaxflow.plotting import plot_sweep_summary
+      >>> ds = jf.sweep(jf.Grid(depth=[1, 2], activation=["tanh"], init=["he"], width=3,
+      ...                       seeds=1, batch=1, metrics=["grad_ratio"]), quiet=True)
+      >>> len(plot_sweep_summary(ds).subfigs)
+      2
+    """
+    if fig is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(13, 8), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=(1, 1.1))
+    plot_sweep_heatmap(ds, metric, axes=top.subplots(1, ds.sizes["activation"]))
+    plot_gradient_ratio(ds, ax=bottom.subplots(), metric=metric)
+    return fig
