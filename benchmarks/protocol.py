@@ -80,7 +80,7 @@ def parser(description: str, devices: tuple[str, ...] = ("cpu",)) -> argparse.Ar
         "--data",
         default=None,
         help="directory of the workload's arrays, written by "
-        "`workloads.py export` (default: draw them in-process)",
+        "`workloads export` (default: draw them in-process)",
     )
     p.add_argument("--device", choices=devices, default=devices[0], help="where to run")
     return p

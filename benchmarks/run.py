@@ -5,7 +5,7 @@
 
 For each workload the runner
 
-1. draws the workload's data once (``workloads.py``) into a temporary directory, so every
+1. draws the workload's data once (``workloads/``) into a temporary directory, so every
    implementation loads the very same weights and inputs;
 2. computes the float64 NumPy reference checksums (skipped at the GPU scale, where they would take
    longer than the benchmark; the implementations must still agree with each other);

@@ -1,10 +1,4 @@
-"""Reports: sections of claim → measurement → figure → pass/fail, written as Markdown, HTML, JSON.
-
-A :class:`Section` is one claim of the notes or of theory, what was measured, the figures, and
-:class:`Check` rows comparing each measured number with its theory at a stated tolerance.
-:func:`write_report` writes ``report.md``, a self-contained ``report.html`` (figures embedded) and
-``numbers.json`` into a folder; it never overwrites an existing file.
-"""
+"""The report writer: sections as Markdown, a self-contained HTML page and JSON."""
 
 from __future__ import annotations
 
@@ -13,7 +7,8 @@ import html
 import json
 import math
 import os
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 __all__ = ["Check", "Section", "write_report"]
 

@@ -1,0 +1,59 @@
+"""The ``jaxflow`` command line.
+
+One module per subcommand, each a function ``run_<name>(args) -> int`` and an ``add_parser`` that
+:func:`build_parser` calls; :func:`main` turns user errors (bad options, bad values) into one line
+on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from jaxflow.cli import check, reproduce, spectra, sweep, theory
+from jaxflow.cli._common import UsageError, _Parser, encodable
+
+__all__ = ["main"]
+
+# `encodable` is imported from here by jaxflow.gradients.stats; it lives in jaxflow.cli._common.
+_ = encodable
+
+_SUBCOMMANDS = (spectra, theory, check, reproduce, sweep)  # in --help order
+
+
+def build_parser() -> _Parser:
+    """The ``jaxflow`` argument parser with every subcommand."""
+    parser = _Parser(
+        prog="jaxflow",
+        description="Study how gradients flow through deep networks, in JAX.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    for subcommand in _SUBCOMMANDS:
+        subcommand.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the ``jaxflow`` command; returns the exit status.
+
+    Args:
+      argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+      0 on success, 2 on a user error (reported as one line on stderr).
+
+    Example:
+      >>> from jaxflow.cli import main
+      >>> main(["spectra", "--depth", "0"])
+      2
+    """
+    from jaxflow import _platform
+
+    _platform.guard_cpu_thread_pool()  # before any JAX backend starts
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return 2

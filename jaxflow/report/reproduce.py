@@ -1,0 +1,166 @@
+"""``jaxflow reproduce``: every claim of the gradient-flow notes, measured and set beside its theory.
+
+Each section is a function ``section(ctx) -> Section`` registered in :data:`SECTIONS`, in report
+order; the sections live one module per topic in :mod:`jaxflow.report`. A section runs an
+experiment (jit-compiled, vmapped over seeds and configurations), saves its figure into the report
+folder, and states its checks: measured value, theory, tolerance, pass/fail. :func:`reproduce`
+runs them with a progress display and writes the report (:func:`jaxflow.report.write_report`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+import jax
+
+import jaxflow as jf
+from jaxflow import _platform
+from jaxflow.report import bounds, gradient_flow, mean_field, spectra, sweep
+from jaxflow.report._context import Context
+from jaxflow.report.writer import Section, write_report
+
+__all__ = ["SECTIONS", "Context", "Report", "reproduce"]
+
+
+class Report(NamedTuple):
+    """What :func:`reproduce` wrote.
+
+    Attributes:
+      sections: the :class:`~jaxflow.report.Section` results, in order.
+      paths: ``{"markdown", "html", "json"}`` file paths.
+      seconds: total wall-clock time.
+
+    Example:
+      See :func:`reproduce`; its fields:
+
+      >>> from jaxflow.experiments import Report
+      >>> Report._fields
+      ('sections', 'paths', 'seconds')
+    """
+
+    sections: tuple[Section, ...]
+    paths: dict
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        """Whether every section passed its theory checks."""
+        return all(s.passed for s in self.sections)
+
+
+SECTIONS: dict[str, Callable[[Context], Section]] = {
+    "chain_rule": gradient_flow.chain_rule,
+    "gradient_table": gradient_flow.gradient_table,
+    "gradient_flow": gradient_flow.gradient_flow,
+    "sigmoid_bound": bounds.sigmoid_bound_section,
+    "init": gradient_flow.init_comparison,
+    "mean_field": mean_field.mean_field,
+    "spectra": spectra.spectra,
+    "residual": gradient_flow.residual,
+    "clipping": gradient_flow.clipping,
+    "dead_relu": mean_field.dead_relu,
+    "sweep": sweep.sweep,
+}
+"""The report's sections, in order."""
+
+
+def _prepare(folder: str) -> str:
+    folder = os.fspath(folder)
+    if os.path.exists(folder):
+        if not os.path.isdir(folder):
+            raise FileExistsError(f"out={folder!r} exists and is not a folder")
+        if os.listdir(folder):
+            raise FileExistsError(
+                f"out={folder!r} exists and is not empty; choose another --out (nothing is "
+                "overwritten)"
+            )
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+def reproduce(
+    out: str | os.PathLike = "jaxflow-report",
+    *,
+    quick: bool = False,
+    sections: tuple[str, ...] | None = None,
+    seed: int = 0,
+    progress=sys.stderr,
+    jobs: int | None = None,
+) -> Report:
+    """Runs the canned experiments and writes the report (Markdown, HTML, figures, JSON) to ``out``.
+
+    Args:
+      out: the report folder; it must not exist or be empty (nothing is overwritten).
+      quick: smaller sizes (for tests and a first look); the same sections and checks.
+      sections: run only these keys of :data:`SECTIONS` (default: all, in order).
+      seed: the random seed of every experiment.
+      progress: a text stream for one progress line per section, or ``None`` for silence.
+      jobs: sections run at once on worker threads (default: min(2, cores)); every section's
+        numbers are the same whatever ``jobs`` is.
+
+    Returns:
+      A :class:`Report`; ``report.passed`` says whether every section agreed with its theory.
+
+    Raises:
+      FileExistsError: if ``out`` exists and is not empty.
+      ValueError: for an unknown section name.
+
+    Example:
+      >>> import tempfile, jaxflow.experiments as ex
+      >>> report = ex.reproduce(tempfile.mkdtemp(), quick=True, sections=("dead_relu",), progress=None)
+      >>> report.passed
+      True
+    """
+    _platform.guard_cpu_thread_pool()  # before any JAX backend starts
+    keys = tuple(SECTIONS) if sections is None else tuple(sections)
+    unknown = [k for k in keys if k not in SECTIONS]
+    if unknown:
+        raise ValueError(f"sections={unknown} are unknown; valid: {', '.join(SECTIONS)}")
+    if jobs is None:
+        jobs = min(2, os.cpu_count() or 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs={jobs!r} is not allowed; it must be an integer >= 1")
+    folder = _prepare(out)
+    ctx = Context(folder, quick, jax.random.key(seed), {}, threading.Lock())
+    start = time.perf_counter()
+    done = [0]
+    report_lock = threading.Lock()
+
+    def run(key):
+        t0 = time.perf_counter()
+        section = SECTIONS[key](ctx)
+        section = section._replace(seconds=time.perf_counter() - t0)
+        with report_lock:
+            done[0] += 1
+            if progress is not None:
+                verdict = "pass" if section.passed else "FAIL"
+                print(f"[{done[0]}/{len(keys)}] {key}: {verdict} ({section.seconds:.1f} s, "
+                      f"{time.perf_counter() - start:.0f} s elapsed)", file=progress, flush=True)  # fmt: skip
+        return section
+
+    # Sections are independent and mostly compile, which XLA does outside the GIL on one core:
+    # running `jobs` at a time keeps every core compiling. Results keep the report's order.
+    if progress is not None:
+        print(f"reproducing {len(keys)} sections ({'quick' if quick else 'full'} sizes, "
+              f"{jobs} at a time) into {folder}", file=progress, flush=True)  # fmt: skip
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(run, keys))
+    seconds = time.perf_counter() - start
+    device = jax.devices()[0]
+    meta = {
+        "title": "jaxflow: the gradient-flow notes, reproduced",
+        "jaxflow": jf.__version__,
+        "jax": jax.__version__,
+        "device": f"{device.platform} ({device.device_kind}) × {jax.device_count()}",
+        "mode": "quick" if quick else "full",
+        "seed": seed,
+        "seconds": round(seconds, 1),
+    }
+    paths = write_report(results, folder, meta)
+    return Report(tuple(results), paths, seconds)
