@@ -41,7 +41,8 @@ __all__ = ["DeadUnits", "dead_relu_fraction", "relu_correlation_map"]
 
 CHECK_SIGMAS = 4.0
 """Standard errors the measured fractions may stray from the prediction (per layer and for the
-layer-mean): a false alarm for ~4e-4 of layers with 32 seeds (Student's t, 31 degrees of freedom)."""
+layer-mean): a false alarm for ~4e-4 of layers with 32 seeds (Student's t, 31 degrees of
+freedom)."""
 
 
 class DeadUnits(NamedTuple):
