@@ -203,15 +203,17 @@ def _solve_c(phi, sigma_w2, sigma_b2, q, norm, chi, band, rule):
 
     where C′(1) = σ_w² q E[φ′²]/V comes from the 1-D rule (it is χ₁ at a fixed point) and the
     bracket, O(ε), from the 2-D rule, whose relative error then moves ε* by as little. C is convex
-    (Mehler), so g decreases and its root is the one c* < 1, found by bisection in log ε. Likewise
+    (Mehler), so g decreases and its root is the one c* < 1, found by bisection in log ε; for
+    ε > 1/2 the sign of g is read from the plain residual C(c) − c (g > 0 ⟺ C(c) < c), which far
+    from c = 1 has no O(q) terms cancelling in it (float32's error in deep chaos halves). Likewise
 
         1 − χ_c = (1 − C′(1)) + (σ_w² q/V)·E[(φ′(u₂) − φ′(u₁))²]/2,
 
     and ξ_c = −1/ln χ_c = −1/log1p(−(1 − χ_c)) keeps its relative accuracy as χ_c → 1. Where
     |C′(1) − 1| ≤ ``band`` — :func:`_resolution` at a genuine fixed point (the edge of chaos to
-    the dtype's precision), ``tol`` at the q → 0⁺ / q → ∞ limits, which are evaluated at
-    q = 1e∓20 and there move C′(1) by up to ~1e-11 — c* = 1, χ_c = 1 and ξ_c = ∞; elsewhere ξ_c
-    is finite.
+    the dtype's precision), max(tol, resolution) at the q → 0⁺ / q → ∞ limits, which are
+    evaluated at q = 1e∓20 and there move C′(1) by up to ~1e-11 — c* = 1, χ_c = 1 and ξ_c = ∞;
+    elsewhere ξ_c is finite.
     """
     dtype = jnp.result_type(q)
     kinks = phi.kinks.astype(dtype)
