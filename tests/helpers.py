@@ -295,6 +295,17 @@ TOLERANCES["float64"].update(
 )
 
 
+# --- Mean-field fixed points near the edge of chaos (jaxflow.theory) ---------------------------
+#
+# "edge_of_chaos": float64, 1 − c*, 1 − χ_c and ξ_c against 40-digit / Mehler-series references,
+#   relative, at χ₁ − 1 down to ±4e-5 (the issue's bar; measured ≲ 3e-7).
+#   float32, the multiple k of 2⁻²³/(1 − χ_c) that |δc*| and |δξ_c|/ξ_c may reach: 1/(1 − χ_c) is
+#   the condition number of c* = C(c*), and C itself is a float32 sum of ~27,000 terms (measured:
+#   k ≤ 2.5 for c*, ≤ 11 for ξ_c over tanh, erf, hard_tanh, sigmoid, GELU and ELU grids).
+TOLERANCES["float32"].update(edge_of_chaos=16 * 2.0**-23)
+TOLERANCES["float64"].update(edge_of_chaos=1e-6)
+
+
 def mp_log_singular_values(layers, dps=300):
     """ln σ_i of J_L ⋯ J_1 (descending), from the float64 matrices multiplied and decomposed in
     mpmath with ``dps`` digits: no underflow at any depth and no rounding that matters."""

@@ -15,10 +15,12 @@ Two rules, behind the ``quadrature=`` switch of :mod:`jaxflow.theory`:
   scale; the tail beyond 9σ holds 2e-19 of the mass), (ii) at every kink of φ, so each panel sees an
   analytic integrand, and (iii) at u = 0, ±2⁻³, …, ±2⁵ in the pre-activation, a graded mesh around
   the region where every registered φ bends, so φ's O(1) features are resolved however large q
-  is. Panels outside ±9σ collapse to zero length. That is 34 panel ends, 264 nodes in 1-D and
-  5-point panels (165 × 165 nodes) in 2-D. Measured in float64 against SciPy's adaptive quadrature,
-  the 1-D rule is accurate to ~1e-9 relative and the 5-point panels to ~1e-7 for every registered
-  activation and 10⁻⁶ ≤ q ≤ 10⁸; in float32 both reach ~1e-6 (tests/test_theory.py checks 1e-4).
+  is. Panels outside ±9σ collapse to zero length. That is 34 panel ends, 264 nodes in 1-D; in
+  2-D (:func:`expect_pair`) 5-point panels in float32 (165 × 165 nodes) and 8-point ones in
+  float64 (264 × 264). Measured in float64 against SciPy's adaptive quadrature, the 1-D rule is
+  accurate to ~1e-9 relative and the 5-point panels to ~1e-7 for every registered activation and
+  10⁻⁶ ≤ q ≤ 10⁸ (the 8-point ones to ~1e-10 against erf's closed forms); in float32 both reach
+  ~1e-6 (tests/test_theory.py checks 1e-4).
 
 Variances below ``VAR_FLOOR`` are raised to it, so q = 0 gives the q → 0⁺ limit: E[relu′(√q z)²]
 is 1/2 there, not relu′(0)² = 0.
@@ -48,6 +50,30 @@ def check_rule(quadrature: str) -> str:
     return quadrature
 
 
+def _standard_nodes(mean, sd, features, rule: str, order: int):
+    """Nodes z and weights w with Σ w·f(mean + sd·z) ≈ E[f(u)], u ~ N(mean, sd²); shapes (N,).
+
+    ``features`` are points in u where the split rule starts a new panel (kinks and the graded
+    mesh); the Hermite rule ignores them.
+    """
+    dtype = jnp.result_type(mean, sd)
+    if rule == "hermite":
+        x, w = (jnp.asarray(a, dtype) for a in _HERMITE)
+        return x, w / np.sqrt(2.0 * np.pi)
+    z_lo, z_hi = _Z_BREAKS[0], _Z_BREAKS[-1]
+    breaks = jnp.concatenate([jnp.asarray(_Z_BREAKS, dtype), (features - mean) / sd])
+    breaks = jnp.sort(jnp.clip(breaks, z_lo, z_hi))
+    x, w = (jnp.asarray(a, dtype) for a in _LEGENDRE[order])
+    mid, half = (breaks[1:] + breaks[:-1]) / 2, (breaks[1:] - breaks[:-1]) / 2
+    z = (mid[:, None] + half[:, None] * x[None, :]).ravel()
+    weight = (half[:, None] * w[None, :]).ravel() * jnp.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
+    return z, weight
+
+
+def _features(kinks, dtype):
+    return jnp.concatenate([jnp.asarray(_U_BREAKS, dtype), jnp.asarray(kinks, dtype).reshape(-1)])
+
+
 def nodes(mean, var, kinks=(), rule: str = "split", order: int = PANEL_ORDER):
     """Nodes u and weights w with Σ w·f(u) ≈ E[f(u)], u ~ N(mean, var); shapes (N,).
 
@@ -55,19 +81,7 @@ def nodes(mean, var, kinks=(), rule: str = "split", order: int = PANEL_ORDER):
     """
     dtype = jnp.result_type(mean, var)
     sd = jnp.sqrt(jnp.maximum(var, VAR_FLOOR))
-    if rule == "hermite":
-        x, w = (jnp.asarray(a, dtype) for a in _HERMITE)
-        return mean + sd * x, w / np.sqrt(2.0 * np.pi)
-    z_lo, z_hi = _Z_BREAKS[0], _Z_BREAKS[-1]
-    features = jnp.concatenate(
-        [jnp.asarray(_U_BREAKS, dtype), jnp.asarray(kinks, dtype).reshape(-1)]
-    )
-    breaks = jnp.concatenate([jnp.asarray(_Z_BREAKS, dtype), (features - mean) / sd])
-    breaks = jnp.sort(jnp.clip(breaks, z_lo, z_hi))
-    x, w = (jnp.asarray(a, dtype) for a in _LEGENDRE[order])
-    mid, half = (breaks[1:] + breaks[:-1]) / 2, (breaks[1:] - breaks[:-1]) / 2
-    z = (mid[:, None] + half[:, None] * x[None, :]).ravel()
-    weight = (half[:, None] * w[None, :]).ravel() * jnp.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
+    z, weight = _standard_nodes(mean, sd, _features(kinks, dtype), rule, order)
     return mean + sd * z, weight
 
 
@@ -78,18 +92,33 @@ def expect(f, mean, var, kinks=(), rule: str = "split", order: int = PANEL_ORDER
     return jnp.tensordot(w, values, axes=(0, 0))
 
 
-def expect2(f, q, c, kinks=(), rule: str = "split"):
-    """E[f(u₁)·f(u₂)] for (u₁, u₂) centred Gaussian with variances q and correlation c.
+def expect_pair(pointwise, combine, q, eps, kinks=(), rule: str = "split"):
+    """E[combine(p(u₁), p(u₂), u₁, u₂ − u₁)] for (u₁, u₂) centred Gaussian with variances q and
+    correlation c = 1 − eps, where p = ``pointwise`` maps (N,) to (N, k).
 
-    ``f`` maps (N,) to (N, k) (k integrands side by side); the result is (k,). The pair is written
-    u₂ | u₁ ~ N(c·u₁, q(1 − c²)), so the 2-D rule is the 1-D rule in u₁ times, for each u₁ node,
-    the 1-D rule in u₂ with its own conditional mean and variance. The split rule uses 5-point
-    panels here (165 × 165 nodes; ~1e-7 relative, ample for float32 and 2.6× cheaper than 8).
+    The pair is written u₂ = u₁ + Δ with Δ | u₁ ~ N(−eps·u₁, q·eps·(2 − eps)): the gap Δ is
+    formed from eps directly, never as the difference of two nearly equal numbers, and neither c
+    nor 1 − c² is rounded on the way, so integrands such as (φ(u₂) − φ(u₁))² keep their relative
+    accuracy as eps → 0 (c → 1). ``combine(p1, p2, u1, delta)`` receives p1 (N, 1, k), p2
+    (N, M, k), u1 (N, 1) and delta (N, M) and returns (N, M, j); the result is (j,).
+
+    The 2-D rule is the 1-D rule in u₁ times, for each u₁ node, the 1-D rule in Δ with its own
+    conditional mean and variance, its panels broken where u₂ crosses φ's kinks and the graded
+    mesh. The split rule's panels have 5 points in float32 (165 × 165 nodes; ~1e-7 relative, ample
+    for float32 and 2.6× cheaper than 8) and 8 in float64 (264 × 264; measured against erf's
+    closed forms at q ∈ [0.5, 3], 1e-10 relative where 5 points give 2e-6).
     """
-    u1, w1 = nodes(jnp.zeros_like(q), q, kinks, rule, PANEL_ORDER_2D)
-    u2, w2 = jax.vmap(lambda m: nodes(m, q * (1.0 - c * c), kinks, rule, PANEL_ORDER_2D))(c * u1)
-    # One evaluation of f over both node sets (f may be an expensive lax.switch).
-    values = f(jnp.concatenate([u1, u2.reshape(-1)]))
+    dtype = jnp.result_type(q, eps)
+    order = PANEL_ORDER if dtype == jnp.float64 else PANEL_ORDER_2D
+    features = _features(kinks, dtype)
+    u1, w1 = nodes(jnp.zeros_like(q), q, kinks, rule, order)
+    sd = jnp.sqrt(jnp.maximum(q * eps * (2.0 - eps), VAR_FLOOR))
+    z2, w2 = jax.vmap(lambda u: _standard_nodes(u - eps * u, sd, features, rule, order))(u1)
+    delta = (-eps * u1)[:, None] + sd * z2
+    u2 = u1[:, None] + delta
+    # One evaluation of p over both node sets (p may be an expensive lax.switch).
+    values = pointwise(jnp.concatenate([u1, u2.reshape(-1)]))
     outer, inner = values[: u1.size], values[u1.size :].reshape(u2.shape + values.shape[1:])
-    conditional = jnp.einsum("ij,ij...->i...", w2, inner)
-    return jnp.tensordot(w1, outer * conditional, axes=(0, 0))
+    integrand = combine(outer[:, None], inner, u1[:, None], delta)
+    conditional = jnp.einsum("ij,ij...->i...", w2, integrand)
+    return jnp.tensordot(w1, conditional, axes=(0, 0))

@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxflow.activations import ACTIVATIONS, Activation, get_activation
 from jaxflow.theory import _quadrature
-from jaxflow.theory._quadrature import check_rule, expect, expect2
+from jaxflow.theory._quadrature import check_rule, expect, expect_pair
 from jaxflow.theory.results import (
     DIVERGES,
     INVALID,
@@ -176,27 +176,77 @@ def solve_q(phi, sigma_w2, sigma_b2, q0, rule, tol) -> LengthMap:
     return LengthMap(fixed_point, q_eval, jnp.where(limit, at_max, reached))
 
 
-def _solve_c(phi, sigma_w2, sigma_b2, q, norm, chi, rule, tol):
-    """c* and χ_c, the slope of C(c) = [σ_w² E[φ(u₁)φ(u₂)] + σ_b²]/V(q) at c*.
+def _resolution(dtype):
+    """How close to 1 a slope is indistinguishable from 1 at a genuine fixed point: ε^(3/4) of the
+    dtype (float32 6e-6, float64 2e-12), where C′(1) itself carries ~1e-6 (float32) and ~5e-14
+    (float64) of quadrature and rounding error."""
+    return jnp.finfo(dtype).eps ** 0.75
 
-    At a fixed point V(q*) = q* and the slope is Schoenholz et al.'s σ_w² E[φ′(u₁)φ′(u₂)]; at the
-    q → 0⁺ and q → ∞ limits the factor q/V(q) matters (ReLU with σ_b² = 0: C′(1) = 1 while
+
+def _solve_c(phi, sigma_w2, sigma_b2, q, norm, chi, band, rule):
+    """c*, χ_c and ξ_c of the correlation map C(c) = [σ_w² E[φ(u₁)φ(u₂)] + σ_b²]/V(q).
+
+    At a fixed point V(q*) = q* and C′(c*) is Schoenholz et al.'s χ_c = σ_w² E[φ′(u₁)φ′(u₂)]; at
+    the q → 0⁺ and q → ∞ limits the factor q/V(q) matters (ReLU with σ_b² = 0: C′(1) = 1 while
     χ₁ = σ_w²/2).
+
+    Near the edge of chaos c* → 1 and C(c) − c vanishes to second order there, far below any
+    quadrature's error, so the root is solved for ε = 1 − c* in a form with the trivial root ε = 0
+    divided out and the leading term taken exactly. With u₂ = u₁ + Δ and V = σ_w² E[φ²] + σ_b²,
+
+        1 − C(1 − ε) = σ_w² E[(φ(u₂) − φ(u₁))²]/(2V),  and with R = φ(u₂) − φ(u₁) − φ′(u₁)Δ,
+        E[(φ(u₂) − φ(u₁))²]/2 = qε E[φ′²] + (ε²/2)(E[u₁²φ′²] − q E[φ′²]) + E[φ′ΔR] + E[R²]/2,
+
+    (E[Δ² | u₁] = ε²u₁² + qε(2 − ε)), so g(ε) = (1 − C(1 − ε))/ε − 1 is
+
+        g(ε) = (C′(1) − 1) + (σ_w²/V)·[(ε/2)(E[u₁²φ′²] − q E[φ′²]) + (E[φ′ΔR] + E[R²]/2)/ε],
+
+    where C′(1) = σ_w² q E[φ′²]/V comes from the 1-D rule (it is χ₁ at a fixed point) and the
+    bracket, O(ε), from the 2-D rule, whose relative error then moves ε* by as little. C is convex
+    (Mehler), so g decreases and its root is the one c* < 1, found by bisection in log ε; for
+    ε > 1/2 the sign of g is read from the plain residual C(c) − c (g > 0 ⟺ C(c) < c), which far
+    from c = 1 has no O(q) terms cancelling in it (float32's error in deep chaos halves). Likewise
+
+        1 − χ_c = (1 − C′(1)) + (σ_w² q/V)·E[(φ′(u₂) − φ′(u₁))²]/2,
+
+    and ξ_c = −1/ln χ_c = −1/log1p(−(1 − χ_c)) keeps its relative accuracy as χ_c → 1. Where
+    |C′(1) − 1| ≤ ``band`` — :func:`_resolution` at a genuine fixed point (the edge of chaos to
+    the dtype's precision), max(tol, resolution) at the q → 0⁺ / q → ∞ limits, which are
+    evaluated at q = 1e∓20 and there move C′(1) by up to ~1e-11 — c* = 1, χ_c = 1 and ξ_c = ∞;
+    elsewhere ξ_c is finite.
     """
-    scale = q / norm
     dtype = jnp.result_type(q)
+    kinks = phi.kinks.astype(dtype)
+    gain = sigma_w2 / norm
+    at_one = chi * q / norm  # C′(1)
+    excess = at_one - 1.0
+    chaotic = excess > band
 
-    def test(c):
-        both = expect2(phi.pointwise, q, c, phi.kinks.astype(dtype), rule)
-        return (sigma_w2 * both[0] + sigma_b2) / norm - c >= 0, both[1]
+    def test(eps):
+        def combine(p1, p2, u1, delta):
+            (v1, s1), (v2, s2) = jnp.moveaxis(p1, -1, 0), jnp.moveaxis(p2, -1, 0)
+            r = (v2 - v1) - s1 * delta
+            curvature = 0.5 * eps * s1 * s1 * (u1 * u1 - q) + (s1 * delta * r + 0.5 * r * r) / eps
+            both = v1 * v2 + jnp.zeros_like(delta)
+            return jnp.stack([curvature, 0.5 * jnp.square(s2 - s1), both], axis=-1)
 
-    at_one = chi * scale
-    # Within tol of C′(1) = 1 the root near 1 is not resolved: c* = 1, flagged by `critical`.
-    chaotic = at_one > 1.0 + tol
-    c_root, slopes = _bisect(test, jnp.zeros((), dtype), jnp.ones((), dtype), _steps(dtype, 2))
-    c = jnp.where(chaotic, c_root, 1.0)
-    chi_c = jnp.where(chaotic, sigma_w2 * scale * slopes, at_one)
-    return c, chi_c
+        m = expect_pair(phi.pointwise, combine, q, eps, kinks, rule)
+        # g(ε) > 0 ⟺ C(c) < c. Far from c = 1 the plain residual C(c) − c is the better
+        # conditioned of the two (no O(q) terms cancel in it), and c = 1 − ε is exact there.
+        below = jnp.where(
+            eps > 0.5, (sigma_w2 * m[2] + sigma_b2) / norm < 1.0 - eps, excess + gain * m[0] > 0
+        )
+        return below, m[1]
+
+    tiny = jnp.asarray(jnp.finfo(dtype).eps ** 2, dtype)
+    eps, spread = _bisect(test, tiny, jnp.ones((), dtype), _steps(dtype, 7), geometric=True)
+    # 1 − χ_c: exact in the ordered phase (c* = 1, χ_c = C′(1)).
+    gap = jnp.where(chaotic, jnp.maximum(gain * q * spread - excess, 0.0), -excess)
+    gap = jnp.where(~chaotic & (jnp.abs(excess) <= band), 0.0, gap)
+    c = jnp.where(chaotic, 1.0 - eps, 1.0)
+    finite = gap > 0
+    xi_c = jnp.where(finite, -1.0 / jnp.log1p(-jnp.where(finite, gap, 0.5)), jnp.inf)
+    return c, 1.0 - gap, xi_c
 
 
 def _depth_scale(rate, tol):
@@ -269,7 +319,12 @@ def _scalar_mean_field(phi, sigma_w2, sigma_b2, q0, rule, tol) -> MeanField:
     map."""
     valid, sw2, sb2, _ = sanitize(sigma_w2, sigma_b2, q0)
     length = scalar_length(phi, sigma_w2, sigma_b2, q0, rule, tol)
-    c, chi_c = _solve_c(phi, sw2, sb2, length.q, length.norm, length.chi1, rule, tol)
+    # At a genuine fixed point 0 < q* < ∞ only the dtype's resolution keeps ξ_c from being finite;
+    # at the q → 0⁺ / q → ∞ limits, tol (see _solve_c).
+    genuine = (length.q_star > 0) & jnp.isfinite(length.q_star)
+    resolution = _resolution(length.q.dtype)
+    band = jnp.where(genuine, resolution, jnp.maximum(tol, resolution))
+    c, chi_c, xi_c = _solve_c(phi, sw2, sb2, length.q, length.norm, length.chi1, band, rule)
     xi_q = jnp.where(length.status == DIVERGES, jnp.nan, _depth_scale(length.slope, tol))
     result = MeanField(
         length.q_star,
@@ -278,7 +333,7 @@ def _scalar_mean_field(phi, sigma_w2, sigma_b2, q0, rule, tol) -> MeanField:
         c,
         chi_c,
         xi_q,
-        _depth_scale(chi_c, tol),
+        xi_c,
         length.status,
         jnp.abs(length.chi1 - 1.0) <= tol,
         length.unique,

@@ -18,7 +18,9 @@ with Dz the standard Gaussian measure. Their linearisations at the fixed points 
 jaxflow evaluates the bracket of ξ_q as V′(q*) = σ_w² ∫Dz z φ(√q* z) φ′(√q* z)/√q*, which equals
 χ₁ + σ_w²∫Dz φ″φ by Gaussian integration by parts for smooth φ and is the true slope of the length
 map for kinked φ too (hard_tanh's φ″ is a pair of deltas). In the ordered phase c* = 1 and
-χ_c = χ₁, so ξ_c = −1/ln χ₁; at χ₁ = 1 it diverges (the edge of chaos).
+χ_c = χ₁, so ξ_c = −1/ln χ₁; on the chaotic side c* < 1 and χ_c < 1 as well. Either way ξ_c is
+finite wherever χ₁ ≠ 1 and grows like 1/|χ₁ − 1| near it (the edge of chaos): ξ_c ≈ 26,600 at
+χ₁ = 1 ± 3.75e-5 for tanh with σ_b² = 0.05.
 
 Conventions and edge cases, reported in every result rather than hidden:
 
@@ -30,7 +32,16 @@ Conventions and edge cases, reported in every result rather than hidden:
   small σ_b²: a stable small-q fixed point, and divergence beyond an unstable one; Tsuchida et al.
   2021), ``unique`` is False and q* depends on q0. c* is unique: C is a power series in c with
   non-negative coefficients (Mehler's expansion), hence convex on [0, 1] with C(1) = 1, so c* = 1
-  when χ₁ ≤ 1 and c* is the single root in [0, 1) when χ₁ > 1, found by bisection.
+  when χ₁ ≤ 1 and c* is the single root in [0, 1) when χ₁ > 1. Near χ₁ = 1 that root is lost
+  by solving C(c) = c directly (the residual is O((1 − c)²), far below the quadrature's error), so
+  it is solved for ε = 1 − c* with the trivial root divided out, g(ε) = (1 − C(1 − ε))/ε − 1,
+  the leading term χ₁ε of 1 − C(1 − ε) taken from the 1-D quadrature and only the O(ε²)
+  remainder from the 2-D one (``jaxflow.theory._solvers._solve_c`` has the formulas); 1 − χ_c is
+  formed the same way, and ξ_c = −1/log1p(χ_c − 1). In float64 c*, χ_c and ξ_c then match 40-digit
+  references to ~3e-7 relative down to |χ₁ − 1| = 4e-5 (tests/test_theory_edge.py). In float32
+  both c* (absolute) and ξ_c (relative) carry ~3–11 ulps / (1 − χ_c): 1/(1 − χ_c) is the condition
+  number of c* = C(c*) itself, so c* ≤ 1e-6 and ξ_c ≤ 1e-5 hold where 1 − χ_c ≳ 0.3 and
+  0.1, and at 1 − χ_c = 0.01 (erf, σ_w² = 2, σ_b² = 0.3) ξ_c is good to ~3e-5.
 * **status** (``STATUS_NAMES``): ``OK``; ``MARGINAL`` where the length map's slope at the fixed
   point is within ``tol`` of 1 (ξ_q > 1/tol layers: tanh at σ_w² = 1, σ_b² = 0) or where V(q)/q → 1
   as q → ∞ with no stable root below; ``DIVERGES`` where V(q) > (1 + tol)·q up to 1e20, i.e.
@@ -50,7 +61,12 @@ Conventions and edge cases, reported in every result rather than hidden:
   limits: at q* = 0 with σ_b² = 0 the network is linear and correlations stop changing (χ_c = 1,
   ξ_c = ∞ — the σ_b² → 0⁺ limit −1/ln χ₁ is singular there), and for ReLU with σ_w² > 2 the map
   C is σ_w²-independent with C′(1) = 1 although χ₁ = σ_w²/2 > 1.
-* **critical** is |χ₁ − 1| ≤ tol: c* = 1 is then marginal and ξ_c is infinite or larger than 1/tol.
+* **critical** is |χ₁ − 1| ≤ tol, a label only: c*, χ_c and ξ_c are computed there as anywhere
+  else, and ξ_c (then ≳ 1/tol) is finite wherever χ₁ ≠ 1 — at a genuine fixed point
+  0 < q* < ∞, ξ_c = ∞ and c* = 1 only where C′(1) is within the dtype's resolution of 1
+  (ε^(3/4): float32 6e-6, float64 2e-12). At the q → 0⁺ / q → ∞ limits above C′(1) is taken at
+  q = 1e∓20 and carries up to ~1e-11 of that, so there max(tol, resolution) decides, as it does
+  for ξ_q, which stays ∞ wherever the length map is ``MARGINAL``.
 
 All functions are pure, jit- and vmap-compatible, and broadcast over array-valued σ_w², σ_b², q0.
 They run two compiled programs — the length map alone (``q_star``, ``chi1``,

@@ -90,7 +90,11 @@ class DepthScales(NamedTuple):
 
     Attributes:
       xi_q: ξ_q (``inf`` when marginal, ``nan`` where q* diverges).
-      xi_c: ξ_c (``inf`` at χ₁ = 1).
+      xi_c: ξ_c, finite wherever χ₁ ≠ 1: near the edge of chaos it grows like 1/|χ₁ − 1|, on both
+        sides (ξ_c ≈ 26,600 at χ₁ = 1 ± 3.75e-5 for tanh, σ_b² = 0.05), including where
+        ``critical`` labels |χ₁ − 1| ≤ tol. It is ``inf`` only where χ₁ is 1 to the dtype's
+        resolution (float32 6e-6, float64 2e-12), and in the q* → 0 / q* → ∞ limits where the
+        correlation map's slope at c = 1 is 1 (see :mod:`jaxflow.theory.propagation`).
       status: the length map's status, see :data:`STATUS_NAMES`.
 
     Example:
