@@ -95,9 +95,7 @@ def resnet():
     variables = _perturbed_batch_stats(
         jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), x), 0
     )
-    chain = jf.block_chain(
-        model, variables, x, blocks=ResNetBlock, batch_axis=0, train=False, log_spectrum=False
-    )
+    chain = jf.block_chain(model, variables, x, blocks=ResNetBlock, batch_axis=0, train=False)
     return model, variables, x, chain
 
 
@@ -157,7 +155,6 @@ def test_linen_selection_by_names_gives_the_same_chain(resnet):
         blocks=["blocks_0", "blocks_1"],
         batch_axis=0,
         train=False,
-        log_spectrum=False,
     )
     assert other.names == chain.names
     np.testing.assert_array_equal(other.products[1], chain.products[1])
@@ -186,7 +183,6 @@ def test_a_repeated_eager_call_does_not_trace_again(resnet):
             blocks=ResNetBlock,
             batch_axis=0,
             train=False,
-            log_spectrum=False,
         )
     assert blocks_module.TRACES["linen"] == before  # the fixture's call compiled it
 
@@ -230,9 +226,7 @@ def transformer():
     model = Transformer()
     x = jax.random.normal(jax.random.key(2), (4, 5))  # 4 tokens: one example, not a batch
     variables = jax.jit(functools.partial(model.init, deterministic=True))(jax.random.key(0), x)
-    chain = jf.block_chain(
-        model, variables, x, blocks=r"blocks_\d+", deterministic=True, log_spectrum=False
-    )
+    chain = jf.block_chain(model, variables, x, blocks=r"blocks_\d+", deterministic=True)
     return model, variables, x, chain
 
 
@@ -297,7 +291,7 @@ def nnx_model():
     model.eval()
     x = jnp.array([0.3, -1.0, 0.5])
     before = jax.tree.map(_numpy, nnx.state(model))
-    chain = jf.block_chain(model, None, x, blocks="blocks", log_spectrum=False)
+    chain = jf.block_chain(model, None, x, blocks="blocks")
     return model, x, chain, before
 
 
@@ -314,12 +308,12 @@ def test_nnx_list_blocks_equal_jacrev_and_leave_the_model_alone(nnx_model):
 
 def test_nnx_paths_and_sequential(nnx_model):
     model, x, chain, _ = nnx_model
-    by_paths = jf.block_chain(model, None, x, blocks=["blocks.0", "blocks.1"], log_spectrum=False)
+    by_paths = jf.block_chain(model, None, x, blocks=["blocks.0", "blocks.1"])
     np.testing.assert_array_equal(by_paths.products[1], chain.products[1])
     with pytest.raises(ValueError, match=r"no attribute path 'layers'.*'blocks.0'"):
         jf.block_chain(model, None, x, blocks="layers")
     sequential = nnx.Sequential(model.blocks[0], model.blocks[1])
-    seq_chain = jf.block_chain(sequential, None, model.embed(x), log_spectrum=False)
+    seq_chain = jf.block_chain(sequential, None, model.embed(x))
     np.testing.assert_allclose(seq_chain.products[1], chain.products[1], rtol=0, atol=1e-6)
 
 
@@ -351,7 +345,7 @@ class EqxModel(eqx.Module):
 def equinox_model():
     model = EqxModel(12, 3, jax.random.key(3))
     x = jax.random.normal(jax.random.key(4), (12,))
-    dense = jf.block_chain(model, None, x, blocks="layers", log_spectrum=False)
+    dense = jf.block_chain(model, None, x, blocks="layers")
     free = jf.block_chain(
         model, None, x, blocks="layers", method="matrix_free", top_k=3, key=jax.random.key(5)
     )
@@ -388,7 +382,7 @@ def test_matrix_free_estimates_agree_with_the_exact_spectra(equinox_model):
 def test_equinox_mlp_layers_do_not_feed_each_other():
     mlp = eqx.nn.MLP(4, 4, 4, 2, key=jax.random.key(0))  # activations sit between its layers
     with pytest.raises(ValueError, match="not the next block's input"):
-        jf.block_chain(mlp, None, jnp.ones(4), blocks="layers", log_spectrum=False)
+        jf.block_chain(mlp, None, jnp.ones(4), blocks="layers")
     with pytest.raises(ValueError, match="blocks=None needs a list"):
         jf.block_chain(mlp, None, jnp.ones(4))
 
@@ -421,7 +415,7 @@ def _np_plain_layers(h):
 @pytest.fixture(scope="module")
 def plain():
     h0 = jnp.array([0.4, -0.7, 1.1])
-    return h0, jf.block_chain(PLAIN, None, h0)
+    return h0, jf.block_chain(PLAIN, None, h0, log_spectrum=True)
 
 
 def test_plain_functions_against_float64_numpy(plain):
@@ -444,7 +438,7 @@ def test_plain_functions_against_float64_numpy(plain):
 def test_plain_functions_do_not_retrace(plain):
     h0, _ = plain
     before = blocks_module.TRACES["callables"]
-    jf.block_chain(PLAIN, None, h0 + 1.0)
+    jf.block_chain(PLAIN, None, h0 + 1.0, log_spectrum=True)
     assert blocks_module.TRACES["callables"] == before
 
 
