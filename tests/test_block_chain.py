@@ -168,6 +168,11 @@ def test_linen_errors_name_what_is_available(resnet):
         jf.block_chain(model, variables, x, batch_axis=0, train=False)
     with pytest.raises(ValueError, match="needs its variables"):
         jf.block_chain(model, None, x, blocks=ResNetBlock, batch_axis=0, train=False)
+    # One (H, W, C) example through a model whose readout needs a batch axis: the model's own
+    # error, with a note on how it was called and what to pass instead.
+    with pytest.raises(Exception) as info:
+        jf.block_chain(model, variables, x[0], blocks=ResNetBlock, train=False)
+    assert "pass x[None] with batch_axis=0" in "".join(getattr(info.value, "__notes__", []))
     with pytest.raises(ValueError, match="batch_axis=1 is not allowed"):
         jf.block_chain(model, variables, x, blocks=ResNetBlock, batch_axis=1)
 
@@ -240,7 +245,7 @@ def test_a_token_state_is_one_example(transformer):
 def test_transformer_products_equal_jacrev_of_the_composed_blocks(transformer):
     model, variables, x, chain = transformer
     h0 = model.apply(variables, x, method=lambda m, x: m.embed(x))
-    for l in (1, 2):
+    for l in (2,):  # P_L
         reference = _flat_jacobian(
             lambda h: model.apply(
                 variables,
@@ -347,7 +352,14 @@ def equinox_model():
     x = jax.random.normal(jax.random.key(4), (12,))
     dense = jf.block_chain(model, None, x, blocks="layers")
     free = jf.block_chain(
-        model, None, x, blocks="layers", method="matrix_free", top_k=3, key=jax.random.key(5)
+        model,
+        None,
+        x,
+        blocks="layers",
+        method="matrix_free",
+        top_k=3,
+        key=jax.random.key(5),
+        tol=1e-6,
     )
     return model, x, dense, free
 
@@ -373,7 +385,7 @@ def test_matrix_free_estimates_agree_with_the_exact_spectra(equinox_model):
             assert (
                 abs(float(est.top.sigma) - sv[0]) <= float(est.top.error) + tol(F32, "svd") * sv[0]
             )
-            np.testing.assert_allclose(top_k, sv[:3], rtol=tol(F32, "top_k"))
+            np.testing.assert_allclose(top_k, sv[:3], rtol=0, atol=tol(F32, "top_k") * sv[0])
             mean_sq = np.sum(sv**2) / 12
             deviation = abs(float(est.mean_squared.value) - mean_sq)
             assert deviation <= tol(F32, "z") * float(est.mean_squared.standard_error)
