@@ -124,14 +124,11 @@ def _get(obj, part):
 
 
 def _set(obj, part, value):
+    """Puts a recorder in place of a block, in the merged copy of an NNX model only."""
     if isinstance(part, int) or part.isdigit():
         obj[int(part)] = value
     else:
-        object.__setattr__(obj, part, value) if _is_frozen(obj) else setattr(obj, part, value)
-
-
-def _is_frozen(obj):
-    return dataclasses.is_dataclass(obj) and obj.__dataclass_params__.frozen
+        setattr(obj, part, value)
 
 
 def _is_sequence(obj):
