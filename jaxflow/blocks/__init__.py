@@ -53,7 +53,7 @@ from jaxflow.blocks._capture import (
     _linen_paths,
     _no_match,
 )
-from jaxflow.blocks._chain import MATRIX_FREE_ABOVE, BlockChain, _chain  # noqa: F401 (re-exported)
+from jaxflow.blocks._chain import MATRIX_FREE_ABOVE, BlockChain, _measure  # noqa: F401 (re-exported)
 
 __all__ = ["BlockChain", "block_chain"]
 
@@ -281,7 +281,7 @@ def block_chain(
             kwargs = _join_arrays(kw_arrays, kw_static)
             if selection is None:
                 _no_match(None, _linen_paths(model, variables, x, kwargs))
-            return _chain(_capture_linen(model, selection, variables, x, kwargs), options, key)
+            return _measure(_capture_linen(model, selection, variables, x, kwargs), options, key)
 
         dynamic = (variables,)
         keepalive = model
@@ -294,7 +294,7 @@ def block_chain(
 
         def build(state, x, kw_arrays, key):
             kwargs = _join_arrays(kw_arrays, kw_static)
-            return _chain(_capture_nnx(graphdef, state, selection, x, kwargs), options, key)
+            return _measure(_capture_nnx(graphdef, state, selection, x, kwargs), options, key)
 
         dynamic = (state,)
         keepalive = None
@@ -324,7 +324,7 @@ def block_chain(
 
         def build(arrays, x, kw_arrays, key):
             kwargs = _join_arrays(kw_arrays, kw_static)
-            return _chain(_capture_pytree(combine(arrays), selection, x, kwargs), options, key)
+            return _measure(_capture_pytree(combine(arrays), selection, x, kwargs), options, key)
 
         dynamic = (arrays,)
         keepalive = model

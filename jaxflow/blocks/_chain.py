@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxflow._numerics import HIGHEST, all_finite
+from jaxflow._numerics import HIGHEST, all_finite, scaled_norm
 from jaxflow.jacobians import JacobianChain
 from jaxflow.spectra import SpectralEstimates, mean_squared_singular_value, top_singular_value
 from jaxflow.spectra._kernels import METHODS as _KERNELS
@@ -211,11 +211,11 @@ def _top_k_singular_values(matvec, n, dtype, k, key, steps):
     (a conv layer's are). Exact when ``steps`` reaches the rank.
     """
     transpose = jax.linear_transpose(matvec, jax.ShapeDtypeStruct((n,), dtype))
-    tiny = jnp.finfo(dtype).tiny
+    floor = steps * jnp.finfo(dtype).eps  # relative to the largest α, β so far
 
     def unit(x):
-        norm = jnp.sqrt(jnp.sum(x * x))
-        return jnp.where(norm > tiny, x / jnp.where(norm > tiny, norm, 1), 0), norm
+        norm = scaled_norm(x)
+        return x / jnp.where(norm > 0, norm, 1), norm
 
     def orthogonalise(x, basis):  # twice is enough (Giraud et al. 2005)
         for _ in range(2):
@@ -223,16 +223,25 @@ def _top_k_singular_values(matvec, n, dtype, k, key, steps):
         return x
 
     def step(j, carry):
-        V, U, alpha, beta, v, u_prev, b = carry
+        # Once α or β falls to rounding the Krylov space is invariant (the rank is exhausted):
+        # B's values are then exact, and what follows is rounding noise, so the rest stays 0.
+        V, U, alpha, beta, v, u_prev, b, scale, alive = carry
         V = V.at[j].set(v)
         u, a = unit(orthogonalise(matvec(v) - b * u_prev, U))
+        scale = jnp.maximum(scale, a)
+        alive = alive & (a > floor * scale)
+        u, a = jnp.where(alive, u, 0), jnp.where(alive, a, 0)
         U = U.at[j].set(u)
         v, b = unit(orthogonalise(transpose(u)[0] - a * v, V))
-        return V, U, alpha.at[j].set(a), beta.at[j].set(b), v, u, b
+        scale = jnp.maximum(scale, b)
+        alive = alive & (b > floor * scale)
+        v, b = jnp.where(alive, v, 0), jnp.where(alive, b, 0)
+        return V, U, alpha.at[j].set(a), beta.at[j].set(b), v, u, b, scale, alive
 
     v0, _ = unit(jax.random.normal(key, (n,), dtype))
     zeros = jnp.zeros((steps, n), dtype)
-    carry = (zeros, zeros, jnp.zeros(steps, dtype), jnp.zeros(steps, dtype), v0, v0 * 0, 0.0)
+    vector, scalar = jnp.zeros(steps, dtype), jnp.zeros((), dtype)
+    carry = (zeros, zeros, vector, vector, v0, v0 * 0, scalar, scalar, jnp.array(True))
     _, _, alpha, beta, *_ = jax.lax.fori_loop(0, steps, step, carry)
     B = jnp.diag(alpha) + jnp.diag(beta[:-1], 1)
     return _svd(B)[:k]
@@ -314,7 +323,7 @@ def _n_out(jvp, n_in, dtype):
     return jax.eval_shape(jvp, jax.ShapeDtypeStruct((n_in,), dtype)).shape[0]
 
 
-def _chain(captured, options, key):
+def _measure(captured, options, key):
     """BlockChain from the captured blocks (inside the compiled function)."""
     method, mode, batched, top_k, num_probes, num_iters, tol, want_log = options
     names = tuple(b.name for b in captured)
