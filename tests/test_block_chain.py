@@ -463,3 +463,7 @@ def test_matrix_free_estimates_agree_with_the_exact_spectra(plain):
             deviation = abs(float(est.mean_squared.value) - mean_sq)
             slack = tol(F32, "z") * float(est.mean_squared.standard_error)
             assert deviation <= slack + tol(F32, "svd") * mean_sq  # (+ rounding where exact)
+    for field in ("layer_sigma_max", "product_sigma_max"):
+        np.testing.assert_allclose(
+            getattr(free, field), getattr(dense, field), rtol=tol(F32, "top_k")
+        )

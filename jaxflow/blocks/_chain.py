@@ -48,7 +48,8 @@ class BlockChain:
       product_singular_values: tuple of (min(n_l, n_0),) descending (dense), or top-k estimates.
       log_spectrum: dense: tuple of (r_l,), ln σ_i(P_l) descending by the graded product,
         r_l = min(n_0, …, n_l) (−inf for an exact zero); ``None`` if not asked for.
-      layer_sigma_max: (L,), σ_max(J_l) (exact, or by power iteration).
+      layer_sigma_max: (L,), σ_max(J_l) (exact, or the larger of the power iteration's and
+        Lanczos' estimates, both lower bounds).
       product_sigma_max: (L,), σ_max(P_l).
       layer_mean_squared: (L,), (1/n_{l−1})‖J_l‖_F² (exact, or Hutchinson's estimate).
       product_mean_squared: (L,), (1/n_0)‖P_l‖_F².
@@ -305,13 +306,15 @@ def _matrix_free(fns, h_ins, key, top_k, num_probes, num_iters, tol):
         e = e._replace(top=e.top._replace(vector=e.top.vector[: n_in[i]]))
         return e, values[i, : min(top_k, n_in[i], n_out[i])]
 
+    # Power iteration and Lanczos both approach σ_max from below: the larger is the better.
+    sigma_max = jnp.maximum(estimates.top.sigma, values[:, 0])
     layer = [pick(i) for i in range(depth)]
     prod = [pick(depth + i) for i in range(depth)]
     return dict(
         layer_singular_values=tuple(v for _, v in layer),
         product_singular_values=tuple(v for _, v in prod),
-        layer_sigma_max=estimates.top.sigma[:depth],
-        product_sigma_max=estimates.top.sigma[depth:],
+        layer_sigma_max=sigma_max[:depth],
+        product_sigma_max=sigma_max[depth:],
         layer_mean_squared=estimates.mean_squared.value[:depth],
         product_mean_squared=estimates.mean_squared.value[depth:],
         layer_estimates=tuple(e for e, _ in layer),
