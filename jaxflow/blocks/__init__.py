@@ -1,7 +1,7 @@
 """Per-block Jacobian chains of any network: Flax linen, Flax NNX, Equinox, or a list of functions.
 
 A user's model is a sequence of blocks h_l = f_l(h_{l−1}) between an input map and a readout,
-once the blocks are *selected* (see ``/work/shared/DESIGN.md``, "Any model"). :func:`block_chain`
+once the blocks are *selected* (the design notes' "Any model"). :func:`block_chain`
 finds the blocks' inputs in one forward pass, closes each block over its own variables, flattens
 every state ((T, d) tokens, (H, W, C) feature maps) to a vector and takes
 
@@ -9,8 +9,9 @@ every state ((T, d) tokens, (H, W, C) feature maps) to a vector and takes
   stride, a projection or a change of width), with ``jax.jacfwd`` where n_{l−1} < n_l and
   ``jax.jacrev`` otherwise (the cheaper of n_{l−1} JVPs and n_l VJPs);
 * P_l = J_l ⋯ J_1 = ∂h_l/∂h_0, an (n_l, n_0) matrix, at ``Precision.HIGHEST``;
-* the singular values of each, and a stable log-spectrum ln σ_i(P_l) by the graded (UDT) product
-  of :mod:`jaxflow.spectra`, which neither underflows nor loses small singular values at depth.
+* the singular values of each, and on request (``log_spectrum=True``) a stable log-spectrum
+  ln σ_i(P_l) by the graded (UDT) product of :mod:`jaxflow.spectra`, which neither underflows nor
+  loses small singular values at depth.
 
 Conventions (they change numbers):
 
@@ -19,16 +20,18 @@ Conventions (they change numbers):
   ``batch_axis=0`` says so (or under ``jax.vmap``); then every field gains a leading batch axis
   and each example's chain is ∂h_l[b]/∂h_0[b], the block applied to that example alone.
 * Log-spectrum of a rectangular chain: the rank of P_l is at most r_l = min(n_0, n_1, …, n_l),
-  so ``log_spectrum[l]`` keeps r_l values — the graded factorisation carries a frame of that
-  width. (Implementation: every J_l is embedded in the top-left corner of an N × N zero matrix,
-  N = max_l n_l, and the exact zeros the embedding adds are ranked last, as −inf, by the graded
-  update; they are cut off.)
+  so ``log_spectrum[l]`` keeps r_l values. (Implementation: every J_l is embedded in the
+  top-left corner of an N × N zero matrix, N = max_l n_l, so one ``lax.scan`` of the graded
+  update runs over the chain; the exact zeros the embedding adds are ranked last, as −inf, and
+  cut off. The frame is N wide rather than r_l: O(N³) per block.)
 * Mean squared singular value: (1/n_in)‖J‖_F² with n_in the number of columns (inputs), as in
   :func:`~jaxflow.mean_squared_singular_value`.
 * ``method="auto"`` materialises J_l and P_l while every state has at most
   :data:`MATRIX_FREE_ABOVE` entries, and otherwise switches to matrix-free estimates on
   JVP/VJP (σ_max by power iteration, (1/n)‖·‖_F² by Hutchinson, the top-k singular values by
   Golub–Kahan–Lanczos bidiagonalisation); the result's ``method`` field says which was used.
+  Each P_l is applied as l chained JVPs, so one estimate of every P_l costs O(L²) block
+  evaluations per iteration.
 
 Each (model, selection, options) is compiled once per input shape and kept in a small cache, so
 repeated eager calls do not trace again (:data:`TRACES` counts the traces).
