@@ -18,6 +18,7 @@ _platform.guard_cpu_thread_pool()  # before any JAX backend starts; see jaxflow/
 
 
 from jaxflow.activations import ACTIVATIONS, Activation, get_activation
+from jaxflow.blocks import BlockChain, block_chain
 from jaxflow.experiments.gradient_flow import (
     ActivationComparison,
     InitComparison,
@@ -106,6 +107,7 @@ __all__ = [
     "ACTIVATIONS",
     "Activation",
     "ActivationComparison",
+    "BlockChain",
     "ChainRuleCheck",
     "DepthScales",
     "FixedPoint",
@@ -139,6 +141,7 @@ __all__ = [
     "TrainResult",
     "accumulate_chain",
     "activation_gradient_norms",
+    "block_chain",
     "c_star",
     "chain_rule_check",
     "chi1",

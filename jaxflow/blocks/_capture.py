@@ -1,0 +1,312 @@
+"""Capture for :func:`~jaxflow.block_chain`: one forward pass of a linen, NNX or Equinox model
+(or a list of callables) that records each selected block's input and output and closes the
+block over its own variables.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+import sys
+
+import flax.linen as nn
+import jax
+
+from jaxflow.blocks._chain import _Block
+
+# ---------------------------------------------------------------------------------------------
+# Capture: one forward pass that records each selected block's input and output.
+
+
+def _output(out, name):
+    if not isinstance(out, jax.Array) and not hasattr(out, "shape"):
+        raise ValueError(
+            f"block {name!r} returns {type(out).__name__}, not one array; select blocks that map "
+            "a state array to a state array (h -> h)"
+        )
+    return out
+
+
+def _linen_selector(blocks):
+    if isinstance(blocks, type) or (
+        isinstance(blocks, tuple) and blocks and all(isinstance(b, type) for b in blocks)
+    ):
+        return lambda module, path: isinstance(module, blocks)
+    if isinstance(blocks, str):
+        pattern = re.compile(blocks)
+        return lambda module, path: pattern.fullmatch(path) is not None
+    names = set(blocks)
+    return lambda module, path: path in names
+
+
+def _capture_linen(model, blocks, variables, x, kwargs):
+    selected = _linen_selector(blocks)
+    seen, calls, inside = [], [], [0]
+    apply_options = {k: kwargs.pop(k) for k in ("rngs", "mutable") if k in kwargs}
+
+    def interceptor(next_fun, args, kw, context):
+        if context.method_name != "__call__" or not args:
+            return next_fun(*args, **kw)
+        module = context.module
+        path = "/".join(module.path)
+        seen.append(path)
+        if inside[0] or not selected(module, path):
+            return next_fun(*args, **kw)
+        sub, sub_variables = module.unbind()
+        inside[0] += 1
+        try:
+            out = next_fun(*args, **kw)
+        finally:
+            inside[0] -= 1
+        calls.append((path, sub, sub_variables, args, kw, out))
+        return out
+
+    with nn.intercept_methods(interceptor):
+        _forward(model.apply, variables, x, **kwargs, **apply_options)
+    if isinstance(blocks, tuple) and all(isinstance(b, str) for b in blocks):
+        missing = [b for b in blocks if b not in {c[0] for c in calls}]
+        if missing:
+            _no_match(blocks, seen, f"these names were not called: {missing}")
+    if not calls:
+        _no_match(blocks, seen)
+    result, counts = [], collections.Counter(c[0] for c in calls)
+    index = collections.Counter()
+    for path, sub, sub_variables, args, kw, out in calls:
+        index[path] += 1
+        name = path if counts[path] == 1 else f"{path}#{index[path]}"
+
+        def fn(h, sub=sub, sub_variables=sub_variables, args=args, kw=kw, name=name):
+            out = sub.apply(sub_variables, h, *args[1:], **kw, **apply_options)
+            if "mutable" in apply_options and apply_options["mutable"] is not False:
+                out = out[0]  # updated collections are dropped: the caller's state is not mutated
+            return _output(out, name)
+
+        result.append(_Block(name, fn, args[0], _output(out, name)))
+    return result
+
+
+def _forward(fn, *args, **kwargs):
+    """The model's own forward pass; an error in it gets a note on what block_chain passed."""
+    x = args[-1]
+    try:
+        return fn(*args, **kwargs)
+    except Exception as error:
+        error.add_note(
+            f"(jaxflow.block_chain ran the model's forward pass on x of shape {x.shape} as ONE "
+            "example with keywords "
+            f"{sorted(kwargs)}. If the model needs a batch axis, pass x[None] with "
+            "batch_axis=0; pass inference-mode keywords such as train=False or "
+            "deterministic=True, or mutable=[...] for a training-mode BatchNorm.)"
+        )
+        raise
+
+
+def _no_match(blocks, available, detail=""):
+    listed = list(dict.fromkeys(p for p in available if p))
+    if blocks is None:
+        raise ValueError(
+            f"blocks=None: a linen model needs a selection; the submodules called in the forward "
+            f"pass are {listed}. Pass submodule paths, a regex (matched in full against the "
+            "path), or a module type"
+        )
+    raise ValueError(
+        f"blocks={blocks!r} matched no block{': ' + detail if detail else ''}; the submodules "
+        f"called in the forward pass are {listed}. Pass submodule paths, a regex (matched in "
+        "full against the path), or a module type"
+    )
+
+
+def _get(obj, part):
+    if isinstance(part, int) or part.isdigit():
+        return obj[int(part)]
+    return getattr(obj, part)
+
+
+def _set(obj, part, value):
+    """Puts a recorder in place of a block, in the merged copy of an NNX model only."""
+    if isinstance(part, int) or part.isdigit():
+        obj[int(part)] = value
+    else:
+        setattr(obj, part, value)
+
+
+def _is_sequence(obj):
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is not None and isinstance(obj, nnx.Sequential):
+        return True
+    if isinstance(obj, (list, tuple)):
+        return True
+    return nnx is not None and isinstance(obj, nnx.List)
+
+
+def _items(obj):
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is not None and isinstance(obj, nnx.Sequential):
+        return obj.layers
+    return obj
+
+
+def _resolve_paths(model, blocks, available):
+    """[(name, parent, key, block)] for attribute paths ("blocks", "encoder.layers", "layer1")."""
+    paths = [blocks] if isinstance(blocks, str) else list(blocks)
+    found = []
+    for path in paths:
+        parts = [p for p in re.split(r"[.\[\]]+", path) if p]
+        parent, obj = None, model
+        try:
+            for part in parts:
+                parent, obj = obj, _get(obj, part)
+        except (AttributeError, IndexError, KeyError, TypeError):
+            raise ValueError(
+                f"blocks={blocks!r}: the model has no attribute path {path!r}; its submodule "
+                f"paths are {available()}"
+            ) from None
+        if _is_sequence(obj):
+            seq = _items(obj)
+            found += [(f"{path}.{i}", seq, i, b) for i, b in enumerate(seq)]
+        else:
+            found.append((path, parent, parts[-1] if parts else None, obj))
+    if not found:
+        raise ValueError(
+            f"blocks={blocks!r} selects no block; the submodule paths are {available()}"
+        )
+    return found
+
+
+class _Recorder:
+    """Stands in for a block during the capture pass: calls it and records input and output."""
+
+    def __init__(self, name, block, calls):
+        self.name, self.block, self.calls = name, block, calls
+
+    def __call__(self, *args, **kw):
+        out = self.block(*args, **kw)
+        self.calls.append((self.name, args, kw, out))
+        return out
+
+
+def _record_in_order(found, x, kwargs, make_fn):
+    """Calls the blocks in order, h_l = f_l(h_{l−1}): the model is a plain sequence."""
+    calls, h = [], x
+    for name, _, _, block in found:
+        out = block(h, **kwargs)
+        calls.append((name, (h,), kwargs, out))
+        h = out
+    return _blocks_from_calls(found, calls, make_fn)
+
+
+def _blocks_from_calls(found, calls, make_fn):
+    by_name = {name: block for name, _, _, block in found}
+    result = []
+    for name, args, kw, out in calls:
+        result.append(
+            _Block(name, make_fn(name, by_name[name], args, kw), args[0], _output(out, name))
+        )
+    missing = [name for name in by_name if name not in {c[0] for c in calls}]
+    if missing:
+        raise ValueError(
+            f"the selected blocks {missing} were not called by the model's forward pass"
+        )
+    return result
+
+
+def _capture_nnx(graphdef, state, blocks, x, kwargs):
+    from flax import nnx
+
+    model = nnx.merge(graphdef, state)
+
+    def available():
+        return [".".join(map(str, p)) for p, _ in nnx.iter_modules(model) if p]
+
+    sequence = blocks is None
+    if sequence and not _is_sequence(model):
+        raise ValueError(
+            "blocks=None needs an nnx.Sequential or nnx.List model; for another NNX model pass "
+            f"attribute paths, e.g. blocks='blocks'; its submodule paths are {available()}"
+        )
+    found = (
+        [(str(i), None, i, b) for i, b in enumerate(_items(model))]
+        if sequence
+        else _resolve_paths(model, blocks, available)
+    )
+    # Split every block before the forward pass, so the block functions see the state the
+    # forward pass started from (a training-mode BatchNorm or a Dropout's RNG counter would
+    # otherwise have moved on); merged again inside each Jacobian, they are pure.
+    pure = {}
+    for name, _, _, block in found:
+        pure[name] = nnx.split(block) if isinstance(block, nnx.Module) else None
+
+    def make_fn(name, block, args, kw):
+        def fn(h):
+            module = nnx.merge(*pure[name]) if pure[name] is not None else block
+            return _output(module(h, *args[1:], **kw), name)
+
+        return fn
+
+    if sequence:
+        return _record_in_order(found, x, kwargs, make_fn)
+    calls = []
+    for name, parent, key, block in found:
+        _set(parent, key, _Recorder(name, block, calls))
+    _forward(model, x, **kwargs)
+    return _blocks_from_calls(found, calls, make_fn)
+
+
+def _capture_pytree(model, blocks, x, kwargs):
+    """Equinox modules and lists of callables: ``model`` is the recombined pytree."""
+
+    def make_fn(name, block, args, kw):
+        return lambda h: _output(block(h, *args[1:], **kw), name)
+
+    if blocks is None:
+        if not _is_sequence(model):
+            raise ValueError(
+                "blocks=None needs a list of blocks; for an Equinox module pass the attribute "
+                f"that holds them, e.g. blocks='layers' (its fields: {_fields(model)})"
+            )
+        found = [(f"block_{i}", None, i, b) for i, b in enumerate(model)]
+        for name, _, _, block in found:
+            if not callable(block):
+                raise TypeError(f"{name} is a {type(block).__name__}, not a callable h -> h")
+        return _record_in_order(found, x, kwargs, make_fn)
+    import equinox as eqx
+
+    found = _resolve_paths(model, blocks, lambda: _fields(model))
+    calls = []
+    names = [name for name, _, _, _ in found]
+    leaves = [block for _, _, _, block in found]
+    recorded = eqx.tree_at(
+        lambda m: [_at(m, name) for name in names],
+        model,
+        replace=[_Recorder(name, b, calls) for name, b in zip(names, leaves)],
+        is_leaf=lambda node: any(node is b for b in leaves),
+    )
+    _forward(recorded, x, **kwargs)
+    return _blocks_from_calls(found, calls, make_fn)
+
+
+def _at(model, name):
+    obj = model
+    for part in [p for p in re.split(r"[.\[\]]+", name) if p]:
+        obj = _get(obj, part)
+    return obj
+
+
+def _fields(model):
+    if dataclasses.is_dataclass(model):
+        return [f.name for f in dataclasses.fields(model)]
+    return sorted(vars(model)) if hasattr(model, "__dict__") else []
+
+
+def _linen_paths(model, variables, x, kwargs):
+    seen = []
+
+    def interceptor(next_fun, args, kw, context):
+        if context.method_name == "__call__":
+            seen.append("/".join(context.module.path))
+        return next_fun(*args, **kw)
+
+    with nn.intercept_methods(interceptor):
+        model.apply(variables, x, **kwargs)
+    return seen
