@@ -3,8 +3,10 @@ training loop that records clipping and stops at the first non-finite step, and 
 
 The notes' PyTorch ``check_gradient_flow`` loops over ``named_parameters`` in Python and marks a
 parameter ⚠ when its gradient norm is below 1e-7 or above 1e3. :func:`gradient_stats` is the same
-table as a pure, jit-compatible function of pytrees, and :func:`monitor` puts it inside any
-``optax.chain``.
+table as a pure, jit-compatible function of pytrees (:mod:`~jaxflow.gradients.stats`),
+:func:`format_gradient_report` prints it (:mod:`~jaxflow.gradients.report`), and
+:func:`gradient_monitor` puts it inside any ``optax.chain`` (:mod:`~jaxflow.gradients.monitoring`;
+not ``monitor.py``, whose name would hide the deprecated ``jaxflow.gradients.monitor`` alias).
 
 Conventions (they change numbers, so they are fixed here and tested):
 
@@ -20,15 +22,17 @@ Conventions (they change numbers, so they are fixed here and tested):
   ``optax.clip_by_global_norm`` compares with its threshold, not the sum of per-parameter norms
   the popular snippets add up. It is computed with scaling, so it stays finite (and right) above
   √(float32 max) ≈ 1.8e19, where ``optax.tree.norm`` overflows to inf.
-* **Status** is an integer code per leaf (strings cannot live inside ``jit``): index into
-  :data:`STATUSES` = ``("ok", "vanishing", "exploding", "nonfinite")``. ``nonfinite`` (any NaN or
+* **Status** is an integer code per leaf (strings cannot live inside ``jit``), a
+  :class:`GradientStatus`: ``OK``, ``VANISHING``, ``EXPLODING``, ``NONFINITE`` (0…3);
+  ``GradientStatus.name_of(codes)`` names them on the host. ``nonfinite`` (any NaN or
   ±Inf entry) wins over ``exploding`` (norm > ``exploding``, default 1e3), which wins over
   ``vanishing`` (norm < ``vanishing``, default 1e-7, the notes' thresholds). An all-zero gradient
   is vanishing; ``nonfinite`` means the gradient itself holds NaN or Inf.
 * **Norms do not underflow or overflow.** Per-leaf and per-layer norms are √Σg² computed after
   scaling by max|g|: a plain float32 √Σg² is 0 for gradients near 1e-20 (their squares underflow:
-  exactly the vanishing regime) and inf above ~1e19. The global norm is optax's plain √Σg², which
-  does overflow there — it is the number the clipper sees.
+  exactly the vanishing regime) and inf above ~1e19. The global norm is their root-sum-square,
+  scaled the same way, so it stays finite where ``optax.tree.norm`` (what the clipper sees)
+  overflows.
 * **Frozen leaves** are skipped and listed by name in ``frozen``: ``None`` and
   ``optax.MaskedNode`` leaves (parameters left out of the gradient), integer, boolean and
   ``float0`` leaves (what ``jax.grad(..., allow_int=True)`` returns for integers), and empty arrays.
@@ -39,33 +43,32 @@ Conventions (they change numbers, so they are fixed here and tested):
   the input of the readout (the chain convention of :mod:`jaxflow.jacobians`).
 """
 
+from jaxflow import _deprecation
 from jaxflow.gradients.layers import (
     activation_gradient_norms,
     dead_unit_fraction,
     saturated_unit_fraction,
 )
-from jaxflow.gradients.stats import (
-    STATUSES,
-    GradientStats,
-    LeafStats,
-    MonitorState,
-    format_gradient_report,
-    gradient_stats,
-    monitor,
-)
+from jaxflow.gradients.monitoring import MonitorState, gradient_monitor
+from jaxflow.gradients.report import format_gradient_report
+from jaxflow.gradients.stats import GradientStats, GradientStatus, LeafStats, gradient_stats
 from jaxflow.gradients.training import TrainResult, train
 
 __all__ = [
-    "STATUSES",
     "GradientStats",
+    "GradientStatus",
     "LeafStats",
     "MonitorState",
     "TrainResult",
     "activation_gradient_norms",
     "dead_unit_fraction",
     "format_gradient_report",
+    "gradient_monitor",
     "gradient_stats",
-    "monitor",
     "saturated_unit_fraction",
     "train",
 ]
+
+__getattr__ = _deprecation.getattr_hook(
+    __name__, {"STATUSES": _deprecation.STATUSES, "monitor": _deprecation.MONITOR}
+)

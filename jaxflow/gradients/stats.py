@@ -1,6 +1,8 @@
-"""Gradient statistics: the notes' per-parameter table as a pure function, and the optax monitor.
+"""Gradient statistics: the notes' per-parameter table as a pure, jit-compatible function.
 
 See :mod:`jaxflow.gradients` for the conventions (leaf keys, layers, status codes, frozen leaves).
+The text report is in :mod:`jaxflow.gradients.report`, the optax transformation in
+:mod:`jaxflow.gradients.monitoring`.
 """
 
 from __future__ import annotations
@@ -8,7 +10,6 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-import sys
 from typing import Any, NamedTuple
 
 import flax.struct
@@ -17,21 +18,44 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxflow import _deprecation
+from jaxflow._numerics import HIGHEST
+from jaxflow._numerics import scaled_norm as _norm  # noqa: F401  (gradients/layers.py imports it)
+from jaxflow._status import StatusCode
+
 __all__ = [
-    "STATUSES",
     "GradientStats",
+    "GradientStatus",
     "LeafStats",
-    "MonitorState",
-    "format_gradient_report",
     "gradient_stats",
-    "monitor",
 ]
 
-STATUSES = ("ok", "vanishing", "exploding", "nonfinite")
-"""Status names, indexed by the integer codes in :attr:`GradientStats.status`."""
 
-_OK, _VANISHING, _EXPLODING, _NONFINITE = range(len(STATUSES))
+class GradientStatus(StatusCode):
+    """The status of a gradient leaf: the integer codes in :attr:`GradientStats.status`.
+
+    An ``IntEnum``, so the codes compare equal to the int32 values computed inside ``jit``.
+    ``NONFINITE`` (any NaN or ±Inf entry) wins over ``EXPLODING`` (‖g‖ above the threshold), which
+    wins over ``VANISHING`` (‖g‖ below it). ``GradientStatus.name_of(codes)`` gives the lowercase
+    names used in reports (``"ok"``, ``"vanishing"``, ``"exploding"``, ``"nonfinite"``).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> stats = jf.gradient_stats({"w": jnp.array([3.0, 4.0]), "b": jnp.array([1e-9])})
+      >>> jf.GradientStatus.name_of(stats.status).tolist()
+      ['vanishing', 'ok']
+      >>> int(stats.leaf("b").status) == jf.GradientStatus.VANISHING
+      True
+    """
+
+    OK = 0
+    VANISHING = 1
+    EXPLODING = 2
+    NONFINITE = 3
+
+
 _ROOT = "(root)"
+__getattr__ = _deprecation.getattr_hook(__name__, {"STATUSES": _deprecation.STATUSES})
 
 
 class LeafStats(NamedTuple):
@@ -42,13 +66,13 @@ class LeafStats(NamedTuple):
       mean: mean of g.
       max_abs: max |g|.
       ratio: ‖g‖/‖w‖ (NaN when no params were given).
-      status: the int code, an index into :data:`STATUSES`.
+      status: the int code, a :class:`GradientStatus`.
 
     Example:
       >>> import jax.numpy as jnp, jaxflow as jf
       >>> stats = jf.gradient_stats({"w": jnp.array([3.0, 4.0]), "b": jnp.array([1e-9])})
       >>> leaf = stats.leaf("w")
-      >>> float(leaf.norm), jf.STATUSES[int(leaf.status)]
+      >>> float(leaf.norm), jf.GradientStatus.name_of(leaf.status)
       (5.0, 'ok')
     """
 
@@ -74,13 +98,14 @@ class GradientStats:
       max_abs: (n,) max |g|.
       ratio: (n,) ‖g‖/‖w‖ when params were given, else NaN; +inf where ‖w‖ = 0 < ‖g‖ (e.g. zero-
         initialised biases), 0 where both are 0.
-      status: (n,) int32 codes into :data:`STATUSES`.
+      status: (n,) int32 :class:`GradientStatus` codes.
       layer_norms: (m,) √Σ‖g‖² over each layer's leaves.
       global_norm: () √Σg² over every measured entry, not a sum of norms: the number
         ``optax.clip_by_global_norm`` compares with its threshold, except that it is computed
         with scaling and stays finite above √(float32 max) ≈ 1.8e19, where optax's plain Σg²
         overflows to inf (and its clipping then zeroes the update).
-      status_counts: (4,) int32, how many leaves have each status, in :data:`STATUSES` order.
+      status_counts: (4,) int32, how many leaves have each status, in :class:`GradientStatus`
+        order.
       names: n leaf keys (static), e.g. ``blocks/07/Dense_0/kernel``.
       layers: n layer indices (static), the layer of each leaf.
       layer_names: m layer names (static), e.g. ``blocks/07``, ``readout``.
@@ -90,7 +115,7 @@ class GradientStats:
     Example:
       >>> import jax.numpy as jnp, jaxflow as jf
       >>> stats = jf.gradient_stats({"w": jnp.array([3.0, 4.0]), "b": jnp.array([1e-9])})
-      >>> stats.names, stats.norm.tolist(), stats.status_names().tolist()
+      >>> stats.names, stats.norm.tolist(), jf.GradientStatus.name_of(stats.status).tolist()
       (('b', 'w'), [1e-09, 5.0], ['vanishing', 'ok'])
     """
 
@@ -109,8 +134,14 @@ class GradientStats:
     thresholds: tuple[float, float] = flax.struct.field(pytree_node=False)
 
     def status_names(self) -> np.ndarray:
-        """Every leaf's status as a NumPy array of strings (host-side), shaped like ``status``."""
-        return np.asarray(STATUSES)[np.asarray(self.status)]
+        """Deprecated: use ``GradientStatus.name_of(stats.status)``.
+
+        Every leaf's status as a NumPy array of strings (host-side), shaped like ``status``.
+        """
+        _deprecation.warn(
+            "GradientStats.status_names()", "jaxflow.GradientStatus.name_of(stats.status)"
+        )
+        return GradientStatus.name_of(self.status)
 
     def leaf(self, name: str) -> LeafStats:
         """The statistics of the leaf ``name`` (e.g. ``"blocks/07/Dense_0/kernel"``).
@@ -125,21 +156,29 @@ class GradientStats:
             *(a[..., i] for a in (self.norm, self.mean, self.max_abs, self.ratio, self.status))
         )
 
-    def leaves_with(self, status: str) -> tuple[str, ...]:
+    def leaves_with(self, status: GradientStatus | str) -> tuple[str, ...]:
         """The names of the leaves with ``status`` (host-side, for unbatched stats).
+
+        Args:
+          status: a :class:`GradientStatus` or its name (``"nonfinite"``).
 
         Raises:
           ValueError: for an unknown status or batched stats.
         """
-        if status not in STATUSES:
-            raise ValueError(f"status={status!r} is not known; use one of {STATUSES}")
+        names = tuple(member.name.lower() for member in GradientStatus)
+        if isinstance(status, str) and status in names:
+            status = GradientStatus(names.index(status))
+        if not isinstance(status, GradientStatus):
+            raise ValueError(
+                f"status={status!r} is not known; use a GradientStatus or one of {names}"
+            )
         codes = np.asarray(self.status)
         if codes.ndim != 1:
             raise ValueError(
                 f"these stats are batched (status shape {codes.shape}); select one first, e.g. "
                 "jax.tree.map(lambda a: a[i], stats)"
             )
-        return tuple(n for n, c in zip(self.names, codes) if c == STATUSES.index(status))
+        return tuple(n for n, c in zip(self.names, codes, strict=True) if c == status)
 
 
 def _key_name(key) -> str:
@@ -240,20 +279,6 @@ def _as_names(stacked) -> frozenset:
     return frozenset(stacked)
 
 
-def _norm(x, axis=None):
-    """√Σx² along ``axis``, scaled by max|x| first.
-
-    Vanishing gradients reach 1e-20 and below, whose squares underflow float32 to zero (and
-    exploding ones above ~1e19 overflow), so the plain √Σx² reports 0 (or inf) where the norm is
-    perfectly representable.
-    """
-    x = jnp.asarray(x)
-    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
-    safe = jnp.where((m > 0) & jnp.isfinite(m), m, 1.0).astype(x.dtype)
-    axes = tuple(range(x.ndim)) if axis is None else axis
-    return jnp.squeeze(safe, axes) * jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis))
-
-
 def _per_row(values, rows):
     """Gathers per-leaf (k,) vectors into the row order with one static gather."""
     offsets = np.cumsum([0] + [v.shape[0] for v in values])
@@ -282,8 +307,9 @@ def _root_sum_square(norms, ids, groups):
 def _row_stats(block):
     """Per-row (‖x‖, Σx, max|x|, nonfinite) of a (k, n) block in three passes over the data.
 
-    ‖x‖ is m·√Σ(x/m)² with m = max|x|, as in :func:`_norm`, so norms far below 1e-19 (whose
-    squares underflow float32) or above 1e19 come out to float32 precision. The sums are
+    ‖x‖ is m·√Σ(x/m)² with m = max|x|, as in :func:`jaxflow._numerics.scaled_norm`, so norms far
+    below 1e-19 (whose squares underflow float32) or above 1e19 come out to float32 precision.
+    The sums are
     matrix-vector products with a ones vector: XLA:CPU runs those as vectorised kernels and its
     reductions one element at a time (a matvec sum of the notes' DeepNet gradients took about
     half the time of ``jnp.sum``). A row holds a NaN or Inf exactly when its scaled Σ is not
@@ -291,7 +317,7 @@ def _row_stats(block):
     """
     ones = jnp.ones((block.shape[1],), block.dtype)
     # HIGHEST: no TF32 (GPU) or bfloat16 (TPU) passes in these sums.
-    dot = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
+    dot = functools.partial(jnp.matmul, precision=HIGHEST)
     max_abs = jnp.max(jnp.abs(block), axis=1)
     scale = jnp.where((max_abs > 0) & jnp.isfinite(max_abs), max_abs, 1.0)
     sumsq = dot(jnp.square(block / scale[:, None]), ones)
@@ -354,7 +380,7 @@ def gradient_stats(
       >>> stats = jax.jit(jf.gradient_stats)(grads)
       >>> stats.names
       ('blocks/00/kernel', 'blocks/01/kernel', 'readout/kernel')
-      >>> stats.status_names().tolist()
+      >>> jf.GradientStatus.name_of(stats.status).tolist()
       ['vanishing', 'ok', 'nonfinite']
       >>> stats.layer_names, stats.layer_norms[:2].tolist()
       (('blocks/00', 'blocks/01', 'readout'), [2e-09, 2.0])
@@ -375,7 +401,8 @@ def _gradient_stats(grads, params, vanishing, exploding, stacked) -> GradientSta
     is_stacked = {r.leaf: r.layer is not None for r in rows}
     blocks = [_rows_of(leaf, is_stacked[i]) for i, leaf in enumerate(leaves)]
     norm, total, max_abs, nonfinite = (
-        _per_row(list(column), rows) for column in zip(*(_row_stats(b) for b in blocks))
+        _per_row(list(column), rows)
+        for column in zip(*(_row_stats(b) for b in blocks), strict=True)
     )
     sizes = _per_row([jnp.full(b.shape[:1], b.shape[1], b.dtype) for b in blocks], rows)
     mean = total / sizes
@@ -402,10 +429,11 @@ def _gradient_stats(grads, params, vanishing, exploding, stacked) -> GradientSta
         undefined = jnp.where(norm == 0, 0.0, norm * jnp.inf)
         ratio = jnp.where(w_norm > 0, norm / safe, undefined).astype(norm.dtype)
 
+    S = GradientStatus
     status = jnp.where(
         nonfinite,
-        _NONFINITE,
-        jnp.where(norm > exploding, _EXPLODING, jnp.where(norm < vanishing, _VANISHING, _OK)),
+        S.NONFINITE,
+        jnp.where(norm > exploding, S.EXPLODING, jnp.where(norm < vanishing, S.VANISHING, S.OK)),
     ).astype(jnp.int32)
 
     layer_names = tuple(dict.fromkeys(r.group for r in rows))
@@ -414,7 +442,7 @@ def _gradient_stats(grads, params, vanishing, exploding, stacked) -> GradientSta
     # √Σ‖g‖² per layer, then over the layers for the global norm.
     layer_norms = _root_sum_square(norm, ids, groups)
     global_norm = _root_sum_square(layer_norms, np.zeros(groups, int), 1)[0]
-    codes = jnp.arange(len(STATUSES), dtype=jnp.int32)
+    codes = jnp.arange(len(GradientStatus), dtype=jnp.int32)
     status_counts = jnp.sum(status[None, :] == codes[:, None], axis=1, dtype=jnp.int32)
     return GradientStats(
         norm=norm,
@@ -431,160 +459,3 @@ def _gradient_stats(grads, params, vanishing, exploding, stacked) -> GradientSta
         frozen=frozen,
         thresholds=(vanishing, exploding),
     )
-
-
-_MARKS = {True: ("✓", "⚠", "‖g‖/‖w‖"), False: ("ok", "!!", "|g|/|w|")}
-
-
-def format_gradient_report(
-    stats: GradientStats, *, stream=None, unicode: bool | None = None
-) -> str:
-    """The notes' gradient table as text: one line per leaf, ✓ or ⚠, then layers and totals.
-
-    Host-side (reads the numbers). The marks are ✓ / ⚠ as in the notes, or ``ok`` / ``!!`` when
-    ``stream`` cannot encode them (a plain-ASCII terminal or log).
-
-    Args:
-      stats: unbatched :class:`GradientStats` (index a batch first: ``jax.tree.map(lambda a: a[i],
-        stats)``).
-      stream: where the text will go, to pick the marks (default ``sys.stdout``).
-      unicode: force Unicode (``True``) or ASCII (``False``) marks; ``None`` decides by ``stream``.
-
-    Returns:
-      The report, a multi-line string (print it).
-
-    Raises:
-      TypeError: if ``stats`` is not a GradientStats. ValueError: if it is batched.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxflow as jf
-      >>> stats = jf.gradient_stats({"w": jnp.array([3.0, 4.0]), "b": jnp.array([1e-9])})
-      >>> print(jf.format_gradient_report(stats, unicode=False))  # doctest: +ELLIPSIS
-      Gradient statistics: 2 leaves, global norm 5.00e+00
-      ...
-      !! b       norm=1.00e-09  mean=1.00e-09  max=1.00e-09  vanishing
-      ok w       norm=5.00e+00  mean=3.50e+00  max=4.00e+00
-      ...
-    """
-    if not isinstance(stats, GradientStats):
-        raise TypeError(
-            f"stats is a {type(stats).__name__}; pass the GradientStats of gradient_stats"
-        )
-    if np.ndim(stats.norm) != 1:
-        raise ValueError(
-            f"stats are batched (norm shape {np.shape(stats.norm)}); select one first, e.g. "
-            "jax.tree.map(lambda a: a[i], stats)"
-        )
-    if unicode is None:
-        from jaxflow.cli import encodable
-
-        unicode = encodable("".join(_MARKS[True]), stream or sys.stdout)
-    good, bad, ratio_label = _MARKS[bool(unicode)]
-    norm, mean, max_abs, ratio = (
-        np.asarray(a) for a in (stats.norm, stats.mean, stats.max_abs, stats.ratio)
-    )
-    statuses = stats.status_names()
-    width = max(len(n) for n in stats.names)
-    show_ratio = not np.all(np.isnan(ratio))
-    vanishing, exploding = stats.thresholds
-    lines = [
-        f"Gradient statistics: {len(stats.names)} leaves, "
-        f"global norm {float(stats.global_norm):.2e}",
-        f"({bad} marks norm < {vanishing:.0e} vanishing, > {exploding:.0e} exploding, "
-        "or NaN/Inf nonfinite)",
-        "-" * (width + 60),
-    ]
-    for i, name in enumerate(stats.names):
-        mark = good if statuses[i] == "ok" else bad
-        line = (
-            f"{mark} {name:{width}s}  norm={norm[i]:.2e}  mean={mean[i]:.2e}  max={max_abs[i]:.2e}"
-        )
-        if show_ratio:
-            line += f"  {ratio_label}={ratio[i]:.2e}"
-        if statuses[i] != "ok":
-            line += f"  {statuses[i]}"
-        lines.append(line)
-    lines.append("-" * (width + 60))
-    layers = ", ".join(
-        f"{n} {v:.2e}" for n, v in zip(stats.layer_names, np.asarray(stats.layer_norms))
-    )
-    lines.append(f"layer norms: {layers}")
-    counts = ", ".join(f"{int(c)} {s}" for s, c in zip(STATUSES, np.asarray(stats.status_counts)))
-    lines.append(f"status: {counts}")
-    if stats.frozen:
-        lines.append(f"frozen (not measured): {', '.join(stats.frozen)}")
-    return "\n".join(lines)
-
-
-# The monitor: gradient_stats inside any optax chain.
-
-
-class MonitorState(NamedTuple):
-    """The state of :func:`monitor`.
-
-    Attributes:
-      count: () int32, how many updates it has seen (0: ``stats`` are zeros, nothing seen yet).
-      stats: the :class:`GradientStats` of the latest updates it saw.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxflow as jf
-      >>> state = jf.monitor().init({"w": jnp.ones(3)})
-      >>> int(state.count), state.stats.names
-      (0, ('w',))
-    """
-
-    count: jax.Array
-    stats: GradientStats
-
-
-def monitor(
-    *,
-    vanishing: float = 1e-7,
-    exploding: float = 1e3,
-    stacked: Any = ("blocks",),
-    ratio: bool = False,
-) -> optax.GradientTransformation:
-    """An optax transformation that passes updates through unchanged and keeps their statistics.
-
-    Place it in any ``optax.chain``: first, it sees the raw gradients; after a clipping step, the
-    clipped ones. Its state (:class:`MonitorState`) holds the latest :func:`gradient_stats`
-    (global and per-layer norms, per-leaf norms, means, max |g| and status codes, status counts),
-    computed inside the same jitted update.
-
-    Args:
-      vanishing, exploding, stacked: passed to :func:`gradient_stats`.
-      ratio: also record ‖g‖/‖w‖ per leaf when ``update`` is given ``params``. Off by default: it
-        reads every parameter once more per step (on the notes' 10-layer MLP that is about a
-        third of the monitor's cost); the ``ratio`` field is NaN when off.
-
-    Returns:
-      An ``optax.GradientTransformation``; ``update`` returns the updates it was given.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, optax, jaxflow as jf
-      >>> params = {"w": jnp.ones(3)}
-      >>> opt = optax.chain(jf.monitor(), optax.adam(1e-3))
-      >>> state = opt.init(params)
-      >>> grads = {"w": jnp.array([3.0, 4.0, 0.0])}
-      >>> updates, state = jax.jit(opt.update)(grads, state, params)
-      >>> float(state[0].stats.global_norm), int(state[0].count)
-      (5.0, 1)
-    """
-    _check_thresholds(vanishing, exploding)
-    if not isinstance(ratio, bool):
-        raise TypeError(f"ratio={ratio!r} must be True or False")
-    stacked = tuple(sorted(_as_names(stacked)))
-    measure = functools.partial(
-        gradient_stats, vanishing=vanishing, exploding=exploding, stacked=stacked
-    )
-
-    def init_fn(params):
-        shapes = jax.eval_shape(measure, params, params)
-        stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-        return MonitorState(jnp.zeros((), jnp.int32), stats)
-
-    def update_fn(updates, state, params=None):
-        stats = measure(updates, params if ratio else None)
-        return updates, MonitorState(state.count + 1, stats)
-
-    return optax.GradientTransformation(init_fn, update_fn)

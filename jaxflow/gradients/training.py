@@ -15,17 +15,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxflow._checks import positive_int
 from jaxflow.gradients.layers import _loss
 from jaxflow.gradients.stats import (
-    _NONFINITE,
     GradientStats,
+    GradientStatus,
     _as_names,
     _check_thresholds,
     _nonfinite_rows,
     _plan,
     gradient_stats,
 )
-from jaxflow.models import Network, _check_input, _check_positive_int
+from jaxflow.models import Network, _check_input
 
 __all__ = ["TrainResult", "train"]
 
@@ -158,7 +159,11 @@ def _train_loop(
         updates, new_opt_state = optimizer.update(clipped_grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
         _, bad_values = _nonfinite_rows(new_params, frozenset(stacked))
-        finite = jnp.isfinite(loss) & jnp.all(stats.status != _NONFINITE) & ~jnp.any(bad_values)
+        finite = (
+            jnp.isfinite(loss)
+            & jnp.all(stats.status != GradientStatus.NONFINITE)
+            & ~jnp.any(bad_values)
+        )
         for leaf in jax.tree.leaves(new_rest):  # BatchNorm statistics updated by this step
             finite &= jnp.all(jnp.isfinite(leaf))
 
@@ -268,7 +273,7 @@ def train(
       >>> result.layer_names, result.clip_fraction  # clipped while ‖g‖ > 0.5
       (('blocks/00', 'blocks/01', 'readout'), 0.45)
     """
-    steps = _check_positive_int("steps", steps)
+    steps = positive_int("steps", steps)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(
             f"optimizer is a {type(optimizer).__name__}; pass an optax.GradientTransformation"
@@ -311,7 +316,7 @@ def train(
         nonfinite = loss_bad + last.leaves_with("nonfinite")
         if not nonfinite:  # a finite gradient whose update overflowed the parameters
             nonfinite = tuple(
-                f"param:{n}" for n, b in zip(param_names, np.asarray(bad_values)) if b
+                f"param:{n}" for n, b in zip(param_names, np.asarray(bad_values), strict=True) if b
             )
     return TrainResult(
         variables=final,
