@@ -10,7 +10,15 @@ import jax.numpy as jnp
 import optax
 
 from jaxflow import _deprecation
-from jaxflow.gradients.stats import GradientStats, _as_names, _check_thresholds, gradient_stats
+from jaxflow.gradients.stats import (
+    GradientStats,
+    _as_names,
+    _check_thresholds,
+    _gradient_stats,
+    _grouper,
+    _plan,
+    gradient_stats,
+)
 
 __all__ = ["MonitorState", "gradient_monitor"]
 
@@ -40,6 +48,7 @@ def gradient_monitor(
     vanishing: float = 1e-7,
     exploding: float = 1e3,
     stacked: Any = ("blocks",),
+    group_by: Any = None,
     ratio: bool = False,
 ) -> optax.GradientTransformation:
     """An optax transformation that passes updates through unchanged and keeps their statistics.
@@ -52,8 +61,15 @@ def gradient_monitor(
     (global and per-layer norms, per-leaf norms, means, max |g| and status codes, status counts),
     computed inside the same jitted update.
 
+    Any parameter tree works, as in :func:`gradient_stats`: the state has one pytree structure
+    whether ``init`` saw boxed parameters (``nn.with_logical_partitioning``, NNX ``Variable``s,
+    as ``nnx.Optimizer`` passes them) or plain arrays, and whether ``update`` sees boxed or plain
+    gradients, so it can be carried by ``lax.scan`` and given ``out_shardings`` made from
+    ``init``'s output. Functions, strings and PRNG keys in the tree (an Equinox module,
+    ``eqx.filter``'s ``None`` s) are skipped.
+
     Args:
-      vanishing, exploding, stacked: passed to :func:`gradient_stats`.
+      vanishing, exploding, stacked, group_by: passed to :func:`gradient_stats`.
       ratio: also record ‖g‖/‖w‖ per leaf when ``update`` is given ``params``. Off by default: it
         reads every parameter once more per step (on the notes' 10-layer MLP that is about a
         third of the monitor's cost); the ``ratio`` field is NaN when off.
@@ -75,17 +91,32 @@ def gradient_monitor(
     if not isinstance(ratio, bool):
         raise TypeError(f"ratio={ratio!r} must be True or False")
     stacked = tuple(sorted(_as_names(stacked)))
+    _grouper(group_by)  # a bad group_by fails here, not at the first update
     measure = functools.partial(
-        gradient_stats, vanishing=vanishing, exploding=exploding, stacked=stacked
+        gradient_stats, vanishing=vanishing, exploding=exploding, stacked=stacked, group_by=group_by
     )
+    thresholds = (float(vanishing), float(exploding))
 
     def init_fn(params):
-        shapes = jax.eval_shape(measure, params, params)
+        layout, leaves = _plan(params, frozenset(stacked), group_by)
+        if not leaves:
+            raise ValueError(
+                f"params has no floating-point leaves to monitor (skipped: {list(layout.frozen)})"
+            )
+        shapes = jax.eval_shape(lambda w: _gradient_stats(w, w, layout, *thresholds), leaves)
         stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         return MonitorState(jnp.zeros((), jnp.int32), stats)
 
     def update_fn(updates, state, params=None):
         stats = measure(updates, params if ratio else None)
+        if (stats.names, stats.layer_names) != (state.stats.names, state.stats.layer_names):
+            missing = sorted(set(state.stats.names) - set(stats.names))
+            extra = sorted(set(stats.names) - set(state.stats.names))
+            raise ValueError(
+                "the updates do not have the parameters' measured leaves (init measured "
+                f"{missing} that the updates lack, the updates have {extra} that init did not "
+                "measure); pass init the tree the updates will have"
+            )
         return updates, MonitorState(state.count + 1, stats)
 
     return optax.GradientTransformation(init_fn, update_fn)
