@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -397,3 +398,24 @@ def test_default_groups_of_an_equinox_mlp_and_jaxflow_models():
         "blocks/02",
         "readout",
     )
+
+
+def test_train_records_layer_norms_by_group_by():
+    model = jf.mlp(depth=3, width=4, activation="tanh")
+    x = jax.random.normal(jax.random.key(1), (6, 4))
+    y = jax.random.normal(jax.random.key(2), (6, 1))
+    variables = model.init(jax.random.key(0), x)
+    optimizer = optax.sgd(0.1)
+    default = jf.train(model, variables, (x, y), optimizer, 2)
+    assert default.layer_names == ("blocks/00", "blocks/01", "blocks/02", "readout")
+    by_kind = jf.train(
+        model, variables, (x, y), optimizer, 2, group_by=lambda name: name.split("/")[-1]
+    )
+    assert by_kind.layer_names == ("bias", "kernel")
+    grads = jax.grad(lambda p: jnp.mean(jnp.square(model.apply({"params": p}, x) - y)))(
+        variables["params"]
+    )
+    for k, kind in enumerate(("bias", "kernel")):
+        arrays = [grads["blocks"]["Dense_0"][kind], grads["readout"][kind]]
+        expected = float(np.sqrt(sum(_norm64(a) ** 2 for a in arrays)))
+        assert _close(by_kind.layer_norms[0, k], expected)
