@@ -419,3 +419,19 @@ def test_train_records_layer_norms_by_group_by():
         arrays = [grads["blocks"]["Dense_0"][kind], grads["readout"][kind]]
         expected = float(np.sqrt(sum(_norm64(a) ** 2 for a in arrays)))
         assert _close(by_kind.layer_norms[0, k], expected)
+
+
+def test_numbered_names_inside_a_scanned_block_stay_in_its_layer():
+    stack = {"dense_0": {"kernel": jnp.ones((3, 2, 2))}, "dense_1": {"kernel": jnp.ones((3, 2, 2))}}
+    stats = jf.gradient_stats({"blocks": stack})
+    assert stats.layer_names == ("blocks/00", "blocks/01", "blocks/02")
+    assert stats.names[:2] == ("blocks/00/dense_0/kernel", "blocks/00/dense_1/kernel")
+    assert _close(stats.layer_norms[1], np.sqrt(8.0))
+    # Unscanned nesting: the last index wins by default, a pattern picks the outer one.
+    tree = {"blocks": [{"mlp": {"layers": [{"w": jnp.ones(2)}] * 2}}] * 2}
+    assert jf.gradient_stats(tree).layer_names[:2] == (
+        "blocks/0/mlp/layers/0",
+        "blocks/0/mlp/layers/1",
+    )
+    outer = jf.gradient_stats(tree, group_by="blocks/[0-9]+")
+    assert outer.layer_names == ("blocks/0", "blocks/1") and _close(outer.layer_norms[0], 2.0)

@@ -19,10 +19,10 @@ Conventions (they change numbers, so they are fixed here and tested):
   ``blocks/0/linear/kernel`` (an ``nnx.List``), ``layers/3/weight`` (Equinox's ``layers[3]``).
 * **Stacks.** A subtree under a path component named in ``stacked`` (default ``blocks``, the
   ``nn.scan`` stack of jaxflow models; name your own, e.g. ``stacked="layers"`` for an Equinox
-  ``filter_vmap`` stack) is split per layer only when it is a scanned stack: no layer index below
-  it (a list of layers — ``nnx.List``, a Python list, numbered keys — is split by layer already)
-  and every leaf with at least two axes, the first of one common length L (a 1-D leaf is an
-  unscanned module's bias or scale, so a square ``Dense`` named ``blocks`` is not taken for a
+  ``filter_vmap`` stack) is split per layer only when it is a scanned stack: no list position or
+  all-digit key below it (a list of layers — ``nnx.List``, a Python list — is split by layer
+  already) and every leaf with at least two axes, the first of one common length L (a 1-D leaf is
+  an unscanned module's bias or scale, so a square ``Dense`` named ``blocks`` is not taken for a
   stack; a stack of per-layer scalars is measured unsplit). Then each leaf gives L rows, with the
   index zero-padded to at least two digits (``blocks/07/Dense_0/kernel``). Otherwise every leaf is
   one leaf. A scalar leaf in such a subtree is an error (no scan makes one: pass ``stacked=()``).
@@ -30,7 +30,10 @@ Conventions (they change numbers, so they are fixed here and tested):
   last *layer index* — a list position (``layers/3``, ``blocks/0``), an all-digit key
   (``blocks/07``) or a lowercase name ending in ``_N`` (``layers_3``, ``blocks_5``,
   ``Transformer/encoderblock_7``, ``decoder/encoderdecoderblock_0``); linen's automatic CamelCase
-  names (``Dense_0``, ``MlpBlock_0``) number parts of a layer and do not count. A leaf without a
+  names (``Dense_0``, ``MlpBlock_0``) number parts of a layer and do not count, and a split stack's
+  layer is its block (``blocks/07``), whatever is numbered inside it. With nested numbering the
+  last index wins (``blocks/3/mlp/layers/0`` in an Equinox block holding an MLP): pass
+  ``group_by="blocks/[0-9]+"`` for one row per block. A leaf without a
   layer index belongs to its first path component (``input``, ``readout``; a leading ``params``
   collection level is kept in the name but not used as the group on its own). ``group_by`` may
   instead be a regular expression (the layer is its first match in the leaf name, or the match's

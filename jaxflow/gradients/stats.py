@@ -327,25 +327,27 @@ def _stacks(measured, stacked):
     """{prefix: whether the subtree at prefix is split per layer}, for the stacked candidates.
 
     A candidate is the subtree under the first path component named in ``stacked``. It is a
-    stack — what ``nn.scan``/``nnx.vmap`` make of a module — when none of its paths has a layer
-    index below it (a list of per-layer modules is split by layer already) and every leaf has at
+    stack — what ``nn.scan``/``nnx.vmap`` make of a module — when none of its paths has a list
+    position or an all-digit key below it (a list of per-layer modules is split by layer
+    already; numbered submodule names such as ``dense_0`` may sit inside a scanned block) and
+    every leaf has at
     least two axes, the first of one common length L (a scanned layer's parameters are at least
     vectors, so a 1-D leaf is an unscanned module's bias or scale: a square ``Dense`` named
     ``blocks`` is not a stack of 16 rows). A scalar leaf in a candidate without layer indices is
     an error: no scan makes one, so the caller must say (``stacked=()``).
     """
     found = {}
-    for parts, indices, leaf in measured:
+    for parts, listed, _, leaf in measured:
         where = next(
             (
                 i
-                for i, (p, ix) in enumerate(zip(parts, indices, strict=True))
+                for i, (p, ix) in enumerate(zip(parts, listed, strict=True))
                 if p in stacked and not ix
             ),
             None,
         )
         if where is not None:
-            found.setdefault(parts[: where + 1], []).append((parts, indices[where + 1 :], leaf))
+            found.setdefault(parts[: where + 1], []).append((parts, listed[where + 1 :], leaf))
     split = {}
     for prefix, members in found.items():
         if any(any(ix) for _, ix, _ in members):
@@ -370,12 +372,15 @@ def _plan(grads, stacked, group_by=None):
     for parts, positional, leaf in _flatten(grads):
         name = "/".join(parts) or _ROOT
         if _measured(name, leaf):
-            measured.append((parts, _layer_indices(parts, positional), leaf))
+            listed = tuple(
+                pos or part.isdigit() for part, pos in zip(parts, positional, strict=True)
+            )
+            measured.append((parts, listed, _layer_indices(parts, positional), leaf))
         else:
             frozen.append(name)
     stacks = _stacks(measured, stacked)
     rows, leaves, paths, split, anchors = [], [], [], [], {}
-    for pos, (parts, indices, leaf) in enumerate(measured):
+    for pos, (parts, _, indices, leaf) in enumerate(measured):
         prefix = next((p for p in stacks if parts[: len(p)] == p), None)
         index = len(leaves)
         leaves.append(leaf)
@@ -391,7 +396,8 @@ def _plan(grads, stacked, group_by=None):
         where = len(prefix)
         for layer in range(depth):
             full_parts = prefix + (f"{layer:0{width}d}",) + parts[where:]
-            full_indices = indices[:where] + (True,) + indices[where:]
+            # A scanned layer is one block: numbered names inside it do not start new layers.
+            full_indices = indices[:where] + (True,) + (False,) * (len(parts) - where)
             full = "/".join(full_parts)
             rows.append(
                 (
