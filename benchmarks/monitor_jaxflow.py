@@ -1,6 +1,6 @@
 """A jitted optax training step with and without ``jaxflow.monitor``, as a whole process.
 
-``--variant plain``: ``optax.adam``; ``--variant monitor``: ``optax.chain(jaxflow.monitor(),
+``--variant plain``: ``optax.adam``; ``--variant monitor``: ``optax.chain(jaxflow.gradient_monitor(),
 optax.adam)`` (issue 3). The model is the notes' ``DeepNet`` as ``jaxflow.mlp(depth=10, width=64,
 out_dim=1)`` on the workload's shared initial weights and batch; the loop is what users write: a
 Python loop calling one jitted step. ``run_s`` is the time of ``steps`` steps after a warm-up
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     spec = workloads.get_spec("monitor", args.scale)
     optimizer = optax.adam(spec.learning_rate)
     if args.variant == "monitor":
-        monitor = require_api(jf, "monitor", "monitor", name, args.scale, "issue 3")
+        monitor = require_api(jf, "gradient_monitor", "monitor", name, args.scale, "issue 3")
         optimizer = optax.chain(monitor(), optimizer)
     with phases.time("data_s"):
         data = workloads.load_data("monitor", args.scale, args.data)

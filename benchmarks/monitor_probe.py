@@ -2,7 +2,7 @@
 
 The monitor workload's step (the notes' DeepNet, batch 32, ``optax.adam``) with, chained in front
 of adam, transformations that do ever more with the gradients: nothing (``optax.identity``), read
-one scalar, read one slice of every leaf, ``optax.tree.norm`` (one pass), and ``jaxflow.monitor()``
+one scalar, read one slice of every leaf, ``optax.tree.norm`` (one pass), and ``jaxflow.gradient_monitor()``
 (the gradient table). One process, the variants interleaved round by round, the best of
 ``--rounds`` rounds of ``--steps`` steps each; the ratio is each variant's time per step over
 adam's. Reading every leaf at all makes XLA materialise the gradients that adam alone consumes
@@ -50,7 +50,7 @@ def variants():
         ),
         "read a slice of every leaf + adam": optax.chain(_reader(leaf_slices), adam),
         "optax.tree.norm + adam": optax.chain(_reader(optax.tree.norm), adam),
-        "jaxflow.monitor() + adam": optax.chain(jf.monitor(), adam),
+        "jaxflow.gradient_monitor() + adam": optax.chain(jf.gradient_monitor(), adam),
     }
 
 

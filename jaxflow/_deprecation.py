@@ -2,30 +2,18 @@
 
 Private. Module ``__getattr__`` hooks for renamed constants and aliases, and :func:`warn` for
 deprecated functions and methods.
-
-jaxflow's own modules that still use an old name (the command line and the reproduction report,
-being migrated) do not trigger the warning, so their users do not see warnings about code they
-did not write; the exemption goes with the old names.
 """
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 
-def _from_jaxflow(depth: int) -> bool:
-    caller = sys._getframe(depth).f_globals.get("__name__", "")
-    return caller == "jaxflow" or caller.startswith("jaxflow.")
-
-
 def warn(old: str, new: str, *, stacklevel: int = 2) -> None:
     """Warns that ``old`` is deprecated in favour of ``new``, attributed ``stacklevel`` frames up
     from the caller of ``warn`` (2: the caller of the deprecated function)."""
-    if _from_jaxflow(stacklevel + 1):
-        return
     warnings.warn(
         f"{old} is deprecated and will be removed in the next release; use {new}",
         DeprecationWarning,

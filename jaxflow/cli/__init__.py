@@ -11,12 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from jaxflow.cli import check, reproduce, spectra, sweep, theory
-from jaxflow.cli._common import UsageError, _Parser, encodable
+from jaxflow.cli._common import UsageError, _Parser
 
 __all__ = ["main"]
-
-# `encodable` is imported from here by jaxflow.gradients.stats; it lives in jaxflow.cli._common.
-_ = encodable
 
 _SUBCOMMANDS = (spectra, theory, check, reproduce, sweep)  # in --help order
 

@@ -4,7 +4,8 @@ the per-layer spectra table."""
 from __future__ import annotations
 
 import argparse
-import sys
+
+from jaxflow._text import encodable  # noqa: F401  (re-exported for the subcommands)
 
 
 class UsageError(Exception):
@@ -14,16 +15,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse would print the whole usage block; one line is enough
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def encodable(text: str, stream=None) -> bool:
-    """Whether ``stream`` (default: stdout) can encode ``text``."""
-    encoding = getattr(stream or sys.stdout, "encoding", None) or "ascii"
-    try:
-        text.encode(encoding)
-    except (UnicodeEncodeError, LookupError):
-        return False
-    return True
 
 
 def _positive_int(text):

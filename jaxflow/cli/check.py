@@ -87,7 +87,7 @@ def run_check(args) -> int:
         "global_norm": float(stats.global_norm),
         "layers": dict(zip(stats.layer_names, np.asarray(stats.layer_norms).tolist())),
         "leaves": {name: {"norm": float(n), "status": status}
-                   for name, n, status in zip(stats.names, np.asarray(stats.norm), stats.status_names())},
+                   for name, n, status in zip(stats.names, np.asarray(stats.norm), jf.GradientStatus.name_of(stats.status))},
     }}  # fmt: skip
     chain = None
     if isinstance(model, jf.Network):

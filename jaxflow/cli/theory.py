@@ -58,7 +58,7 @@ def run_theory(args) -> int:
                 "activation": activation,
                 "sigma_w2": args.sigma_w2,
                 "sigma_b2": args.sigma_b2,
-                "status": str(jf.status_name(mf.status)),
+                "status": str(jf.PredictionStatus.name_of(mf.status)),
                 "q_star": float(mf.q_star),
                 "chi1": float(mf.chi1),
                 "c_star": float(mf.c_star),
@@ -66,7 +66,7 @@ def run_theory(args) -> int:
                 "xi_q": float(mf.xi_q),
                 "xi_c": float(mf.xi_c),
                 "critical_sigma_w2": float(critical.value),
-                "critical_status": str(jf.status_name(critical.status)),
+                "critical_status": str(jf.PredictionStatus.name_of(critical.status)),
             }
         )
     if args.json:

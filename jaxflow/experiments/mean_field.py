@@ -89,7 +89,7 @@ class Chi1Decay(NamedTuple):
       layers: (L,) l = 1…L.
       chi1: () mean-field χ₁ of the model's activation and init.
       q_star: () mean-field q*.
-      status: () status code of the length map (:data:`jaxflow.theory.STATUS_NAMES`).
+      status: () status code of the length map (:class:`jaxflow.PredictionStatus`).
       predicted: (L,) χ₁^l.
       msv: (L,) mean over seeds of (1/n)‖P_l‖_F², the mean squared singular value of P_l.
       msv_error: (L,) its standard error.

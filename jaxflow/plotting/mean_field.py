@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jaxflow.plotting._common import STYLE, _np, new_axes
+from jaxflow.theory.results import PredictionStatus
 
 __all__ = [
     "plot_chi1_decay",
@@ -41,7 +42,7 @@ def plot_phase_diagram(diagram, ax=None, quantity: str = "chi1"):
     ax.grid(False)
     w, b = _np(diagram.sigma_w2), _np(diagram.sigma_b2)
     mf = diagram.mean_field
-    diverges = np.asarray(mf.status) == 2  # jaxflow.theory.DIVERGES
+    diverges = np.asarray(mf.status) == PredictionStatus.DIVERGES
     if quantity == "chi1":
         values = np.log10(_np(mf.chi1))
         low = min(np.nanmin(np.where(diverges, np.nan, values)), -1e-3)

@@ -96,7 +96,7 @@ def gradient_table(ctx: Context) -> Section:
         numbers[short] = {
             "leaf_names": list(stats.names),
             "norms": norms.tolist(),
-            "status": list(stats.status_names()),
+            "status": list(jf.GradientStatus.name_of(stats.status)),
             "global_norm": global_norm,
             "sum_of_norms": float(norms.sum()),
         }

@@ -71,7 +71,7 @@ class FreeMoments(NamedTuple):
       variance: (*S, L) m₂ − m₁² = m₁² l (μ₂/μ₁² − 1 − s₁).
       relative_variance: (*S, L) variance/mean² = l (μ₂/μ₁² − 1 − s₁).
       q_star: the length map's fixed point.
-      status: its status code (see :data:`jaxflow.theory.STATUS_NAMES`).
+      status: its status code (see :class:`jaxflow.PredictionStatus`).
 
     Example:
       >>> import jaxflow as jf

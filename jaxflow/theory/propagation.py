@@ -42,7 +42,7 @@ Conventions and edge cases, reported in every result rather than hidden:
   both c* (absolute) and ξ_c (relative) carry ~3–11 ulps / (1 − χ_c): 1/(1 − χ_c) is the condition
   number of c* = C(c*) itself, so c* ≤ 1e-6 and ξ_c ≤ 1e-5 hold where 1 − χ_c ≳ 0.3 and
   0.1, and at 1 − χ_c = 0.01 (erf, σ_w² = 2, σ_b² = 0.3) ξ_c is good to ~3e-5.
-* **status** (``STATUS_NAMES``): ``OK``; ``MARGINAL`` where the length map's slope at the fixed
+* **status** (:class:`PredictionStatus`): ``OK``; ``MARGINAL`` where the length map's slope at the fixed
   point is within ``tol`` of 1 (ξ_q > 1/tol layers: tanh at σ_w² = 1, σ_b² = 0) or where V(q)/q → 1
   as q → ∞ with no stable root below; ``DIVERGES`` where V(q) > (1 + tol)·q up to 1e20, i.e.
   q^l → ∞ geometrically; ``INVALID`` for σ_w² ≤ 0, σ_b² < 0 or non-finite values passed
@@ -175,7 +175,7 @@ def q_star(
     Example:
       >>> import jaxflow as jf
       >>> fp = jf.q_star("relu", 2.0, 0.0)   # every q is a fixed point: not determined
-      >>> float(fp.q_star), jf.status_name(fp.status), bool(fp.unique)
+      >>> float(fp.q_star), jf.PredictionStatus.name_of(fp.status), bool(fp.unique)
       (nan, 'marginal', False)
     """
     mf = evaluate(activation, sigma_w2, sigma_b2, q0, quadrature, tol)

@@ -129,7 +129,7 @@ class DepthScales(NamedTuple):
         ``critical`` labels |χ₁ − 1| ≤ tol. It is ``inf`` only where χ₁ is 1 to the dtype's
         resolution (float32 6e-6, float64 2e-12), and in the q* → 0 / q* → ∞ limits where the
         correlation map's slope at c = 1 is 1 (see :mod:`jaxflow.theory.propagation`).
-      status: the length map's status, see :data:`STATUS_NAMES`.
+      status: the length map's status, see :class:`PredictionStatus`.
 
     Example:
       >>> import jaxflow as jf
