@@ -49,6 +49,7 @@ from jaxflow.initializers import (
     he_uniform,
     lecun_normal,
     orthogonal,
+    pytorch_default,
     xavier_normal,
     xavier_uniform,
 )
@@ -172,6 +173,7 @@ __all__ = [
     "orthogonal",
     "phase_diagram",
     "product_spectral_estimates",
+    "pytorch_default",
     "q_star",
     "residual_stack",
     "saturated_unit_fraction",
