@@ -12,20 +12,9 @@ the chain rule against autodiff:
 (20, 64, 64)
 """
 
-from jaxflow import _platform
-
-_platform.guard_cpu_thread_pool()  # before any JAX backend starts; see jaxflow/_platform.py
-
+import importlib
 
 from jaxflow.activations import ACTIVATIONS, Activation, get_activation
-from jaxflow.experiments.gradient_flow import (
-    ActivationComparison,
-    InitComparison,
-    ResidualComparison,
-    compare_activations,
-    compare_inits,
-    compare_residual,
-)
 from jaxflow.gradients import (
     STATUSES,
     GradientStats,
@@ -101,7 +90,52 @@ from jaxflow.theory import (
     status_name,
 )
 
-__version__ = "0.1.0"
+# Names whose module is loaded on first use, so that `import jaxflow` stays light: the
+# experiments package also holds the report generator (and, through it, matplotlib).
+_LAZY = {
+    "ActivationComparison": "jaxflow.experiments.gradient_flow",
+    "InitComparison": "jaxflow.experiments.gradient_flow",
+    "ResidualComparison": "jaxflow.experiments.gradient_flow",
+    "compare_activations": "jaxflow.experiments.gradient_flow",
+    "compare_inits": "jaxflow.experiments.gradient_flow",
+    "compare_residual": "jaxflow.experiments.gradient_flow",
+}
+
+
+# Old public names kept working for one release: old name -> new name (an attribute of jaxflow).
+_DEPRECATED: dict[str, str] = {}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _DEPRECATED:
+        import warnings
+
+        new = _DEPRECATED[name]
+        warnings.warn(
+            f"jaxflow.{name} is deprecated; use jaxflow.{new}", DeprecationWarning, stacklevel=2
+        )
+        return globals()[new] if new in globals() else __getattr__(new)
+    raise AttributeError(f"module 'jaxflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("jaxflow")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0.0.0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "ACTIVATIONS",

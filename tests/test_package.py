@@ -58,3 +58,16 @@ def test_every_public_function_and_class_has_a_runnable_example(module):
         and ">>>" not in (getattr(mod, name).__doc__ or "")
     ]
     assert not missing, f"{module}: no docstring example for {missing}"
+
+
+def test_lazily_loaded_names_are_the_modules_own():
+    # jaxflow and jaxflow.experiments load the experiments and the report on first use; the
+    # names are the same objects, and importing the submodule `reproduce` does not shadow the
+    # function of that name.
+    reproduce_module = importlib.import_module("jaxflow.experiments.reproduce")
+    experiments = importlib.import_module("jaxflow.experiments")
+    assert experiments.reproduce is reproduce_module.reproduce
+    assert experiments.Report is reproduce_module.Report
+    gradient_flow = importlib.import_module("jaxflow.experiments.gradient_flow")
+    assert jaxflow.compare_inits is gradient_flow.compare_inits
+    assert "compare_inits" in dir(jaxflow)
