@@ -18,14 +18,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "jaxflow"
 
 # Lowest first. A module belongs to the layer of the longest prefix that names it ("jaxflow"
-# itself, the public API that re-exports the rest, only by exact name).
+# itself, the public API that re-exports the rest, only by exact name). The theory sits beside
+# the measurements in the design: it is the mathematics of the activations and variances alone, so
+# it comes right above the leaves and imports nothing that builds or measures a network.
 LAYERS = (
     ("leaves", ("jaxflow._checks", "jaxflow._numerics", "jaxflow._platform", "jaxflow._registry",
                 "jaxflow.activations", "jaxflow.initializers")),
+    ("theory", ("jaxflow.theory",)),
     ("models", ("jaxflow.models",)),
     ("chain engine", ("jaxflow.jacobians", "jaxflow.chain")),
-    # measurements, with the theory beside them
-    ("measurements", ("jaxflow.gradients", "jaxflow.spectra", "jaxflow.bounds", "jaxflow.theory")),
+    ("measurements", ("jaxflow.gradients", "jaxflow.spectra", "jaxflow.bounds")),
     ("drivers", ("jaxflow.sweeps", "jaxflow.experiments")),
     ("presentation", ("jaxflow.report", "jaxflow.plotting")),
     ("public API", ("jaxflow",)),
@@ -44,6 +46,8 @@ ALLOWED = {
         ("jaxflow.experiments.reproduce", "jaxflow.plotting"),
         ("jaxflow.experiments.reproduce", "jaxflow.report"),
         ("jaxflow.sweeps.reference", "jaxflow"),  # a script: python -m jaxflow.sweeps.reference
+        ("jaxflow.theory.bound", "jaxflow.jacobians"),  # a measurement filed under theory
+        ("jaxflow.theory.bound", "jaxflow.models"),
     },
     "private": {
         ("jaxflow.gradients.layers", "jaxflow.jacobians:_loss_fn"),
