@@ -12,22 +12,11 @@ the chain rule against autodiff:
 (20, 64, 64)
 """
 
-from jaxflow import _platform
+import importlib
 
-_platform.guard_cpu_thread_pool()  # before any JAX backend starts; see jaxflow/_platform.py
-
-
-from jaxflow._deprecation import top_level_getattr as __getattr__  # STATUSES, monitor, ...
+from jaxflow._deprecation import top_level_getattr as _deprecated  # STATUSES, monitor, ...
 from jaxflow.activations import ACTIVATIONS, Activation, get_activation
 from jaxflow.blocks import BlockChain, block_chain
-from jaxflow.experiments.gradient_flow import (
-    ActivationComparison,
-    InitComparison,
-    ResidualComparison,
-    compare_activations,
-    compare_inits,
-    compare_residual,
-)
 from jaxflow.gradients import (
     GradientStats,
     GradientStatus,
@@ -51,6 +40,7 @@ from jaxflow.initializers import (
     he_uniform,
     lecun_normal,
     orthogonal,
+    pytorch_default,
     xavier_normal,
     xavier_uniform,
 )
@@ -102,7 +92,40 @@ from jaxflow.theory import (
 )
 from jaxflow.theory import status_name  # noqa: F401  (deprecated, warns; not in __all__)
 
-__version__ = "0.1.0"
+# Names whose module is loaded on first use, so that `import jaxflow` stays light: the
+# experiments package also holds the report generator (and, through it, matplotlib).
+_LAZY = {
+    "ActivationComparison": "jaxflow.experiments.gradient_flow",
+    "InitComparison": "jaxflow.experiments.gradient_flow",
+    "ResidualComparison": "jaxflow.experiments.gradient_flow",
+    "compare_activations": "jaxflow.experiments.gradient_flow",
+    "compare_inits": "jaxflow.experiments.gradient_flow",
+    "compare_residual": "jaxflow.experiments.gradient_flow",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    return _deprecated(name)  # old names warn for one release; anything else: AttributeError
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("jaxflow")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0.0.0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "ACTIVATIONS",
@@ -176,6 +199,7 @@ __all__ = [
     "orthogonal",
     "phase_diagram",
     "product_spectral_estimates",
+    "pytorch_default",
     "q_star",
     "residual_stack",
     "saturated_unit_fraction",

@@ -1,17 +1,10 @@
-"""Process-level settings jaxflow needs from JAX's CPU backend, applied once at import.
+"""Process-level settings for JAX's CPU backend, applied by the drivers before a backend starts.
 
-jaxlib 0.10's batched LAPACK kernels (SVD, QR, eigh) split a large batch into tasks on XLA:CPU's
-intra-op thread pool and block the calling thread until they finish. When the caller is itself a
-pool thread — a decomposition inside a ``lax.scan``/``while`` body, or two programs in flight at
-once — and every pool thread is inside such a call, no thread is left to run the tasks and the
-process hangs (every ``tf_XLAEigen`` thread parked in ``jax::ParallelBatchMap`` →
-``BlockingCounter::Wait``). XLA sizes that pool to the number of cores, so on a 2-core machine two
-concurrent decompositions are enough; we saw it hang mid-experiment.
-
-XLA reads the pool size from ``NPROC`` when the CPU backend starts. If the user has not set it and
-no backend is running yet, jaxflow sets it to max(8, 4 × cores): a hang would then need that many
-decompositions blocked at once. The extra threads cost nothing measurable (they only take turns
-on the same cores). Set ``NPROC`` yourself to choose another size.
+:func:`guard_cpu_thread_pool` enlarges XLA:CPU's intra-op thread pool so that batched LAPACK
+calls blocking pool threads cannot hang the process; :func:`prefer_fast_compilation` selects
+XLA's -O1. Both only act before the first backend starts, so the drivers (``jaxflow.sweep``,
+``jaxflow reproduce``, the CLI) call them first thing; ``import jaxflow`` sets nothing. Why and
+what was observed: ``docs/platform.md``.
 """
 
 from __future__ import annotations
@@ -28,16 +21,32 @@ def _cores() -> int:
 
 
 def _backends_started() -> bool:
-    try:
-        from jax._src import xla_bridge
+    """Whether JAX has started a backend (after which XLA no longer reads these settings).
 
-        return bool(xla_bridge.backends_are_initialized())
-    except (ImportError, AttributeError):  # a JAX without the probe: assume the worst
-        return True
+    JAX offers no public probe (``jax.extend.backend``, in jax 0.10 and in the current source, has
+    only calls that *start* the backends), so this is the one place jaxflow reads JAX's private
+    ``xla_bridge.backends_are_initialized``; a public probe, should ``jax.extend.backend`` gain
+    one, is preferred. Without either, assume a backend runs, so nothing is set that would then
+    not apply.
+    """
+    import jax.extend.backend
+
+    probe = getattr(jax.extend.backend, "backends_are_initialized", None)
+    if probe is None:
+        try:
+            from jax._src import xla_bridge  # private: isolated here, with the fallback below
+
+            probe = xla_bridge.backends_are_initialized
+        except (ImportError, AttributeError):
+            return True
+    return bool(probe())
 
 
 def guard_cpu_thread_pool() -> None:
-    """Sizes XLA:CPU's intra-op pool so batched LAPACK calls cannot park every thread."""
+    """Sizes XLA:CPU's intra-op pool so batched LAPACK calls cannot park every thread.
+
+    Sets ``NPROC`` to max(8, 4 × cores) unless the user set it or a backend already runs.
+    """
     if "NPROC" not in os.environ and not _backends_started():
         os.environ["NPROC"] = str(max(_MINIMUM_POOL, 4 * _cores()))
 
@@ -53,9 +62,8 @@ def cpu_pool_threads() -> int:
 def prefer_fast_compilation() -> bool:
     """Compiles at XLA's -O1 for the rest of the process, if no backend has started yet.
 
-    For drivers that compile many small programs once each (``jaxflow reproduce``): -O1 roughly
-    halves XLA:CPU's compile time; it changes how hard LLVM optimises, not floating-point
-    semantics, and these programs are too small for the run-time difference to show. A level the
+    For drivers that compile many small programs once each (``jaxflow reproduce``): -O1 changes
+    how hard LLVM optimises, not floating-point semantics (see ``docs/platform.md``). A level the
     user set in ``XLA_FLAGS`` is kept. Returns whether the level now applies.
     """
     flags = os.environ.get("XLA_FLAGS", "")

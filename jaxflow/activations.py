@@ -27,7 +27,8 @@ exactly on a kink, e.g. zero-initialised biases with a zero input.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -14,6 +14,7 @@ name               distribution of W               reference
 ``he_uniform``     U(±√(6/fan_in))                  He et al. (2015)
 ``lecun``          N(0, 1/fan_in)                   LeCun et al. (1998)
 ``orthogonal``     gain × Haar-orthogonal            Saxe et al. (2014)
+``pytorch``        U(±1/√fan_in), b the same        PyTorch's ``nn.Linear`` default
 ``gaussian``       N(0, σ_w²/fan_in), b ~ N(0, σ_b²)  Poole et al. (2016), Schoenholz et al. (2017)
 =================  ==============================  ==========================================
 
@@ -21,18 +22,19 @@ Aliases: ``glorot`` = ``xavier`` (also ``*_normal`` / ``*_uniform`` spellings), 
 ``he``. The Gaussian schemes are *untruncated* normals (``jax.nn.initializers.glorot_normal`` uses
 a truncated normal): mean-field theory assumes Gaussian weights, and the variances above are then
 exact. σ_w² and σ_b² are always **variances**, never standard deviations. Biases are zero except in
-``gaussian``.
+``pytorch`` and ``gaussian``.
 
-A scheme is an :class:`InitScheme`: the kernel and bias initialisers plus the effective
-σ_w² = fan_in·Var(W) and σ_b² that mean-field theory needs (for a square layer: xavier 1, he 2,
-lecun 1, orthogonal gain²).
+A scheme is an :class:`InitScheme`: the kernel and bias initialisers plus their description (the
+weight family, σ_w² = fan_in·Var(W) for a square layer and the fan it is divided by, the bias
+family and variance), the one place the models, mean-field theory and the sweep read it from.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +50,7 @@ __all__ = [
     "he_uniform",
     "lecun_normal",
     "orthogonal",
+    "pytorch_default",
     "xavier_normal",
     "xavier_uniform",
 ]
@@ -196,22 +199,42 @@ def _gaussian_kernel(sigma_w2) -> Initializer:
     return init
 
 
+FAMILIES = ("normal", "uniform", "orthogonal")
+"""How a scheme draws W: i.i.d. normal, i.i.d. uniform, or Haar-orthogonal (scaled)."""
+
+MODES = ("fan_in", "fan_out", "fan_avg")
+BIAS_FAMILIES = ("zeros", "normal", "uniform")
+
+
 class InitScheme(NamedTuple):
-    """A named initialisation scheme: kernel and bias initialisers and their mean-field variances.
+    """A named initialisation scheme: its initialisers and the description of what they draw.
+
+    The description is the one source of what a scheme means: the models call its initialisers,
+    mean-field theory reads σ_w² and σ_b², and the compiled sweep redraws its weights from
+    ``family``, :meth:`kernel_variance` and :meth:`bias_variance` (with the scale as data).
 
     Attributes:
       name: registry name (``"xavier"``, ...) or ``"gaussian"``.
       kernel_init: initialiser for a ``(fan_in, fan_out)`` kernel.
       bias_init: initialiser for a ``(fan_out,)`` bias.
       sigma_w2: fan_in·Var(W_ij) for a square layer (orthogonal: gain²), the σ_w² of mean-field
-        theory.
-      sigma_b2: Var(b_i), the σ_b² of mean-field theory.
-      orthogonal: whether W is orthogonal rather than i.i.d. (free-probability moments differ).
+        theory; the scale of :meth:`kernel_variance`.
+      sigma_b2: Var(b_i), the σ_b² of mean-field theory (for a bias whose variance falls as
+        1/fan_in, ``"pytorch"``, its value at the layer's fan-in, and 0, the infinite-width
+        limit, in the registry's entry).
+      orthogonal: whether W is orthogonal rather than i.i.d. (free-probability moments differ);
+        ``family == "orthogonal"``.
+      family: how W is drawn, one of :data:`FAMILIES`; ``None`` for a scheme without a
+        description (then only the models can use it).
+      mode: which fan divides σ_w² in Var(W_ij) (``"fan_in"``, ``"fan_out"``, ``"fan_avg"``).
+      bias_family: how b is drawn: ``"zeros"``, ``"normal"`` or ``"uniform"``.
+      bias_fan_in_scale: ``None`` when Var(b) = σ_b²; else Var(b) = bias_fan_in_scale/fan_in.
 
     Example:
       >>> import jaxflow as jf
-      >>> jf.get_init("he").sigma_w2
-      2.0
+      >>> he = jf.get_init("he")
+      >>> he.sigma_w2, he.family, he.kernel_variance(fan_in=256, fan_out=128)
+      (2.0, 'normal', 0.0078125)
     """
 
     name: str
@@ -220,9 +243,58 @@ class InitScheme(NamedTuple):
     sigma_w2: Any
     sigma_b2: Any = 0.0
     orthogonal: bool = False
+    family: str | None = None
+    mode: str = "fan_in"
+    bias_family: str = "zeros"
+    bias_fan_in_scale: float | None = None
+
+    def kernel_variance(self, fan_in: int, fan_out: int) -> float:
+        """Var(W_ij) of a ``(fan_in, fan_out)`` kernel, computed as jax's ``variance_scaling``
+        does (``σ_w² / fan`` in Python floats); orthogonal: gain²/max(fan_in, fan_out)."""
+        if self.family == "orthogonal":
+            return float(self.sigma_w2) / max(fan_in, fan_out)
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}
+        if self.mode not in fan:
+            raise ValueError(f"mode={self.mode!r} is not allowed; use one of {', '.join(MODES)}")
+        return self.sigma_w2 / fan[self.mode]
+
+    def bias_variance(self, fan_in: int) -> float:
+        """Var(b_i) of a layer with this fan-in."""
+        if self.bias_family == "zeros":
+            return 0.0
+        if self.bias_fan_in_scale is not None:
+            return self.bias_fan_in_scale / fan_in
+        return self.sigma_b2
+
+    def for_fan_in(self, fan_in: int) -> InitScheme:
+        """The scheme of a layer with this fan-in: itself, unless Var(b) depends on fan_in.
+
+        Flax hands a bias initialiser only the bias shape ``(fan_out,)``, so the models call this
+        with each layer's fan-in before drawing its bias.
+        """
+        if self.bias_fan_in_scale is None:
+            return self
+        if self.bias_family == "uniform":
+            bias_init = _uniform_bias(fan_in)
+        else:
+            bias_init = _normal(self.bias_fan_in_scale / fan_in)
+        return self._replace(bias_init=bias_init, sigma_b2=self.bias_variance(fan_in))
 
 
 _zeros = jax.nn.initializers.zeros
+
+
+def _uniform_bias(fan_in):
+    # PyTorch's nn.Linear bias: U(±1/√fan_in); fan_in=None takes the bias's own length.
+    return _uniform(lambda shape: 1.0 / math.sqrt(shape[-1] if fan_in is None else fan_in))
+
+
+def _uniform(bound_of):
+    def init(key, shape, dtype=jnp.float32):
+        bound = bound_of(shape)
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
 
 
 def gaussian(sigma_w2: Any, sigma_b2: Any = 0.0) -> InitScheme:
@@ -255,22 +327,69 @@ def gaussian(sigma_w2: Any, sigma_b2: Any = 0.0) -> InitScheme:
                     f"{arg}={value!r} is not a valid variance; it must be finite and {low} "
                     "(σ² is a variance, not a standard deviation)"
                 )
-    return InitScheme("gaussian", _gaussian_kernel(sigma_w2), _normal(sigma_b2), sigma_w2, sigma_b2)
+    return InitScheme(
+        "gaussian",
+        _gaussian_kernel(sigma_w2),
+        _normal(sigma_b2),
+        sigma_w2,
+        sigma_b2,
+        family="normal",
+        mode="fan_in",
+        bias_family="normal",
+    )
 
 
-def _scheme(name, kernel_init, sigma_w2, is_orthogonal=False):
-    return InitScheme(name, kernel_init, _zeros, sigma_w2, 0.0, is_orthogonal)
+def pytorch_default() -> InitScheme:
+    """PyTorch's ``nn.Linear`` default: W and b ~ U(±1/√fan_in).
+
+    That is ``kaiming_uniform_(a=√5)`` for W (gain² = 2/(1 + 5) = 1/3, so Var(W) = 1/(3·fan_in)
+    and σ_w² = 1/3) and the same bound for b. Flax hands a bias initialiser only ``(fan_out,)``,
+    so this scheme's ``bias_init`` takes fan_in = fan_out (a square layer); the models call
+    :meth:`InitScheme.for_fan_in` with each layer's real fan-in. σ_b² = 1/(3·fan_in) vanishes at
+    infinite width: the registry's entry has σ_b² = 0, a layer's ``for_fan_in`` the finite value.
+
+    Returns:
+      An :class:`InitScheme` (the registry's ``"pytorch"``).
+
+    References:
+      PyTorch, ``torch.nn.Linear.reset_parameters``; He et al., ICCV 2015.
+
+    Example:
+      >>> import jax, jaxflow as jf
+      >>> scheme = jf.get_init("pytorch")
+      >>> w = scheme.kernel_init(jax.random.key(0), (64, 64))
+      >>> bool(abs(w).max() <= 1 / 8), scheme.for_fan_in(64).sigma_b2 == 1 / (3 * 64)
+      (True, True)
+    """
+    return InitScheme(
+        "pytorch",
+        _uniform(lambda shape: 1.0 / math.sqrt(shape[-2])),
+        _uniform_bias(None),
+        1.0 / 3.0,  # fan_in·Var(U(±1/√fan_in)) = 1/3
+        0.0,
+        family="uniform",
+        mode="fan_in",
+        bias_family="uniform",
+        bias_fan_in_scale=1.0 / 3.0,
+    )
+
+
+def _scheme(name, kernel_init, sigma_w2, family, mode="fan_in"):
+    return InitScheme(
+        name, kernel_init, _zeros, sigma_w2, 0.0, family == "orthogonal", family, mode, "zeros"
+    )
 
 
 INIT_SCHEMES: Registry[InitScheme] = Registry(
     "initialisation scheme",
     {
-        "xavier": _scheme("xavier", xavier_normal(), 1.0),
-        "xavier_uniform": _scheme("xavier_uniform", xavier_uniform(), 1.0),
-        "he": _scheme("he", he_normal(), 2.0),
-        "he_uniform": _scheme("he_uniform", he_uniform(), 2.0),
-        "lecun": _scheme("lecun", lecun_normal(), 1.0),
-        "orthogonal": _scheme("orthogonal", orthogonal(), 1.0, True),
+        "xavier": _scheme("xavier", xavier_normal(), 1.0, "normal", "fan_avg"),
+        "xavier_uniform": _scheme("xavier_uniform", xavier_uniform(), 1.0, "uniform", "fan_avg"),
+        "he": _scheme("he", he_normal(), 2.0, "normal"),
+        "he_uniform": _scheme("he_uniform", he_uniform(), 2.0, "uniform"),
+        "lecun": _scheme("lecun", lecun_normal(), 1.0, "normal"),
+        "orthogonal": _scheme("orthogonal", orthogonal(), 1.0, "orthogonal"),
+        "pytorch": pytorch_default(),
     },
     """Read-only registry of the named schemes (:class:`InitScheme`), by canonical name.
 
@@ -280,7 +399,7 @@ INIT_SCHEMES: Registry[InitScheme] = Registry(
     Example:
       >>> import jaxflow as jf
       >>> list(jf.INIT_SCHEMES)
-      ['he', 'he_uniform', 'lecun', 'orthogonal', 'xavier', 'xavier_uniform']
+      ['he', 'he_uniform', 'lecun', 'orthogonal', 'pytorch', 'xavier', 'xavier_uniform']
     """,
 )
 

@@ -29,13 +29,14 @@ Jacobian diag(γ/√(v + ε)).
 
 from __future__ import annotations
 
-import numbers
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxflow._checks import positive_int
 from jaxflow.activations import get_activation
 from jaxflow.initializers import InitScheme, get_init
 
@@ -81,7 +82,8 @@ def _layer_init(init, layer):
     return layer_init
 
 
-def _dense(features, init: InitScheme, use_bias, param_dtype, name, layer=None):
+def _dense(features, init: InitScheme, use_bias, param_dtype, name, layer=None, *, fan_in):
+    init = init.for_fan_in(fan_in)  # Flax hands the bias initialiser only (features,)
     kernel_init, bias_init = init.kernel_init, init.bias_init
     if layer is not None:
         kernel_init, bias_init = _layer_init(kernel_init, layer), _layer_init(bias_init, layer)
@@ -107,7 +109,15 @@ class DenseBlock(nn.Module):
 
     @nn.compact
     def __call__(self, h, layer=0):
-        dense = _dense(self.width, self.init_scheme, self.use_bias, self.param_dtype, "Dense_0", layer)
+        dense = _dense(
+            self.width,
+            self.init_scheme,
+            self.use_bias,
+            self.param_dtype,
+            "Dense_0",
+            layer,
+            fan_in=self.width,
+        )
         return get_activation(self.activation).fn(dense(h)), None
 
 
@@ -131,7 +141,16 @@ class ResidualBlock(nn.Module):
         phi = get_activation(self.activation).fn
         f = h
         for k in range(self.branch_depth):
-            f = _dense(self.width, self.init_scheme, self.use_bias, self.param_dtype, f"Dense_{k}", layer)(f)
+            dense = _dense(
+                self.width,
+                self.init_scheme,
+                self.use_bias,
+                self.param_dtype,
+                f"Dense_{k}",
+                layer,
+                fan_in=self.width,
+            )
+            f = dense(f)
             if k == self.branch_depth - 1:
                 break
             if self.norm == "layer":
@@ -184,13 +203,15 @@ class Network(nn.Module):
         return self.block_class(**self.block_kwargs(train))
 
     @nn.nowrap
-    def _edge(self, name, features):
-        return _dense(features, self.init_scheme, self.use_bias, self.param_dtype, name)
+    def _edge(self, name, features, fan_in):
+        return _dense(
+            features, self.init_scheme, self.use_bias, self.param_dtype, name, fan_in=fan_in
+        )
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         _check_input(x, self.input_dim, "x")
-        h = x if self.in_dim is None else self._edge("input", self.width)(x)
+        h = x if self.in_dim is None else self._edge("input", self.width, self.input_dim)(x)
         scanned = nn.scan(
             self.block_class,
             variable_axes={"params": 0, "batch_stats": 0},
@@ -198,7 +219,7 @@ class Network(nn.Module):
             length=self.depth,
         )
         h, _ = scanned(**self.block_kwargs(train), name="blocks")(h, jnp.arange(self.depth))
-        return h if self.out_dim is None else self._edge("readout", self.out_dim)(h)
+        return h if self.out_dim is None else self._edge("readout", self.out_dim, self.width)(h)
 
     @nn.nowrap
     def decompose(self, variables, wrt: str = "postactivation") -> Stack:
@@ -227,20 +248,22 @@ class Network(nn.Module):
         def block_fn(v, h):
             return block.apply(v, h)[0]
 
-        return Stack(self._input_map(params), block_fn, block_vars, self._readout(params), self.depth)
+        return Stack(
+            self._input_map(params), block_fn, block_vars, self._readout(params), self.depth
+        )
 
     @nn.nowrap
     def _input_map(self, params):
         if self.in_dim is None:
             return lambda x: x
-        edge = self._edge(None, self.width)
+        edge = self._edge(None, self.width, self.input_dim)
         return lambda x: edge.apply({"params": params["input"]}, x)
 
     @nn.nowrap
     def _readout(self, params):
         if self.out_dim is None:
             return lambda h: h
-        edge = self._edge(None, self.out_dim)
+        edge = self._edge(None, self.out_dim, self.width)
         return lambda h: edge.apply({"params": params["readout"]}, h)
 
 
@@ -277,7 +300,7 @@ class MLP(Network):
             )
         params = variables["params"]
         phi = get_activation(self.activation).fn
-        dense = self._edge(None, self.width)
+        dense = self._edge(None, self.width, self.width)
         stacked = params["blocks"]["Dense_0"]
         first = jax.tree.map(lambda a: a[0], stacked)
         input_map, readout = self._input_map(params), self._readout(params)
@@ -323,10 +346,7 @@ class ResidualStack(Network):
         )
 
 
-def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}={value!r} is not allowed; it must be an integer >= {minimum}")
-    return int(value)
+_check_positive_int = positive_int  # the name other modules import until they use jaxflow._checks
 
 
 def _check_input(x, features, name):
@@ -339,12 +359,12 @@ def _check_input(x, features, name):
 
 
 def _common(depth, width, activation, init, in_dim, out_dim):
-    depth = _check_positive_int("depth", depth)
-    width = _check_positive_int("width", width)
+    depth = positive_int("depth", depth)
+    width = positive_int("width", width)
     if in_dim is not None:
-        in_dim = _check_positive_int("in_dim", in_dim)
+        in_dim = positive_int("in_dim", in_dim)
     if out_dim is not None:
-        out_dim = _check_positive_int("out_dim", out_dim)
+        out_dim = positive_int("out_dim", out_dim)
     get_activation(activation)
     name = activation.name if not isinstance(activation, str) else activation
     return dict(
@@ -455,6 +475,6 @@ def residual_stack(
         **_common(depth, width, activation, init, in_dim, out_dim),
         use_bias=use_bias,
         param_dtype=param_dtype,
-        branch_depth=_check_positive_int("branch_depth", branch_depth),
+        branch_depth=positive_int("branch_depth", branch_depth),
         norm=norm,
     )

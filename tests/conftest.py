@@ -18,6 +18,11 @@ if "xla_backend_optimization_level" not in _flags:
     _flags = f"{_flags} --xla_backend_optimization_level=1"
 os.environ["XLA_FLAGS"] = _flags
 
+from jaxflow import _platform  # noqa: E402
+
+# The suite is a driver: it sizes XLA:CPU's pool before any test starts the backend.
+_platform.guard_cpu_thread_pool()
+
 import jax  # noqa: E402
 import matplotlib  # noqa: E402
 import pytest  # noqa: E402

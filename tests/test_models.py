@@ -19,7 +19,7 @@ def _unrolled_mlp(params, x, activation):
     if "input" in p:
         h = h @ p["input"]["kernel"] + p["input"]["bias"]
     blocks = p["blocks"]["Dense_0"]
-    for kernel, bias in zip(blocks["kernel"], blocks["bias"]):
+    for kernel, bias in zip(blocks["kernel"], blocks["bias"], strict=True):
         h = phi(h @ kernel + bias)
     return h @ p["readout"]["kernel"] + p["readout"]["bias"]
 
@@ -48,8 +48,10 @@ def _randomise(variables, key):
     leaves, treedef = jax.tree.flatten(variables)
     keys = jax.random.split(key, len(leaves))
     new = [
-        leaf + 0.1 * jax.random.uniform(k, leaf.shape, leaf.dtype) if leaf.ndim and leaf.shape[0] else leaf
-        for leaf, k in zip(leaves, keys)
+        leaf + 0.1 * jax.random.uniform(k, leaf.shape, leaf.dtype)
+        if leaf.ndim and leaf.shape[0]
+        else leaf
+        for leaf, k in zip(leaves, keys, strict=True)
     ]
     return jax.tree.unflatten(treedef, new)
 
@@ -84,7 +86,9 @@ def test_float64_model():
         variables = model.init(jax.random.key(0), x)
         y = model.apply(variables, x)
         assert y.dtype == jnp.float64
-        np.testing.assert_allclose(y, _unrolled_mlp(variables["params"], x, "tanh"), rtol=tol("float64", "model"))
+        np.testing.assert_allclose(
+            y, _unrolled_mlp(variables["params"], x, "tanh"), rtol=tol("float64", "model")
+        )
 
 
 @pytest.mark.parametrize("builder", [jf.mlp, jf.residual_stack])

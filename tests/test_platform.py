@@ -1,6 +1,7 @@
-"""jaxflow sizes XLA:CPU's thread pool so batched LAPACK calls cannot park every thread.
+"""The drivers size XLA:CPU's thread pool so batched LAPACK calls cannot park every thread.
 
-Fresh interpreters, because the pool is sized once, when the CPU backend starts.
+Fresh interpreters, because the pool is sized once, when the CPU backend starts. ``import
+jaxflow`` itself sets nothing (tests/test_layers.py); a driver calls the guard first.
 """
 
 import os
@@ -9,7 +10,8 @@ import sys
 
 _PROBE = """
 import os, collections
-import jaxflow, jax, jax.numpy as jnp
+import jaxflow, jaxflow._platform, jax, jax.numpy as jnp
+jaxflow._platform.guard_cpu_thread_pool()  # what the drivers do first
 jnp.linalg.svd(jnp.ones((8, 64, 64)), compute_uv=False).block_until_ready()
 threads = collections.Counter(
     open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")
@@ -35,7 +37,7 @@ def _cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def test_import_enlarges_the_pool():
+def test_the_guard_enlarges_the_pool():
     expected = max(8, 4 * _cores())
     assert _probe({}) == (str(expected), expected, expected)
 

@@ -52,7 +52,7 @@ def test_reproduce_refuses_a_non_empty_folder(tmp_path, capsys):
 
 
 def test_reproduce_exit_status_follows_the_checks(tmp_path, monkeypatch, capsys):
-    module = importlib.import_module("jaxflow.experiments.reproduce")
+    module = importlib.import_module("jaxflow.report.reproduce")
 
     demo = {"demo": lambda ctx: _section(pathlib.Path(ctx.folder), False)}
     monkeypatch.setattr(module, "SECTIONS", demo)
@@ -82,7 +82,7 @@ def test_reproduce_quick_in_a_real_process(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout)
     assert summary["passed"] and all(summary["sections"].values())
-    from jaxflow.experiments.reproduce import SECTIONS
+    from jaxflow.report.reproduce import SECTIONS
 
     assert list(summary["sections"]) == list(SECTIONS)
     numbers = json.loads((out / "numbers.json").read_text())

@@ -38,7 +38,7 @@ def run_reproduce(args) -> int:
 
     _platform.prefer_fast_compilation()  # many small programs, each compiled once
     _select_platform(args.platform)
-    from jaxflow.experiments import reproduce
+    from jaxflow.report.reproduce import reproduce
 
     try:
         report = reproduce(
@@ -74,7 +74,7 @@ def run_reproduce(args) -> int:
 
 def add_parser(commands) -> None:
     """Registers ``reproduce`` on the subcommands of the ``jaxflow`` parser."""
-    from jaxflow.experiments.reproduce import SECTIONS
+    from jaxflow.report.reproduce import SECTIONS
 
     reproduce = commands.add_parser(
         "reproduce",

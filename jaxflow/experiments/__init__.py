@@ -3,7 +3,9 @@
 Experiments are drivers: they build models, jit and vmap (over seeds, activations or inits) and
 return NamedTuples of labelled numbers that the plotting functions and ``jaxflow reproduce`` read.
 Each submodule holds the experiments of one theme; their public names are re-exported here, so
-``jaxflow.experiments.<name>`` is the import path whatever the submodule.
+``jaxflow.experiments.<name>`` is the import path whatever the submodule. The report
+(``reproduce``, ``Report``) now lives in :mod:`jaxflow.report`; the old names here warn for one
+release.
 """
 
 from jaxflow.experiments.bounds import SigmoidBound, sigmoid_bound
@@ -22,7 +24,18 @@ from jaxflow.experiments.mean_field import (
     chi1_decay,
     dynamical_isometry,
 )
-from jaxflow.experiments.reproduce import Report, reproduce
+
+
+
+def __getattr__(name: str):
+    if name in ("Report", "reproduce"):  # deprecated: the report sits above the experiments
+        import jaxflow.report.reproduce as driver
+        from jaxflow._deprecation import warn
+
+        warn(f"jaxflow.experiments.{name}", f"{name} from jaxflow.report.reproduce")
+        return getattr(driver, name)
+    raise AttributeError(f"module 'jaxflow.experiments' has no attribute {name!r}")
+
 
 __all__ = [
     "ActivationComparison",
@@ -30,7 +43,6 @@ __all__ = [
     "DeadUnits",
     "DynamicalIsometry",
     "InitComparison",
-    "Report",
     "ResidualComparison",
     "SigmoidBound",
     "chi1_decay",
@@ -40,6 +52,5 @@ __all__ = [
     "dead_relu_fraction",
     "dynamical_isometry",
     "relu_correlation_map",
-    "reproduce",
     "sigmoid_bound",
 ]

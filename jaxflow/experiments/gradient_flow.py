@@ -26,11 +26,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxflow._numerics import scaled_norm as _norm
+from jaxflow._checks import positive_int
+from jaxflow._numerics import scaled_norm
 from jaxflow.gradients.layers import _loss, _loss_and_gradients
 from jaxflow.gradients.stats import GradientStats, gradient_stats
 from jaxflow.initializers import InitScheme, get_init
-from jaxflow.models import _check_positive_int, mlp, residual_stack
+from jaxflow.models import mlp, residual_stack
 
 __all__ = [
     "ActivationComparison",
@@ -139,28 +140,11 @@ class ResidualComparison(NamedTuple):
     residual_ratio: jax.Array
 
 
-def _torch_uniform(bound_of):
-    def init(key, shape, dtype=jnp.float32):
-        bound = bound_of(shape)
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
-
-
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pytorch_default(fan_in: int) -> InitScheme:
-    """PyTorch's ``nn.Linear`` default: W and b ~ U(±1/√fan_in) (kaiming_uniform with a = √5).
-
-    Flax passes a bias initialiser only the bias shape, so the bias fan-in is fixed here: every
-    Linear layer of the notes' networks has fan_in = width.
-    """
-    return InitScheme(
-        "pytorch",
-        _torch_uniform(lambda shape: 1.0 / math.sqrt(shape[-2])),
-        _torch_uniform(lambda shape: 1.0 / math.sqrt(fan_in)),
-        1.0 / 3.0,  # fan_in·Var(U(±1/√fan_in)) = 1/3
-        1.0 / (3.0 * fan_in),
-    )
+    """The registry's ``"pytorch"`` scheme at this fan-in (one object per width, so a jit keyed on
+    the models sees the same scheme twice)."""
+    return get_init("pytorch").for_fan_in(fan_in)
 
 
 def _default_init(activation: str) -> str:
@@ -217,12 +201,12 @@ def _flow(models: tuple, batch: int, loss: Any, notes: bool):
 
     def measure(model, variables, x, y):
         value, grads, taps = _loss_and_gradients(model, variables, x, y, loss_fn)
-        h_norms = _norm(taps, axis=(1, 2))
+        h_norms = scaled_norm(taps, axis=(1, 2))
         if not notes:
             return value, h_norms
         kernels = grads["blocks"]["Dense_0"]["kernel"]
         weights = jnp.concatenate(
-            [_norm(kernels, axis=(1, 2)), _norm(grads["readout"]["kernel"]).reshape(1)]
+            [scaled_norm(kernels, axis=(1, 2)), scaled_norm(grads["readout"]["kernel"]).reshape(1)]
         )
         stats = gradient_stats(grads, variables["params"])
         return value, h_norms, weights, stats, variables
@@ -233,7 +217,7 @@ def _flow(models: tuple, batch: int, loss: Any, notes: bool):
     return jax.jit(run)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _flow_given(models: tuple, loss: Any):
     """The notes' measurement on given weights and data: variables, x, y stacked over models."""
     loss_fn = _loss(loss)
@@ -241,13 +225,13 @@ def _flow_given(models: tuple, loss: Any):
     def run(variables, xs, ys):
         outputs = []
         for i, model in enumerate(models):
-            mine = jax.tree.map(lambda a: a[i], variables)
+            mine = jax.tree.map(lambda a, i=i: a[i], variables)
             value, grads, taps = _loss_and_gradients(model, mine, xs[i], ys[i], loss_fn)
             kernels = grads["blocks"]["Dense_0"]["kernel"]
             weights = jnp.concatenate(
-                [_norm(kernels, axis=(1, 2)), _norm(grads["readout"]["kernel"]).reshape(1)]
+                [scaled_norm(kernels, axis=(1, 2)), scaled_norm(grads["readout"]["kernel"]).reshape(1)]
             )
-            out = (value, _norm(taps, axis=(1, 2)), weights, gradient_stats(grads, mine["params"]), mine)
+            out = (value, scaled_norm(taps, axis=(1, 2)), weights, gradient_stats(grads, mine["params"]), mine)
             outputs.append(jax.tree.map(lambda a: a[None], out))  # a seed axis of length 1
         return tuple(outputs)
 
@@ -352,7 +336,7 @@ def compare_activations(
     """
     activations = _names(activations, "activations")
     depth, width, batch = (
-        _check_positive_int(n, v) for n, v in (("depth", depth), ("width", width), ("batch", batch))
+        positive_int(n, v) for n, v in (("depth", depth), ("width", width), ("batch", batch))
     )
     given = [a is not None for a in (variables, x, y)]
     if any(given) and not all(given):
@@ -364,10 +348,10 @@ def compare_activations(
         names = ("given",) * len(activations)
     else:
         schemes = _inits_for(activations, init, width)
-        models = [mlp(depth, width, activation=a, init=s) for a, s in zip(activations, schemes)]
+        models = [mlp(depth, width, activation=a, init=s) for a, s in zip(activations, schemes, strict=True)]
         outputs = _run(models, batch, loss, key, notes=True)
         names = tuple(s.name for s in schemes)
-    value, h_norms, weights, stats, variables = zip(*outputs)
+    value, h_norms, weights, stats, variables = zip(*outputs, strict=True)
     return ActivationComparison(
         activations=activations,
         inits=names,
@@ -423,7 +407,7 @@ def compare_inits(
     """
     inits = _names(inits, "inits") if not isinstance(inits, (InitScheme,)) else (inits,)
     depth, width, batch = (
-        _check_positive_int(n, v) for n, v in (("depth", depth), ("width", width), ("batch", batch))
+        positive_int(n, v) for n, v in (("depth", depth), ("width", width), ("batch", batch))
     )
     schemes = tuple(get_init(i) for i in inits)
     models = [mlp(depth, width, activation=activation, init=s) for s in schemes]
@@ -489,7 +473,7 @@ def compare_residual(
       (True, True)
     """
     depth, width, batch = (
-        _check_positive_int(n, v) for n, v in (("depth", depth), ("width", width), ("batch", batch))
+        positive_int(n, v) for n, v in (("depth", depth), ("width", width), ("batch", batch))
     )
     scheme = _resolve_init(init, activation, width)
     models = [

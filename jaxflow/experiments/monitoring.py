@@ -32,9 +32,10 @@ def deep_gradient_stats(depth=20, width=64, activation="sigmoid", init="xavier",
       >>> "blocks/00/Dense_0/kernel" in stats.names
       True
     """
-    import jaxflow as jf
+    from jaxflow.gradients import gradient_stats
+    from jaxflow.models import mlp
 
-    model = jf.mlp(depth, width, activation=activation, init=init)
+    model = mlp(depth, width, activation=activation, init=init)
     kx, ky = jax.random.split(key)
     x, y = jax.random.normal(kx, (32, width)), jax.random.normal(ky, (32, 1))
     variables = model.init(init_key, x)
@@ -44,7 +45,7 @@ def deep_gradient_stats(depth=20, width=64, activation="sigmoid", init="xavier",
         def loss(params):
             return jnp.mean(jnp.square(model.apply({"params": params}, x) - y))
 
-        return jf.gradient_stats(jax.grad(loss)(variables["params"]), variables["params"])
+        return gradient_stats(jax.grad(loss)(variables["params"]), variables["params"])
 
     return stats(variables)
 
@@ -103,13 +104,14 @@ def clipping_comparison(
     """
     import optax
 
-    import jaxflow as jf
+    from jaxflow.gradients import train
+    from jaxflow.models import mlp
 
-    model = jf.mlp(depth, width, activation="relu", init=init)
+    model = mlp(depth, width, activation="relu", init=init)
     kx, ky = jax.random.split(key)
     x, y = jax.random.normal(kx, (32, width)), jax.random.normal(ky, (32, 1))
     variables = model.init(init_key, x)
     optimizer = optax.sgd(learning_rate)
-    plain = jf.train(model, variables, (x, y), optimizer, steps)
-    clipped = jf.train(model, variables, (x, y), optimizer, steps, clip_norm=clip_norm)
+    plain = train(model, variables, (x, y), optimizer, steps)
+    clipped = train(model, variables, (x, y), optimizer, steps, clip_norm=clip_norm)
     return ClippingComparison(plain, clipped, depth, width, steps, clip_norm)

@@ -70,17 +70,18 @@ def jacobian_spectra(
     """
     import jax.numpy as jnp
 
-    import jaxflow as jf
+    from jaxflow.jacobians import jacobian_chain
+    from jaxflow.models import mlp
 
     layer_svs, product_svs, resolveds = [], [], []
     for index, (activation, init) in enumerate(configs):
-        model = jf.mlp(depth, width, activation=activation, init=init, use_bias=False)
+        model = mlp(depth, width, activation=activation, init=init, use_bias=False)
         keys = jax.random.split(jax.random.fold_in(key, index), seeds)
         x = jax.random.normal(key, (width,))
 
         @jax.jit
         def spectra(key):
-            chain = jf.jacobian_chain(model, model.init(key, x), x)
+            chain = jacobian_chain(model, model.init(key, x), x)
             return chain.layer_singular_values, chain.product_singular_values, chain.resolved
 
         layer_sv, sv, resolved = jax.vmap(spectra)(keys)  # (seeds, L, n)

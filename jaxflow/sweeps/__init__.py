@@ -2,7 +2,7 @@
 
 A :class:`Grid` names the networks; :func:`sweep` runs them all and returns a labelled
 ``xarray.Dataset``. The sweep is a *driver* (DESIGN.md): it jits, shards and chunks; the leaf
-functions it calls are the core's (:func:`jaxflow.scan_chain`, the models' ``decompose``).
+functions it calls are the core's (:func:`jaxflow.accumulate_chain`, the models' ``decompose``).
 
 How it runs:
 
@@ -25,19 +25,9 @@ store=shared_path)`` in every process with the same grid. Each process computes 
 inside a chunk), writes them and their records to the shared store, waits at a barrier for the
 others, and then every process returns the whole dataset (process 0 writes ``result/``).
 
-CPU devices, measured on jax/jaxlib 0.10.2: jaxlib's batched LAPACK kernels (the SVD included)
-already split a batch over XLA:CPU's intra-op thread pool, one thread per core, so a single CPU
-device keeps every core busy on the decompositions. Several host devices
-(``--xla_force_host_platform_device_count``) each run their own LAPACK call on that same pool, and
-each call blocks its pool thread waiting for sub-tasks queued behind it: once as many devices as
-pool threads are inside a decomposition, no thread is left to run the sub-tasks and the process
-hangs (a backtrace shows every ``tf_XLAEigen`` thread in ``jax::ParallelBatchMap`` →
-``BlockingCounter::Wait``). From jaxlib 0.10.2's machine code, the SVD kernel splits a call of b
-m×n matrices when the pool has ≥ 2 threads and b·10·m·n ≥ 200,000 (five 64×64 matrices), into tasks
-of max(⌈b/threads⌉, ⌈200,000/(10·m·n)⌉) matrices. That is why ``devices=None`` uses one device on
-CPU with jaxlib < 0.11, and why a sharding over as many CPU devices as cores that would reach the
-split is refused with an error instead of hanging. Small matrices stay below the split, which is
-how the tests check 4-device results against 1-device results.
+CPU devices: ``devices=None`` uses one device on CPU with jaxlib < 0.11, and a sharding over as
+many CPU devices as cores that would deadlock jaxlib's batched SVD is refused with an error
+(why: ``docs/platform.md``, "CPU devices in a sweep").
 """
 
 from .grid import METRICS, Grid

@@ -6,12 +6,12 @@ import dataclasses
 import json
 import numbers
 import os
-from typing import Any
 
+from jaxflow._checks import positive_int
 from jaxflow.activations import ACTIVATIONS, get_activation
-from jaxflow.initializers import InitScheme, get_init
+from jaxflow.initializers import FAMILIES, INIT_SCHEMES, InitScheme, get_init
 
-__all__ = ["Grid", "METRICS", "DEFAULT_METRICS"]
+__all__ = ["DEFAULT_METRICS", "FAMILIES", "Grid", "METRICS"]
 
 MODELS = ("mlp", "residual")
 NORMS = (None, "layer")
@@ -39,12 +39,6 @@ def _fail(key, value, allowed):
     raise ValueError(f"{key}={value!r} is not allowed; {allowed}")
 
 
-def _positive_int(key, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        _fail(key, value, "it must be an integer >= 1")
-    return int(value)
-
-
 def _as_tuple(key, value):
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         value = (value,)
@@ -57,7 +51,7 @@ def _as_tuple(key, value):
 def _no_duplicates(key, values, labels=None):
     labels = values if labels is None else labels
     seen = set()
-    for value, label in zip(values, labels):
+    for value, label in zip(values, labels, strict=True):
         if label in seen:
             raise ValueError(f"{key} lists {value!r} twice; every value must be distinct")
         seen.add(label)
@@ -70,6 +64,27 @@ def init_label(init) -> str:
     return f"gaussian({init[0]:g},{init[1]:g})"
 
 
+# The bias families the sweep kernel can draw (N(0, σ_b²) with σ_b² as data, or none).
+_SWEEP_BIAS_FAMILIES = ("zeros", "normal")
+
+
+def _scheme(init) -> InitScheme:
+    """The registry's scheme of a (normalised) init entry, with a description the sweep can use."""
+    scheme = get_init(init)
+    if scheme.family not in FAMILIES:
+        raise ValueError(
+            f"init={init!r} has weight family {scheme.family!r}; the sweep draws only "
+            f"{', '.join(FAMILIES)} weights"
+        )
+    if scheme.bias_family not in _SWEEP_BIAS_FAMILIES or scheme.bias_fan_in_scale is not None:
+        raise ValueError(
+            f"init={init!r} draws {scheme.bias_family} biases with a fan-in-dependent variance, "
+            "which the sweep kernel cannot draw yet; it draws zero or N(0, σ_b²) biases "
+            "(use a scheme name without biases or a (sigma_w2, sigma_b2) pair)"
+        )
+    return scheme
+
+
 def _normalise_init(init):
     if isinstance(init, InitScheme):
         raise ValueError(
@@ -77,8 +92,7 @@ def _normalise_init(init):
             "sigma_b2) pairs, so it can be saved and compared"
         )
     if isinstance(init, str):
-        scheme = get_init(init)  # raises, listing the valid names
-        return scheme.name
+        return _scheme(init).name  # raises, listing the valid names
     if isinstance(init, (tuple, list)) and len(init) == 2:
         if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in init):
             raise ValueError(f"init entry {init!r} must be two numbers (sigma_w2, sigma_b2)")
@@ -86,60 +100,43 @@ def _normalise_init(init):
         return (float(init[0]), float(init[1]))
     raise ValueError(
         f"init entry {init!r} is not allowed; use a scheme name "
-        f"({', '.join(sorted(_UNIFORM | _NORMAL | {'orthogonal'}))}) or a pair (sigma_w2, sigma_b2)"
+        f"({', '.join(INIT_SCHEMES)}) or a pair (sigma_w2, sigma_b2)"
     )
 
 
-# How each registered scheme draws W, so the compiled sweep can draw it with the scale as data.
-_NORMAL = {"xavier", "he", "lecun"}
-_UNIFORM = {"xavier_uniform", "he_uniform"}
-FAMILIES = ("normal", "uniform", "orthogonal")
-
-
 def init_family(init) -> str:
-    """``"normal"``, ``"uniform"`` or ``"orthogonal"``: how an init entry draws its kernel."""
-    if isinstance(init, tuple):
-        return "normal"
-    if init in _UNIFORM:
-        return "uniform"
-    return "orthogonal" if init == "orthogonal" else "normal"
+    """``"normal"``, ``"uniform"`` or ``"orthogonal"``: how an init entry draws its kernel.
 
-
-# (scale, mode) of jax's variance_scaling behind each Gaussian/uniform scheme in the registry.
-_SCALING = {
-    "xavier": (1.0, "fan_avg"),
-    "xavier_uniform": (1.0, "fan_avg"),
-    "he": (2.0, "fan_in"),
-    "he_uniform": (2.0, "fan_in"),
-    "lecun": (1.0, "fan_in"),
-}
+    Read from the registry's :class:`~jaxflow.InitScheme`; a scheme the sweep cannot draw raises.
+    """
+    return _scheme(init).family
 
 
 def kernel_variances(init, width: int, out_dim: int = 1) -> tuple[float, float, float]:
-    """(Var(W) hidden, Var(W) readout, Var(b)) as the scheme computes them, in float32.
+    """(Var(W) hidden, Var(W) readout, Var(b)) of an init entry, in float32.
 
-    Hidden kernels are width×width, the readout width×out_dim; orthogonal gives gain² for both.
-    The arithmetic is jax's ``variance_scaling`` (``scale / denominator`` in Python floats, then
-    float32) or jaxflow's ``gaussian`` (``sigma_w2 / fan_in``), so the sweep's weights are bitwise
-    those of the core model.
+    Hidden kernels are width×width, the readout width×out_dim. The values are the scheme's own
+    :meth:`~jaxflow.InitScheme.kernel_variance` and :meth:`~jaxflow.InitScheme.bias_variance`
+    (jax's ``variance_scaling`` arithmetic: ``σ_w² / fan`` in Python floats, then float32), so the
+    sweep's weights are bitwise those of the core model; for orthogonal both are gain², the
+    scale the kernel passes to :func:`jaxflow.orthogonal`.
     """
     import numpy as np
 
-    if isinstance(init, tuple):
-        sigma_w2, sigma_b2 = init
-        return np.float32(sigma_w2 / width), np.float32(sigma_w2 / width), np.float32(sigma_b2)
-    if init == "orthogonal":
-        return np.float32(1.0), np.float32(1.0), np.float32(0.0)
-    scale, mode = _SCALING[init]
-    readout_fan = width if mode == "fan_in" else (width + out_dim) / 2
-    return np.float32(scale / width), np.float32(scale / readout_fan), np.float32(0.0)
+    scheme = _scheme(init)
+    if scheme.family == "orthogonal":
+        hidden = readout = scheme.sigma_w2
+    else:
+        hidden = scheme.kernel_variance(width, width)
+        readout = scheme.kernel_variance(width, out_dim)
+    return np.float32(hidden), np.float32(readout), np.float32(scheme.bias_variance(width))
 
 
 def init_variances(init) -> tuple[float, float]:
     """(σ_w², σ_b²) of an init entry for a square layer (orthogonal: gain², 0)."""
     if isinstance(init, tuple):
         return init
-    scheme = get_init(init)
+    scheme = _scheme(init)
     return float(scheme.sigma_w2), float(scheme.sigma_b2)
 
 
@@ -188,7 +185,7 @@ class Grid:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         if self.model not in MODELS:
             _fail("model", self.model, f"use one of {', '.join(MODELS)}")
-        depth = tuple(_positive_int("depth", d) for d in _as_tuple("depth", self.depth))
+        depth = tuple(positive_int("depth", d) for d in _as_tuple("depth", self.depth))
         _no_duplicates("depth", depth)
         set_("depth", tuple(sorted(depth)))
         activation = _as_tuple("activation", self.activation)
@@ -207,7 +204,7 @@ class Grid:
         _no_duplicates("init", raw, [init_label(i) for i in init])  # aliases count as duplicates
         set_("init", init)
         for key in ("width", "seeds", "batch", "branch_depth"):
-            set_(key, _positive_int(key, getattr(self, key)))
+            set_(key, positive_int(key, getattr(self, key)))
         if self.norm not in NORMS:
             _fail("norm", self.norm, f"use one of {NORMS}")
         sat = self.saturation
@@ -265,7 +262,7 @@ class Grid:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, mapping: dict, *, source: str = "grid") -> "Grid":
+    def from_dict(cls, mapping: dict, *, source: str = "grid") -> Grid:
         """Builds a grid from a mapping (e.g. a parsed TOML table), rejecting unknown keys.
 
         Args:
@@ -290,7 +287,7 @@ class Grid:
         return cls(**values)
 
     @classmethod
-    def from_toml(cls, path: str | os.PathLike) -> "Grid":
+    def from_toml(cls, path: str | os.PathLike) -> Grid:
         """Reads a grid from a TOML file whose top-level keys are the grid's fields.
 
         Args:

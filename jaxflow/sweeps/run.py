@@ -8,10 +8,13 @@ import math
 import sys
 import threading
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import numpy as np
+
+from jaxflow import _platform
 
 from . import compute
 from .grid import Grid, init_family, init_variances, kernel_variances
@@ -100,13 +103,12 @@ def check_host_devices(devices, spec, padded: int) -> None:
     pool (one thread per core) when b·10·m·n ≥ 200,000, and blocks its own thread until they finish.
     A device executes on a pool thread, so once as many devices as pool threads are inside such a
     call, every thread waits for tasks that no thread is left to run. The pool has ``NPROC``
-    threads (jaxflow sets it at import; see :mod:`jaxflow._platform`), else one per core.
+    threads (the sweep sets it before the backend starts; see :mod:`jaxflow._platform`), else one
+    per core.
     """
-    from jaxflow._platform import cpu_pool_threads
-
     if len(devices) < 2 or devices[0].platform != "cpu" or not _lapack_blocks_pool():
         return
-    threads = cpu_pool_threads()
+    threads = _platform.cpu_pool_threads()
     svd_batch = (padded // len(devices)) * spec.batch * 2
     if len(devices) >= threads and svd_batch * 10 * spec.width**2 >= 200_000:
         raise ValueError(
@@ -280,7 +282,7 @@ def _prefetch(grid: Grid, store: bool, theory: dict) -> None:
         theory["error"] = error
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _versions() -> dict:
     import importlib.metadata as md
 
@@ -388,6 +390,7 @@ def sweep(
     """
     if not isinstance(grid, Grid):
         raise TypeError(f"grid is a {type(grid).__name__}; pass a jaxflow.Grid (or Grid.from_toml(path))")
+    _platform.guard_cpu_thread_pool()  # before the first computation starts a backend
     start_time = time.perf_counter()
     # xarray (and pandas) take ~0.3 s to import; XLA's compilation releases the GIL, so importing
     # them on a second thread hides that behind the compile of the first chunk.

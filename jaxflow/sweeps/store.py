@@ -37,7 +37,7 @@ class SweepStore:
         self.num_chunks = num_chunks
 
     @classmethod
-    def open(cls, path, grid, chunk_size: int | None, num_chunks_of) -> "SweepStore":
+    def open(cls, path, grid, chunk_size: int | None, num_chunks_of) -> SweepStore:
         """Opens (or creates) the store for ``grid``; refuses a store of another grid.
 
         Args:
