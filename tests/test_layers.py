@@ -65,7 +65,6 @@ ALLOWED = {
         ("jaxflow.gradients.layers", "jaxflow.jacobians:_loss_fn"),
         ("jaxflow.gradients.layers", "jaxflow.models:_check_input"),
         ("jaxflow.gradients.training", "jaxflow.models:_check_input"),
-        ("jaxflow.gradients.training", "jaxflow.models:_check_positive_int"),
         ("jaxflow.experiments.dead_units", "jaxflow.models:_check_positive_int"),
         ("jaxflow.experiments.gradient_flow", "jaxflow.gradients.layers:_loss"),
         ("jaxflow.experiments.gradient_flow", "jaxflow.gradients.layers:_loss_and_gradients"),
