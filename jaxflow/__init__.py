@@ -52,6 +52,7 @@ from jaxflow.initializers import (
     xavier_normal,
     xavier_uniform,
 )
+from jaxflow.chain import Reduction, backward_chain
 from jaxflow.jacobians import (
     ChainRuleCheck,
     JacobianChain,
@@ -130,6 +131,7 @@ __all__ = [
     "PhaseDiagram",
     "PowerIteration",
     "Prediction",
+    "Reduction",
     "ResidualComparison",
     "ResidualStack",
     "STATUSES",
@@ -139,6 +141,7 @@ __all__ = [
     "TrainResult",
     "accumulate_chain",
     "activation_gradient_norms",
+    "backward_chain",
     "c_star",
     "chain_rule_check",
     "chi1",
