@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 
 import jaxflow.theory as theory
+from jaxflow._numerics import HIGHEST
 from jaxflow.activations import get_activation
+from jaxflow.chain import accumulate_chain, outputs
 from jaxflow.initializers import INIT_SCHEMES, InitScheme, gaussian, get_init, orthogonal
-from jaxflow.jacobians import HIGHEST
 from jaxflow.models import mlp
 
 __all__ = ["SigmoidBound", "sigmoid_bound"]
@@ -126,7 +127,7 @@ def _tight_variables(variables, key, x):
 def _max_preactivation(model, variables, x):
     stack = model.decompose(variables, wrt="preactivation")
     z1 = stack.input_map(x)
-    _, zs = jax.lax.scan(lambda z, v: (stack.block_fn(v, z),) * 2, z1, stack.blocks)
+    zs = accumulate_chain(stack.block_fn, stack.blocks, z1, outputs()).emitted
     return jnp.maximum(jnp.max(jnp.abs(z1)), jnp.max(jnp.abs(zs)))
 
 

@@ -17,7 +17,7 @@ to Monte-Carlo measurements live in :mod:`jaxflow.experiments`. Status codes in 
 its S-transform coefficient s₁.
 """
 
-from jaxflow.theory.bound import GradientBound, gradient_bound
+from jaxflow.bounds import GradientBound, gradient_bound
 from jaxflow.theory.free import WEIGHT_ENSEMBLES, FreeMoments, free_moments  # noqa: F401
 from jaxflow.theory.propagation import (
     c_star,
