@@ -15,6 +15,7 @@ __all__ = ["Grid", "METRICS", "DEFAULT_METRICS"]
 
 MODELS = ("mlp", "residual")
 NORMS = (None, "layer")
+P_SPECTRUM_METHODS = ("svd", "stable")
 
 METRICS = (
     "J_spectrum",
@@ -164,6 +165,15 @@ class Grid:
       saturation: a unit is saturated when |φ′(z)| ≤ ``saturation``·sup|φ′| for every input.
       branch_depth: Dense layers per residual branch (``model="residual"``).
       norm: ``None`` or ``"layer"`` (residual branch LayerNorm).
+      p_spectrum_method: how the P_l spectra are taken: ``"svd"`` (the product carried as a
+        float32 matrix and decomposed by LAPACK; it loses small singular values below
+        σ_max·n·ε and underflows in deep contracting chains) or ``"stable"`` (the graded
+        factorisation of :func:`jaxflow.log_spectrum`: every ln σ_i(P_l) at any depth, and
+        ``P_sv_mean_log``/``P_cond`` computed from the logarithms). The two agree where both are
+        exact (tested). The default is ``"svd"`` by measurement: on the reference grid (2-core
+        CPU) the stable method costs several times the SVD's run time (see
+        ``benchmarks/README.md``), and at the grid's depths the SVD is exact but for the flagged
+        unresolved values (``P_resolved``).
 
     Example:
       >>> import jaxflow as jf
@@ -183,6 +193,7 @@ class Grid:
     saturation: float = 0.1
     branch_depth: int = 2
     norm: str | None = None
+    p_spectrum_method: str = "svd"
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -214,6 +225,12 @@ class Grid:
         if not isinstance(sat, numbers.Real) or isinstance(sat, bool) or not 0 < sat < 1:
             _fail("saturation", sat, "it must be a number in (0, 1)")
         set_("saturation", float(sat))
+        if self.p_spectrum_method not in P_SPECTRUM_METHODS:
+            _fail(
+                "p_spectrum_method",
+                self.p_spectrum_method,
+                f"use one of {', '.join(repr(m) for m in P_SPECTRUM_METHODS)}",
+            )
         set_("metrics", self._check_metrics())
 
     def _check_metrics(self):
@@ -258,6 +275,10 @@ class Grid:
         out["init"] = [list(i) if isinstance(i, tuple) else i for i in self.init]
         for key in ("depth", "activation", "metrics"):
             out[key] = list(out[key])
+        if out["p_spectrum_method"] == "svd":
+            # Stores written before the option existed hold grids without it, computed by SVD:
+            # leaving the key out keeps their recorded grid identical to an equal grid now.
+            del out["p_spectrum_method"]
         return out
 
     def to_json(self) -> str:
