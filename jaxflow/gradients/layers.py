@@ -145,8 +145,9 @@ def activation_gradient_norms(model, variables, x, y, loss: Any = "mse") -> jax.
     forward scan (:func:`~jaxflow.accumulate_chain`) gives every h_l and its backward scan
     (:func:`~jaxflow.backward_chain`) pulls ∇_{h_L} ℓ back through one ``jax.vjp`` per block,
     reading ‖∂ℓ/∂h_l‖ at each layer: the cost of one backward pass. For a batch, the
-    per-example losses ℓ_b are summed, so row b holds the gradient of ℓ_b alone (examples do not interact; BatchNorm runs in inference mode). For the batch-mean loss
-    divide by the batch size.
+    per-example losses ℓ_b are summed, so row b holds the gradient of ℓ_b alone (examples do
+    not interact; BatchNorm runs in inference mode). For the batch-mean loss divide by the
+    batch size.
 
     Pure and jit-compatible.
 

@@ -25,14 +25,16 @@ last bit but for entries where XLA fuses ``normal · √var`` into an FMA inside
 (batch, 1) are the columns of one draw ``jax.random.normal(k_data, (batch, width + 1))``.
 
 **Depths from one pass.** The forward scan (:func:`jaxflow.accumulate_chain`, with one reduction
-for the spectra and one for the activations h_l) runs to the largest depth D once. J_l, P_l and the activations h_l of a depth-d network are those of the depth-D network for
-l ≤ d, so every spectrum and dead/saturated fraction is computed once per layer and read as a prefix.
+for the spectra and one for the activations h_l) runs to the largest depth D once. J_l, P_l and
+the activations h_l of a depth-d network are those of the depth-D network for l ≤ d, so every
+spectrum and dead/saturated fraction is computed once per layer and read as a prefix.
 Gradients are not prefixes: the loss of a depth-d network reads out h_d, so its backward pass
 starts at layer d. One reverse scan carries all K backward passes at once, a (K, batch, width)
 cotangent into which the readout gradient of depth d_k is injected when the scan reaches layer d_k
 (:func:`jaxflow.backward_chain`); each step pulls the K cotangents back through block l with one
-``jax.vjp`` and reduces the weight gradient to its norm on the spot. Memory is O(batch·width·D) for the stored activations (as in any
-backward pass) and O(width²) per example for the matrices — never D matrices.
+``jax.vjp`` and reduces the weight gradient to its norm on the spot. Memory is O(batch·width·D)
+for the stored activations (as in any backward pass) and O(width²) per example for the
+matrices — never D matrices.
 """
 
 from __future__ import annotations
@@ -246,7 +248,9 @@ def _spectra_reduction(spec, want_J, want_P, dtype):
     ``p_spectrum_method="svd"``: P_l is carried as a matrix and J_l and P_l go through one
     batched LAPACK SVD per layer. ``"stable"``: P_l is carried as the graded factorisation of
     :func:`jaxflow.log_spectrum` and read as ln σ_i(P_l) at every layer (finite at any depth);
-    J_l keeps the plain SVD (one layer does not underflow).
+    J_l keeps the plain SVD (one layer does not underflow). The graded update and its per-layer
+    Jacobi read-out cost ≈ 7.5× the SVD path's CPU time on the reference grid (see
+    :class:`~jaxflow.Grid`), hence the default ``"svd"``.
     """
     eps = jnp.finfo(dtype).eps
 
