@@ -3,7 +3,7 @@
 One ``jax.jit`` compilation answers the whole grid: every depth comes from one pass at the largest
 depth (a depth-d network is the first d blocks of a deeper one), inits and seeds and inputs are
 ``vmap`` axes over the shared weights, and the activations are three scans inside the same
-compiled program. Each chain is ``jf.scan_chain`` over the blocks of a ``jf.mlp`` (its
+compiled program. Each chain is ``jf.accumulate_chain`` (carrying P_l) over the blocks of a ``jf.mlp`` (its
 ``decompose``), emitting the singular values of J_l and P_l inside the scan, so memory does not
 grow with the number of matrices.
 
@@ -13,7 +13,7 @@ and then. Emitting the matrices and decomposing them in segments outside the sca
 measured no faster, so the scan keeps its flat memory; the steady state sits near the one-core
 SVD floor (see README.md, "The roofline").
 
-This is written with the core API (``jf.mlp(...).decompose`` + ``jf.scan_chain``), because every
+This is written with the core API (``jf.mlp(...).decompose`` + ``jf.accumulate_chain``), because every
 implementation here must use the workload's NumPy-drawn weights and ``jaxflow.sweep`` draws its
 own from each seed. The sweep engine on the same grid (its own weights) is timed by
 ``python -m jaxflow.sweeps.reference``; benchmarks/README.md reports both.
@@ -100,6 +100,9 @@ def spectra(
     depth, width = spec.max_depth, spec.width
     singular_values = _singular_values()
 
+    def _left_multiply(J, P):
+        return jax.numpy.matmul(J, P, precision=jax.lax.Precision.HIGHEST)
+
     def emit_spectra(J, P):
         return singular_values(J), singular_values(P)
 
@@ -108,7 +111,10 @@ def spectra(
 
         def chain(kernels, h0):
             stack = model.decompose({"params": {"blocks": {"Dense_0": {"kernel": kernels}}}})
-            return jf.scan_chain(stack.block_fn, stack.blocks, h0, emit_spectra)[1]
+            carry = jax.numpy.eye(width, dtype=h0.dtype)  # P_0 = I; P_l = J_l P_(l-1)
+            return jf.accumulate_chain(
+                stack.block_fn, stack.blocks, h0, carry, _left_multiply, emit_spectra
+            ).emitted
 
         over_inputs = jax.vmap(chain, in_axes=(None, 0))
         over_seeds = jax.vmap(over_inputs, in_axes=(0, 0))

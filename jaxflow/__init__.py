@@ -17,6 +17,7 @@ import importlib
 from jaxflow._deprecation import top_level_getattr as _deprecated  # STATUSES, monitor, ...
 from jaxflow.activations import ACTIVATIONS, Activation, get_activation
 from jaxflow.blocks import BlockChain, block_chain
+from jaxflow.bounds import GradientBound, gradient_bound
 from jaxflow.gradients import (
     GradientStats,
     GradientStatus,
@@ -44,6 +45,7 @@ from jaxflow.initializers import (
     xavier_normal,
     xavier_uniform,
 )
+from jaxflow.chain import Reduction, backward_chain
 from jaxflow.jacobians import (
     ChainRuleCheck,
     JacobianChain,
@@ -75,7 +77,6 @@ from jaxflow.theory import (
     DepthScales,
     FixedPoint,
     FreeMoments,
-    GradientBound,
     MeanField,
     PhaseDiagram,
     Prediction,
@@ -85,7 +86,6 @@ from jaxflow.theory import (
     critical_sigma_w2,
     depth_scales,
     free_moments,
-    gradient_bound,
     mean_field,
     phase_diagram,
     q_star,
@@ -158,6 +158,7 @@ __all__ = [
     "PowerIteration",
     "Prediction",
     "PredictionStatus",
+    "Reduction",
     "ResidualComparison",
     "ResidualStack",
     "SpectralEstimates",
@@ -165,6 +166,7 @@ __all__ = [
     "TrainResult",
     "accumulate_chain",
     "activation_gradient_norms",
+    "backward_chain",
     "block_chain",
     "c_star",
     "chain_rule_check",
@@ -203,7 +205,6 @@ __all__ = [
     "q_star",
     "residual_stack",
     "saturated_unit_fraction",
-    "scan_chain",
     "singular_values",
     "sweep",
     "top_singular_value",

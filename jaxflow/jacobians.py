@@ -27,12 +27,22 @@ The log-domain spectra of :mod:`jaxflow.spectra` have neither limit at any depth
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxflow._numerics import HIGHEST, all_finite, relative_error
+from jaxflow.chain import (
+    accumulate_chain,
+    backward_chain,
+    jacobians,
+    outputs,
+    products,
+    scan_chain,
+    singular_values,
+)
 from jaxflow.models import Network, Stack, _check_input
 
 __all__ = [
@@ -48,8 +58,6 @@ __all__ = [
     "singular_values",
 ]
 
-HIGHEST = jax.lax.Precision.HIGHEST
-MODES = ("rev", "fwd")
 
 
 class JacobianChain(NamedTuple):
@@ -90,7 +98,7 @@ class ChainRuleCheck(NamedTuple):
     """∂L/∂x three ways, and how far apart they are.
 
     Attributes:
-      explicit: J_inᵀ J_1ᵀ ⋯ J_Lᵀ J_outᵀ ∇_y L from the materialised Jacobians.
+      explicit: J_inᵀ J_1ᵀ ⋯ J_Lᵀ J_outᵀ ∇_y L, block by block.
       grad: ``jax.grad`` of the loss with respect to x.
       vjp: the pullback of ``jax.vjp`` applied to 1.
       explicit_error: ‖explicit − grad‖ / ‖grad‖.
@@ -132,162 +140,6 @@ class LinearGrads(NamedTuple):
     weight: jax.Array
     bias: jax.Array
     input: jax.Array
-
-
-def singular_values(a: jax.Array) -> jax.Array:
-    """Singular values of a matrix or a stack of matrices, descending.
-
-    Args:
-      a: (..., m, n).
-
-    Returns:
-      (..., min(m, n)), descending.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxflow as jf
-      >>> jf.singular_values(jnp.diag(jnp.array([1.0, 3.0, 2.0]))).tolist()
-      [3.0, 2.0, 1.0]
-    """
-    with jax.default_matmul_precision("float32"):
-        return jnp.linalg.svd(a, compute_uv=False)
-
-
-def accumulate_chain(
-    block_fn: Callable[[Any, jax.Array], jax.Array],
-    blocks: Any,
-    h0: jax.Array,
-    init: Any,
-    update: Callable[[Any, Any], Any],
-    emit: Callable[[Any, Any], Any] | None = None,
-    *,
-    mode: str = "rev",
-    with_output: bool = False,
-):
-    """The one scan over the stack, carrying a state of the caller's choosing.
-
-    Layer by layer it takes J_l at h_{l−1}, sets ``state_l = update(J_l, state_{l−1})`` and emits
-    ``emit(J_l, state_l)``. :func:`scan_chain` is this scan with the product P_l as the state;
-    :mod:`jaxflow.spectra` carries a graded factorisation or a QR frame of P_l instead, and with
-    ``mode="linear"`` hands each J_l over as a linear map, never materialised (wide layers).
-
-    Args:
-      block_fn: ``(block_variables, h) -> h``, mapping R^n to R^n.
-      blocks: stacked block variables, every leaf with a leading axis of length L.
-      h0: (n,), the input of the first block.
-      init: the state before the first layer (any pytree, or ``None``).
-      update: ``(J_l, state) -> state``, with the same pytree structure, shapes and dtypes.
-      emit: ``(J_l, state_l) -> pytree`` of per-layer outputs, or ``None`` to emit nothing.
-      mode: how J_l is handed to ``update`` and ``emit``: ``"rev"`` (an (n, n) array from
-        ``jax.jacrev``, the default), ``"fwd"`` (the same from ``jax.jacfwd``) or ``"linear"``
-        (the function v ↦ J_l v from ``jax.linearize``; its transpose is
-        ``jax.linear_transpose``).
-      with_output: call ``emit(J_l, state_l, h_l)`` with the block's output h_l as well.
-
-    Returns:
-      ``(h_L, state_L, emitted)``, every leaf of ``emitted`` stacked on a leading axis of length
-      L (``None`` without ``emit``).
-
-    Example:
-      >>> import jax, jax.numpy as jnp, jaxflow as jf
-      >>> block = lambda w, h: w @ h
-      >>> ws = jnp.stack([2 * jnp.eye(2), 3 * jnp.eye(2)])
-      >>> _, log_det, _ = jf.accumulate_chain(
-      ...     block, ws, jnp.ones(2), 0.0, lambda J, s: s + jnp.linalg.slogdet(J)[1])
-      >>> round(float(jnp.exp(log_det)))  # det(J_2 J_1) = 4 · 9
-      36
-    """
-    if mode not in MODES + ("linear",):
-        raise ValueError(
-            f"mode={mode!r} is not a known differentiation mode; use one of {MODES + ('linear',)}"
-        )
-
-    def body(carry, block_vars):
-        h, state = carry
-
-        def step(h):
-            out = block_fn(block_vars, h)
-            return out, out
-
-        if mode == "linear":
-            h, J = jax.linearize(lambda h: step(h)[0], h)
-        else:
-            jacobian = jax.jacrev if mode == "rev" else jax.jacfwd
-            J, h = jacobian(step, has_aux=True)(h)
-        state = update(J, state)
-        if emit is None:
-            return (h, state), None
-        return (h, state), (emit(J, state, h) if with_output else emit(J, state))
-
-    (h, state), emitted = jax.lax.scan(body, (h0, init), blocks)
-    return h, state, emitted
-
-
-def scan_chain(
-    block_fn: Callable[[Any, jax.Array], jax.Array],
-    blocks: Any,
-    h0: jax.Array,
-    emit: Callable[[jax.Array, jax.Array | None], Any],
-    *,
-    products: bool = True,
-    mode: str = "rev",
-    with_output: bool = False,
-):
-    """The one scan over the stack: takes every J_l, carries P_l, emits ``emit(J_l, P_l)``.
-
-    Everything that walks the chain (:func:`jacobian_chain`, :func:`layer_jacobians`, the sweeps'
-    on-the-fly reductions) is this scan with a different ``emit``, so per-layer statistics can be
-    reduced inside the scan instead of materialising L matrices. It is :func:`accumulate_chain`
-    with P_l as the state.
-
-    Args:
-      block_fn: ``(block_variables, h) -> h``, mapping R^n to R^n.
-      blocks: stacked block variables, every leaf with a leading axis of length L.
-      h0: (n,), the input of the first block.
-      emit: ``(J_l, P_l) -> pytree`` of per-layer outputs (P_l is ``None`` if ``products`` is
-        False).
-      products: whether to carry P_l = J_l P_{l−1}.
-      mode: ``"rev"`` (``jax.jacrev``, the default) or ``"fwd"`` (``jax.jacfwd``).
-      with_output: call ``emit(J_l, P_l, h_l)`` with the block's output h_l as well, for
-        statistics of the activations (and for a backward pass that needs them) without a second
-        forward pass.
-
-    Returns:
-      ``(h_L, emitted)`` with every leaf of ``emitted`` stacked on a leading axis of length L.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, jaxflow as jf
-      >>> block = lambda w, h: jnp.tanh(w @ h)
-      >>> ws = jnp.stack([jnp.eye(3), 2 * jnp.eye(3)])
-      >>> _, dets = jf.scan_chain(block, ws, jnp.zeros(3), lambda J, P: jnp.linalg.det(P))
-      >>> dets.tolist()
-      [1.0, 8.0]
-    """
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not a known differentiation mode; use one of {MODES}")
-    if products:
-        init = jnp.eye(h0.shape[-1], dtype=h0.dtype)
-
-        def update(J, P):
-            return jnp.matmul(J, P, precision=HIGHEST)
-    else:
-        init = None
-
-        def update(J, P):
-            return None
-
-    h, _, emitted = accumulate_chain(
-        block_fn, blocks, h0, init, update, emit, mode=mode, with_output=with_output
-    )
-    return h, emitted
-
-
-def _all_finite(*trees) -> jax.Array:
-    leaves = [
-        jnp.all(jnp.isfinite(leaf))
-        for leaf in jax.tree.leaves(trees)
-        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
-    ]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 def _check_square(block_fn, blocks, h0):
@@ -365,10 +217,9 @@ def layer_jacobians(
         h0 = stack.input_map(x)
         _check_square(stack.block_fn, stack.blocks, h0)
         with jax.default_matmul_precision("float32"):
-            _, layers = scan_chain(
-                stack.block_fn, stack.blocks, h0, lambda J, P: J, products=False, mode=mode
-            )
-        return layers
+            return accumulate_chain(
+                stack.block_fn, stack.blocks, h0, jacobians(), mode=mode
+            ).emitted
 
     return _batched(one, x)
 
@@ -415,17 +266,17 @@ def jacobian_chain(
         h0 = stack.input_map(x)
         _check_square(stack.block_fn, stack.blocks, h0)
         with jax.default_matmul_precision("float32"):
-            _, (layers, products) = scan_chain(
-                stack.block_fn, stack.blocks, h0, lambda J, P: (J, P), mode=mode
+            _, _, (layers, products_) = accumulate_chain(
+                stack.block_fn, stack.blocks, h0, (jacobians(), products()), mode=mode
             )
         layer_sv = singular_values(layers)
-        product_sv = singular_values(products)
+        product_sv = singular_values(products_)
         finfo = jnp.finfo(product_sv.dtype)
         floor = product_sv[:, :1] * product_sv.shape[-1] * finfo.eps
         resolved = jnp.sum(product_sv > floor, axis=-1)
         underflow = floor[:, 0] < finfo.tiny
-        finite = _all_finite(x, variables, layers, products)
-        return JacobianChain(layers, products, layer_sv, product_sv, finite, resolved, underflow)
+        finite = all_finite(x, variables, layers, products_)
+        return JacobianChain(layers, products_, layer_sv, product_sv, finite, resolved, underflow)
 
     return _batched(one, x)
 
@@ -441,17 +292,14 @@ def _loss_fn(loss):
     raise ValueError(f"loss={loss!r} is not a known loss; use one of {LOSSES} or a callable")
 
 
-def _relative_error(a, b):
-    norm = jnp.linalg.norm(b)
-    return jnp.linalg.norm(a - b) / jnp.where(norm > 0, norm, 1.0)
-
-
 def chain_rule_check(model, variables, x, y, loss: Any = "mse") -> ChainRuleCheck:
     """Checks the notes' central identity ∂L/∂x = J_1ᵀ ⋯ J_Lᵀ ∇_y L against autodiff.
 
-    The explicit side multiplies the materialised Jacobians of the input map, every block and the
-    readout, transposed, into ∇_y L (itself from ``jax.grad`` of the loss alone); the other sides
-    are ``jax.grad`` and ``jax.vjp`` of the whole network's loss.
+    The explicit side is the chain rule applied layer by layer: ∇_y L (from ``jax.grad`` of the
+    loss alone) times the materialised readout Jacobian, transposed, pulled back through every
+    block one ``jax.vjp`` at a time by :func:`~jaxflow.backward_chain` (each step is J_lᵀ v at
+    the block's own input h_{l−1}), then times the input map's materialised Jacobian, transposed.
+    The other sides are ``jax.grad`` and ``jax.vjp`` of the whole network's loss.
 
     Args:
       model: a jaxflow model.
@@ -483,30 +331,25 @@ def chain_rule_check(model, variables, x, y, loss: Any = "mse") -> ChainRuleChec
 
         with jax.default_matmul_precision("float32"):
             h0 = stack.input_map(x)
-            h_last, layers = scan_chain(
-                stack.block_fn, stack.blocks, h0, lambda J, P: J, products=False
-            )
+            h_last, _, hs = accumulate_chain(stack.block_fn, stack.blocks, h0, outputs())
             prediction = stack.readout(h_last)
             grad_y = jax.grad(loss_fn)(prediction, y)
             J_out = jax.jacrev(stack.readout)(h_last)
             J_in = jax.jacrev(stack.input_map)(x)
-
-            def backward(v, J):
-                return jnp.matmul(J.T, v, precision=HIGHEST), None
-
             v = jnp.matmul(J_out.T, grad_y, precision=HIGHEST)
-            v, _ = jax.lax.scan(backward, v, layers, reverse=True)
+            inputs = jnp.concatenate([h0[None], hs[:-1]])
+            v = backward_chain(stack.block_fn, stack.blocks, inputs, v[None]).input[0]
             explicit = jnp.matmul(J_in.T, v, precision=HIGHEST)
             grad = jax.grad(total)(x)
             _, pullback = jax.vjp(total, x)
             (vjp,) = pullback(jnp.ones((), prediction.dtype))
-        finite = _all_finite(x, y, variables, explicit, grad, vjp)
+        finite = all_finite(x, y, variables, explicit, grad, vjp)
         return ChainRuleCheck(
             explicit,
             grad,
             vjp,
-            _relative_error(explicit, grad),
-            _relative_error(vjp, grad),
+            relative_error(explicit, grad),
+            relative_error(vjp, grad),
             finite,
         )
 

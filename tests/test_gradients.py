@@ -317,14 +317,16 @@ def test_activation_gradients_bad_input():
 # Dead and saturated units against a NumPy forward pass.
 
 
-def _np_unit_fractions(params, x, activation, threshold):
+def _np_unit_fractions(params, x, activation, fraction):
+    """Dead (φ′ = 0) and saturated (|φ′| ≤ fraction·sup|φ′|) fractions per layer, float64."""
     phi, dphi = NP_ACTIVATIONS[activation]
     p = as64(params)
     h, dead, saturated = np.asarray(x, np.float64), [], []
     for K, b in zip(p["blocks"]["Dense_0"]["kernel"], p["blocks"]["Dense_0"]["bias"]):
         z = h @ K + b
         dead.append(np.mean(np.all(dphi(z) == 0, axis=0)))
-        saturated.append(np.mean(np.all(np.abs(dphi(z)) < threshold, axis=0)))
+        sup = jf.get_activation(activation).sup_derivative
+        saturated.append(np.mean(np.all(np.abs(dphi(z)) <= fraction * sup, axis=0)))
         h = phi(z)
     return np.array(dead), np.array(saturated)
 
@@ -338,16 +340,51 @@ def test_dead_and_saturated_fractions_match_numpy(activation, init, which):
     model = jf.mlp(5, 32, activation=activation)
     variables = np_mlp_variables(0, 5, 32, sigma_w2=init[0], sigma_b2=init[1])
     x = np.random.default_rng(1).normal(size=(16, 32)).astype(np.float32)
-    dead, saturated = _np_unit_fractions(variables["params"], x, activation, 1e-2)
+    dead, saturated = _np_unit_fractions(variables["params"], x, activation, 0.1)
     reference = dead if which == "dead" else saturated
     # The configuration is chosen so that the reference is neither all nor nothing.
     assert 0 < reference.max() and reference.min() < 1
     computed = (
         jf.dead_unit_fraction(model, variables, x)
         if which == "dead"
-        else jf.saturated_unit_fraction(model, variables, x, threshold=1e-2)
+        else jf.saturated_unit_fraction(model, variables, x)
     )
     np.testing.assert_array_equal(np.asarray(computed), reference)
+
+
+def test_saturation_has_one_definition():
+    """The relative rule |φ′| ≤ 0.1·sup|φ′| of the sweep; the old absolute threshold= warns."""
+    from jaxflow.gradients.layers import SATURATION, saturated
+
+    assert SATURATION == jf.Grid().saturation
+    sigmoid = jf.get_activation("sigmoid")
+    # σ′(z) = 0.1·(1/4) at |z| ≈ 3.66; tanh′(z) = 0.1 at |z| ≈ 1.82
+    z = jnp.array([3.6, 3.7])
+    assert saturated(sigmoid.derivative(z), sigmoid.sup_derivative).tolist() == [False, True]
+    tanh = jf.get_activation("tanh")
+    z = jnp.array([1.8, 1.85])
+    assert saturated(tanh.derivative(z), tanh.sup_derivative).tolist() == [False, True]
+    model = jf.mlp(3, 8, activation="tanh")
+    variables = np_mlp_variables(0, 3, 8, sigma_w2=4.0, sigma_b2=16.0)
+    x = np.random.default_rng(1).normal(size=(4, 8)).astype(np.float32)
+    with pytest.warns(DeprecationWarning, match="threshold"):
+        old = jf.saturated_unit_fraction(model, variables, x, threshold=1e-2)
+    _, reference = _np_unit_fractions_absolute(variables["params"], x, "tanh", 1e-2)
+    np.testing.assert_array_equal(np.asarray(old), reference)
+    with pytest.raises(ValueError, match="fraction=1"):
+        jf.saturated_unit_fraction(model, variables, x, fraction=1)
+
+
+def _np_unit_fractions_absolute(params, x, activation, threshold):
+    phi, dphi = NP_ACTIVATIONS[activation]
+    p = as64(params)
+    h, dead, saturated = np.asarray(x, np.float64), [], []
+    for K, b in zip(p["blocks"]["Dense_0"]["kernel"], p["blocks"]["Dense_0"]["bias"]):
+        z = h @ K + b
+        dead.append(np.mean(np.all(dphi(z) == 0, axis=0)))
+        saturated.append(np.mean(np.all(np.abs(dphi(z)) < threshold, axis=0)))
+        h = phi(z)
+    return np.array(dead), np.array(saturated)
 
 
 def test_unit_fractions_bad_input():

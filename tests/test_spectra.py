@@ -295,7 +295,7 @@ def test_overflowed_forward_pass_is_not_finite():
 
 
 def test_accumulate_chain_is_the_one_scan():
-    """scan_chain is accumulate_chain with P_l as its state; mode="linear" hands J_l over as
+    """The products reduction carries P_l as its state; mode="linear" hands J_l over as
     the map v ↦ J_l v."""
     model = jf.mlp(5, 6, activation="tanh", init="xavier")
     x = jax.random.normal(jax.random.key(1), (6,))
@@ -309,7 +309,8 @@ def test_accumulate_chain_is_the_one_scan():
         linear = jf.accumulate_chain(
             stack.block_fn, stack.blocks, x, 0, lambda J, c: c + 1, lambda J, c: J(v), mode="linear"
         )
-        return linear, jf.scan_chain(stack.block_fn, stack.blocks, x, lambda J, P: P)
+        h2, _, products = jf.accumulate_chain(stack.block_fn, stack.blocks, x, jf.chain.products())
+        return linear, (h2, products)
 
     (h, count, jvps), (h2, products) = both(x)
     assert int(count) == 5

@@ -169,7 +169,10 @@ def test_residual_metrics_match_core():
     assert _rel(out.activation_grad_norm, act[::-1]) < tol("float32", "gradient_norm")
 
 
-INITS = sorted(jf.INIT_SCHEMES) + [(1.1, 0.05)]  # 1.1 is not a float32: σ²/n rounds once
+# Every scheme the sweep can draw; 1.1 is not a float32: σ²/n rounds once. A Grid refuses
+# "pytorch" (uniform biases of fan-in-dependent variance) with a clear error, tested in
+# test_sweeps_grid.py.
+INITS = sorted(n for n, s in jf.INIT_SCHEMES.items() if s.bias_fan_in_scale is None) + [(1.1, 0.05)]
 
 
 def test_weights_are_the_core_models():
@@ -369,3 +372,64 @@ def test_reference_checksum_sums_log_norm_of_each_depths_end_to_end_product(ds):
     ends = [ds.P_sv_max.sel(depth=d, layer=d).values.astype(np.float64) for d in ds.depth.values]
     np.testing.assert_allclose(checksum(ds), np.sum(np.log(ends)), rtol=1e-12)
     assert jf.Grid(**REFERENCE).num_configs == 72 and jf.Grid(**REFERENCE).max_depth == 40
+
+
+# ---------------------------------------------------------------------------------------------
+# P spectra by the stable (graded) method
+
+
+def test_stable_p_spectra_equal_svd_and_float64_numpy_where_both_are_exact():
+    """On a shallow, well-conditioned grid (tanh, orthogonal and xavier, depth ≤ 4) the stable
+    method's P spectra equal the SVD's and float64 NumPy's SVD of the explicit products."""
+    kw = dict(depth=[2, 4], activation=["tanh"], init=["orthogonal", "xavier"], width=WIDTH,
+              seeds=2, batch=2, metrics=["J_spectrum", "P_spectrum", "P_spectra"])
+    svd = jf.sweep(jf.Grid(**kw), quiet=True)
+    stable = jf.sweep(jf.Grid(**kw, p_spectrum_method="stable"), quiet=True)
+    for init in ("orthogonal", "xavier"):
+        for seed in range(2):
+            point = dict(activation="tanh", init=init, seed=seed, depth=4)
+            model, variables, x, _ = _core_network(jf.Grid(**kw), "tanh", init, seed, 4)
+            _, J, *_ = _np_mlp(variables, x, x[:, :1], "tanh")
+            P = np.stack([np.stack([np.linalg.multi_dot([*J[e, : l + 1][::-1], np.eye(WIDTH)])
+                                    for l in range(4)]) for e in range(2)])
+            ref = np.linalg.svd(P, compute_uv=False)  # (example, layer, sv), float64
+            got = stable.P_sv.sel(point).values
+            plain = svd.P_sv.sel(point).values
+            scale = ref[..., :1]
+            # Both against float64 at the float32 SVD's accuracy (relative to σ_max) ...
+            assert sv_error(got, P) < tol("float32", "svd")
+            np.testing.assert_allclose(got, plain, rtol=0, atol=tol("float32", "svd") * scale.max())
+            # ... and the graded method to every singular value's own size, where the SVD
+            # of the float32 product is not (σ_min/σ_max reaches 1e-6 here).
+            np.testing.assert_allclose(got, ref, rtol=1e-3)
+            np.testing.assert_allclose(
+                stable.P_sv_mean_log.sel(point).values, np.mean(np.log(ref), -1), rtol=1e-4
+            )
+            np.testing.assert_allclose(
+                stable.P_cond.sel(point).values, ref[..., 0] / ref[..., -1], rtol=1e-3
+            )
+            for name in ("P_sv_max", "P_sv_mean_sq"):
+                np.testing.assert_allclose(
+                    stable[name].sel(point).values, svd[name].sel(point).values, rtol=1e-4
+                )
+            ok = ref[..., -1] > 1e-2 * ref[..., 0]  # where the SVD's small values are exact too
+            for name in ("P_sv_min", "P_sv_mean_log", "P_cond"):
+                np.testing.assert_allclose(
+                    stable[name].sel(point).values[ok], svd[name].sel(point).values[ok], rtol=1e-3
+                )
+            np.testing.assert_array_equal(
+                stable.J_sv_max.sel(point).values, svd.J_sv_max.sel(point).values
+            )
+
+
+def test_p_spectrum_method_is_validated_and_old_grids_keep_their_identity():
+    with pytest.raises(ValueError, match=r"p_spectrum_method='qr' is not allowed; use one of 'svd', 'stable'"):
+        jf.Grid(p_spectrum_method="qr")
+    default = jf.Grid()
+    # A grid recorded before the option existed (no key) is the same grid: an SVD sweep.
+    assert "p_spectrum_method" not in default.to_dict()
+    assert jf.Grid.from_dict(default.to_dict()) == default
+    stable = jf.Grid(p_spectrum_method="stable")
+    assert stable.to_dict()["p_spectrum_method"] == "stable"
+    assert jf.Grid.from_dict(stable.to_dict()) == stable
+    assert compute.spec_of(stable) != compute.spec_of(default)

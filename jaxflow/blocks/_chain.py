@@ -17,7 +17,7 @@ import numpy as np
 from jaxflow._numerics import HIGHEST, all_finite, scaled_norm
 from jaxflow.jacobians import JacobianChain
 from jaxflow.spectra import SpectralEstimates, mean_squared_singular_value, top_singular_value
-from jaxflow.spectra._kernels import METHODS as _KERNELS
+from jaxflow._chain_kernels import METHODS as _KERNELS
 
 MATRIX_FREE_ABOVE = 2048
 """``method="auto"`` goes matrix-free once some state has more entries than this: a float32 J of

@@ -24,9 +24,11 @@ import jax
 import jax.numpy as jnp
 
 import jaxflow.theory as theory
+from jaxflow._numerics import HIGHEST
 from jaxflow.activations import get_activation
+from jaxflow.bounds import GradientBound, gradient_bound
+from jaxflow.chain import accumulate_chain, outputs
 from jaxflow.initializers import INIT_SCHEMES, InitScheme, gaussian, get_init, orthogonal
-from jaxflow.jacobians import HIGHEST
 from jaxflow.models import mlp
 
 __all__ = ["SigmoidBound", "sigmoid_bound"]
@@ -82,7 +84,7 @@ class SigmoidBound(NamedTuple):
 
     depths: jax.Array
     sup_bound: jax.Array
-    tight: theory.GradientBound
+    tight: GradientBound
     tight_max_preactivation: jax.Array
     inits: tuple
     sigma_w2: jax.Array
@@ -90,7 +92,7 @@ class SigmoidBound(NamedTuple):
     q_star: jax.Array
     chi1: jax.Array
     mean_field: jax.Array
-    random: theory.GradientBound
+    random: GradientBound
     exceed: jax.Array
     worst_exceed: jax.Array
 
@@ -126,7 +128,7 @@ def _tight_variables(variables, key, x):
 def _max_preactivation(model, variables, x):
     stack = model.decompose(variables, wrt="preactivation")
     z1 = stack.input_map(x)
-    _, zs = jax.lax.scan(lambda z, v: (stack.block_fn(v, z),) * 2, z1, stack.blocks)
+    zs = accumulate_chain(stack.block_fn, stack.blocks, z1, outputs()).emitted
     return jnp.maximum(jnp.max(jnp.abs(z1)), jnp.max(jnp.abs(zs)))
 
 
@@ -167,7 +169,7 @@ def _sigmoid_bound_program(depth, width, seeds, seed_batch, schemes):
         )
         xs = jnp.concatenate([d[1] for d in drawn] + [x_tight[None]])
         bounds = jax.lax.map(
-            lambda vx: theory.gradient_bound(structure, vx[0], vx[1], prefixes=True),
+            lambda vx: gradient_bound(structure, vx[0], vx[1], prefixes=True),
             (variables, xs),
             batch_size=seed_batch,
         )

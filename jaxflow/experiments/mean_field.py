@@ -43,9 +43,10 @@ import jax
 import jax.numpy as jnp
 
 import jaxflow.theory as theory
+from jaxflow._numerics import HIGHEST
+from jaxflow.chain import accumulate_chain, backward_chain, outputs, products, singular_values
 from jaxflow.experiments.bounds import _check_int, _fixed_point_inputs
 from jaxflow.initializers import InitScheme, gaussian, orthogonal
-from jaxflow.jacobians import HIGHEST, scan_chain, singular_values
 from jaxflow.models import MLP, mlp
 
 __all__ = ["Chi1Decay", "DynamicalIsometry", "chi1_decay", "dynamical_isometry"]
@@ -149,22 +150,23 @@ def _chi1_program(model: MLP, directions: int):
         k_init, k_x, k_g = jax.random.split(k, 3)
         x = _fixed_point_inputs(model.activation, q, k_x, n)
         stack = model.decompose(model.init(k_init, x))
+        h0 = stack.input_map(x)
+        mean_sq = products()._replace(read=lambda layer, P: jnp.sum(jnp.square(P)) / n)
         with jax.default_matmul_precision("float32"):
-            _, (msv, layers) = scan_chain(
+            _, _, (msv, hs) = accumulate_chain(
+                stack.block_fn, stack.blocks, h0, (mean_sq, outputs())
+            )
+            top = jax.random.normal(k_g, (n, directions))
+            back = backward_chain(
                 stack.block_fn,
                 stack.blocks,
-                stack.input_map(x),
-                lambda J, P: (jnp.sum(jnp.square(P)) / n, J),
+                jnp.concatenate([h0[None], hs[:-1]]),
+                top.T,
+                emit=lambda step: jnp.linalg.norm(step.cotangent, axis=-1),
             )
-
-            def back(delta, J):
-                below = jnp.matmul(J.T, delta, precision=HIGHEST)
-                return below, jnp.linalg.norm(below, axis=0)
-
-            top = jax.random.normal(k_g, (n, directions))
-            _, norms = jax.lax.scan(back, top, layers, reverse=True)  # norms[l−1] = ‖δ_{l−1}‖
+        above = back.emitted  # (L, directions): row l − 1 is ‖δ_l‖, δ_L = top
+        norms = jnp.concatenate([jnp.linalg.norm(back.input, axis=-1)[None], above[:-1]])
         top_norm = jnp.linalg.norm(top, axis=0)
-        above = jnp.concatenate([norms[1:], top_norm[None]])  # ‖δ_l‖
         decay = jnp.mean(jnp.square(norms[::-1] / top_norm[None]), axis=-1)
         return msv, decay, jnp.mean(jnp.square(norms / above), axis=-1)
 
@@ -184,8 +186,9 @@ def chi1_decay(
     For each seed: fresh parameters, an input at the fixed point (module docs) and, as top
     gradients, ``directions`` vectors δ_L ~ N(0, I_n) — gradients of random linear readouts, the
     setting of the mean-field backward theory (Schoenholz et al. 2017, §5); the seed's gradient
-    statistics average over them. One scan over the stack (:func:`jaxflow.scan_chain`) gives every
-    J_l and (1/n)‖P_l‖_F²; δ_{l−1} = J_lᵀ δ_l gives the gradient norms. All seeds run in one
+    statistics average over them. One forward scan (:func:`jaxflow.accumulate_chain`) gives every
+    h_l and (1/n)‖P_l‖_F²; one backward scan (:func:`jaxflow.backward_chain`) pulls the top
+    gradients down, δ_{l−1} = J_lᵀ δ_l, and gives the gradient norms. All seeds run in one
     compiled, vmapped call.
 
     Args:
@@ -318,7 +321,7 @@ def _isometry_program(activation, sigma_w2, sigma_b2, depth, width, names, condi
         for w in names
     ]
 
-    def emit(J, P):
+    def emit(P):
         # m₁ = (1/n) tr PPᵀ and m₂ = (1/n) tr (PPᵀ)² need no decomposition; the condition
         # number needs the extreme singular values (an SVD per layer, the costly part).
         gram = jnp.matmul(P, P.T, precision=HIGHEST)
@@ -334,7 +337,8 @@ def _isometry_program(activation, sigma_w2, sigma_b2, depth, width, names, condi
         x = _fixed_point_inputs(activation, q, k_x, width)
         stack = model.decompose(model.init(k_init, x))
         with jax.default_matmul_precision("float32"):
-            _, (moments, cond) = scan_chain(stack.block_fn, stack.blocks, x, emit)
+            reduction = products()._replace(read=lambda layer, P: emit(P))
+            _, _, (moments, cond) = accumulate_chain(stack.block_fn, stack.blocks, x, reduction)
         mean, second = moments[:, 0], moments[:, 1]
         variance = second - jnp.square(mean)
         return mean, variance, variance / jnp.square(mean), cond

@@ -7,41 +7,82 @@ from __future__ import annotations
 
 import functools
 import numbers
+import warnings
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from jaxflow._numerics import scaled_norm
 from jaxflow.activations import get_activation
-from jaxflow.gradients.stats import _norm
+from jaxflow.chain import accumulate_chain, backward_chain, outputs
 from jaxflow.jacobians import _loss_fn
 from jaxflow.models import MLP, Network, _check_input
 
-__all__ = ["activation_gradient_norms", "dead_unit_fraction", "saturated_unit_fraction"]
+__all__ = [
+    "SATURATION",
+    "activation_gradient_norms",
+    "dead_unit_fraction",
+    "saturated",
+    "saturated_unit_fraction",
+]
+
+SATURATION = 0.1
+"""jaxflow's one definition of a saturated unit: |φ′(z)| ≤ SATURATION·sup|φ′|, i.e. the unit passes
+at most a tenth of the most gradient its activation can pass. Relative to sup|φ′| so that it means
+the same for every activation (sigmoid's φ′ never exceeds 1/4; tanh's reaches 1): sigmoid is
+saturated beyond |z| ≈ 3.6, tanh beyond |z| ≈ 1.8, and ReLU (φ′ ∈ {0, 1}) exactly when dead.
+:func:`saturated_unit_fraction` and the sweep's ``saturated_fraction`` both use it."""
+
+
+def saturated(derivative, sup_derivative, fraction: float = SATURATION):
+    """Whether |φ′| ≤ ``fraction``·sup|φ′| (elementwise): the one definition of saturation.
+
+    Args:
+      derivative: φ′(z), any shape.
+      sup_derivative: sup|φ′| of the activation (:attr:`jaxflow.Activation.sup_derivative`).
+      fraction: the share of sup|φ′| at or below which a unit is saturated, in (0, 1).
+
+    Returns:
+      A boolean array shaped like ``derivative``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> from jaxflow.gradients.layers import saturated
+      >>> sigmoid = jf.get_activation("sigmoid")
+      >>> saturated(sigmoid.derivative(jnp.array([0.0, 3.0, 4.0])), sigmoid.sup_derivative).tolist()
+      [False, False, True]
+    """
+    return jnp.abs(derivative) <= fraction * sup_derivative
 
 # One function object per loss name, so a jitted driver keyed on it does not recompile per call.
 _loss = functools.lru_cache(maxsize=None)(_loss_fn)
 
 
-# Activation gradients: one backward pass through zero taps added to every h_l.
+# Every h_l of a batch: the chain's forward scan with the block mapped over examples.
 
 
-def _tapped_forward(stack, x, taps):
-    """readout(h_L) and (h_0, …, h_L) for a batch x (B, d), with taps[l] added to h_l.
+def _batched_block(stack):
+    return jax.vmap(stack.block_fn, in_axes=(None, 0))
 
-    ∂L/∂taps[l] = ∂L/∂h_l: a zero tap enters exactly where h_l does, so one backward pass gives
-    the gradient at every layer.
-    """
-    block = jax.vmap(stack.block_fn, in_axes=(None, 0))
-    h0 = jax.vmap(stack.input_map)(x) + taps[0]
 
-    def body(h, inputs):
-        block_vars, tap = inputs
-        h = block(block_vars, h) + tap
-        return h, h
+def _hidden_outputs(stack, x, taps=None):
+    """(h_0, h_1 … h_L) for a batch x (B, d): h_0 (B, n) and hs (L, B, n), with taps[l] added to
+    h_l when given (zero taps make ∂loss/∂taps[l] = ∂loss/∂h_l)."""
+    h0 = jax.vmap(stack.input_map)(x)
+    if taps is None:
+        block, blocks = _batched_block(stack), stack.blocks
+    else:
+        h0 = h0 + taps[0]
+        block_fn = _batched_block(stack)
 
-    h_last, hs = jax.lax.scan(body, h0, (stack.blocks, taps[1:]))
-    return jax.vmap(stack.readout)(h_last), jnp.concatenate([h0[None], hs])
+        def block(inputs, h):
+            block_vars, tap = inputs
+            return block_fn(block_vars, h) + tap
+
+        blocks = (stack.blocks, taps[1:])
+    _, _, hs = accumulate_chain(block, blocks, h0, outputs())
+    return h0, hs
 
 
 def _tap_shape(stack, x):
@@ -52,6 +93,9 @@ def _tap_shape(stack, x):
 def _loss_and_gradients(model, variables, x, y, loss_fn, reduce="mean"):
     """(loss, ∂loss/∂params, ∂loss/∂h_l for l = 0…L (L+1, B, n)) from one backward pass.
 
+    Zero taps are added to every h_l inside the chain's forward scan, so ``jax.grad`` with respect
+    to them gives every ∂loss/∂h_l alongside the parameter gradient.
+
     x: (B, d), y: (B, out); the loss is the ``reduce`` ("mean" or "sum") over examples of
     ``loss_fn(prediction, y)``.
     """
@@ -60,8 +104,8 @@ def _loss_and_gradients(model, variables, x, y, loss_fn, reduce="mean"):
 
     def objective(params, taps):
         stack = model.decompose({"params": params, **rest})
-        prediction, _ = _tapped_forward(stack, x, taps)
-        return reduce_fn(jax.vmap(loss_fn)(prediction, y))
+        _, hs = _hidden_outputs(stack, x, taps)
+        return reduce_fn(jax.vmap(loss_fn)(jax.vmap(stack.readout)(hs[-1]), y))
 
     shape = _tap_shape(model.decompose(variables), x)
     taps = jnp.zeros(shape.shape, shape.dtype)
@@ -97,12 +141,13 @@ def activation_gradient_norms(model, variables, x, y, loss: Any = "mse") -> jax.
     """‖∂ℓ/∂h_l‖ at every layer l = 0…L, per example, from one backward pass.
 
     This is the quantity the vanishing-gradient bound speaks of: by the chain rule
-    ∂ℓ/∂h_l = J_{l+1}ᵀ ⋯ J_Lᵀ J_outᵀ ∇_y ℓ. Rather than materialising Jacobians, a zero vector
-    ε_l is added to every h_l inside the one scan over the blocks, and ``jax.grad`` with respect
-    to the stacked ε (shape (L+1, batch, n)) returns every ∂ℓ/∂h_l at the cost of one backward
-    pass. For a batch, the per-example losses ℓ_b are summed, so row b holds the gradient of ℓ_b
-    alone (examples do not interact; BatchNorm runs in inference mode). For the batch-mean loss
-    divide by the batch size.
+    ∂ℓ/∂h_l = J_{l+1}ᵀ ⋯ J_Lᵀ J_outᵀ ∇_y ℓ. Rather than materialising Jacobians, the chain's
+    forward scan (:func:`~jaxflow.accumulate_chain`) gives every h_l and its backward scan
+    (:func:`~jaxflow.backward_chain`) pulls ∇_{h_L} ℓ back through one ``jax.vjp`` per block,
+    reading ‖∂ℓ/∂h_l‖ at each layer: the cost of one backward pass. For a batch, the
+    per-example losses ℓ_b are summed, so row b holds the gradient of ℓ_b alone (examples do
+    not interact; BatchNorm runs in inference mode). For the batch-mean loss divide by the
+    batch size.
 
     Pure and jit-compatible.
 
@@ -138,8 +183,22 @@ def activation_gradient_norms(model, variables, x, y, loss: Any = "mse") -> jax.
 # Jitted with the model static (also when called eagerly: one compile instead of op-by-op).
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _activation_gradient_norms(model, variables, x, y, loss_fn):
-    _, _, tap_grads = _loss_and_gradients(model, variables, x, y, loss_fn, reduce="sum")
-    return _norm(tap_grads, axis=-1).T  # (B, L+1)
+    stack = model.decompose(variables)
+    h0, hs = _hidden_outputs(stack, x)
+
+    def loss(h_last):  # the per-example losses, summed: row b of the gradient is ℓ_b's alone
+        return jnp.sum(jax.vmap(loss_fn)(jax.vmap(stack.readout)(h_last), y))
+
+    top = jax.grad(loss)(hs[-1])
+    back = backward_chain(
+        _batched_block(stack),
+        stack.blocks,
+        jnp.concatenate([h0[None], hs[:-1]]),
+        top[None],
+        emit=lambda step: scaled_norm(step.cotangent[0], axis=-1),
+    )
+    first = scaled_norm(back.input[0], axis=-1)
+    return jnp.concatenate([first[None], back.emitted]).T  # (B, L+1)
 
 
 # Dead and saturated units.
@@ -167,8 +226,8 @@ def _derivatives(model, variables, x):
     # The pre-activation stack starts at z_1 (its input map is the first Dense) and its blocks
     # give z_2…z_L, so its h_0…h_{L−1} are every z_l.
     stack = model.decompose(variables, wrt="preactivation")
-    shape = _tap_shape(stack, x)
-    _, zs = _tapped_forward(stack, x, jnp.zeros(shape.shape, shape.dtype))
+    z1, zs = _hidden_outputs(stack, x)
+    zs = jnp.concatenate([z1[None], zs])
     return get_activation(model.activation).derivative(zs)
 
 
@@ -205,12 +264,15 @@ def dead_unit_fraction(model, variables, x) -> jax.Array:
     return jnp.mean(jnp.all(derivative == 0, axis=1), axis=-1)
 
 
-def saturated_unit_fraction(model, variables, x, *, threshold: float = 1e-2) -> jax.Array:
+def saturated_unit_fraction(
+    model, variables, x, *, fraction: float = SATURATION, threshold: float | None = None
+) -> jax.Array:
     """Per hidden layer, the fraction of units in saturation for every input of the batch.
 
-    A unit i of layer l is saturated when |φ′(z_l[i])| < ``threshold`` for every example (sigmoid:
-    |z| > 4.6 at the default 1e-2; tanh: |z| > 3.0): it passes almost no gradient for any input.
-    For ReLU this counts the dead units (φ′ is 0 or 1).
+    A unit i of layer l is saturated when |φ′(z_l[i])| ≤ ``fraction``·sup|φ′| for every example
+    (:data:`SATURATION` = 0.1 by default; see :func:`saturated`): sigmoid beyond |z| ≈ 3.6, tanh
+    beyond |z| ≈ 1.8. It passes little gradient for any input. For ReLU this counts the dead units
+    (φ′ is 0 or 1). The sweep's ``saturated_fraction`` is the same definition.
 
     Pure and jit-compatible.
 
@@ -218,17 +280,19 @@ def saturated_unit_fraction(model, variables, x, *, threshold: float = 1e-2) -> 
       model: a jaxflow MLP of depth ≥ 2.
       variables: its variables.
       x: one input (d,) or a batch (batch, d).
-      threshold: |φ′| below this is saturated; > 0.
+      fraction: the share of sup|φ′| at or below which a unit is saturated, in (0, 1).
+      threshold: deprecated: the former absolute rule |φ′| < ``threshold``, kept for one
+        release; it warns.
 
     Returns:
       (L,) fractions in [0, 1], layer l = 1…L.
 
     Raises:
-      ValueError: for a threshold that is not a positive number.
+      ValueError: for a fraction outside (0, 1) or a threshold that is not a positive number.
 
     Example:
       Two tanh blocks with W = I; the second unit of layer 1 has bias 8, so z ≥ 9 and
-      tanh′(z) < 1e-7 for both inputs; layer 2 sees |z| ≤ 1 and is not saturated:
+      tanh′(z) < 1e-7 for both inputs; layer 2 sees |z| ≤ 1 (tanh′ ≥ 0.42) and is not saturated:
 
       >>> import jax.numpy as jnp, jaxflow as jf
       >>> model = jf.mlp(2, 2, activation="tanh", out_dim=None)
@@ -238,7 +302,23 @@ def saturated_unit_fraction(model, variables, x, *, threshold: float = 1e-2) -> 
       >>> jf.saturated_unit_fraction(model, {"params": {"blocks": {"Dense_0": blocks}}}, x).tolist()
       [0.5, 0.0]
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not threshold > 0:
-        raise ValueError(f"threshold={threshold!r} is not allowed; it must be a number > 0")
+    def is_number(value):
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+    if threshold is not None:
+        if not is_number(threshold) or not threshold > 0:
+            raise ValueError(f"threshold={threshold!r} is not allowed; it must be a number > 0")
+        warnings.warn(
+            "saturated_unit_fraction(threshold=) (the absolute rule |φ′| < threshold) is "
+            "deprecated; saturation is |φ′| ≤ fraction·sup|φ′| (fraction=0.1 by default)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    elif not is_number(fraction) or not 0 < fraction < 1:
+        raise ValueError(f"fraction={fraction!r} is not allowed; it must be a number in (0, 1)")
     derivative = _preactivation_derivatives(model, variables, x, "saturated_unit_fraction")
-    return jnp.mean(jnp.all(jnp.abs(derivative) < threshold, axis=1), axis=-1)
+    if threshold is not None:
+        flat = jnp.abs(derivative) < threshold
+    else:
+        flat = saturated(derivative, get_activation(model.activation).sup_derivative, fraction)
+    return jnp.mean(jnp.all(flat, axis=1), axis=-1)

@@ -27,7 +27,6 @@ except ImportError:  # pragma: no cover
 
 from jaxflow import _deprecation
 from jaxflow._numerics import HIGHEST
-from jaxflow._numerics import scaled_norm as _norm  # noqa: F401  (gradients/layers.py imports it)
 from jaxflow._status import StatusCode
 
 __all__ = [

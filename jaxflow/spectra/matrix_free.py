@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxflow.jacobians import _check_square, _resolve, accumulate_chain
-from jaxflow.spectra._kernels import HIGHEST, _norms
+from jaxflow._numerics import HIGHEST, scaled_norm
+from jaxflow.chain import accumulate_chain, statistic
+from jaxflow.jacobians import _check_square, _resolve
 
 __all__ = [
     "HutchinsonEstimate",
@@ -188,9 +189,9 @@ def top_singular_value(
         u = matvec(v)
         w = rmatvec(u)
         sigma = jnp.sqrt(jnp.sum(u * u))
-        residual = _norms(w - sigma**2 * v, 0)
+        residual = scaled_norm(w - sigma**2 * v, 0)
         error = jnp.where(sigma > 0, residual / jnp.where(sigma > 0, sigma, 1), 0)
-        w_norm = _norms(w, 0)
+        w_norm = scaled_norm(w, 0)
         following = jnp.where(w_norm > 0, w / jnp.where(w_norm > 0, w_norm, 1), v)
         return following, sigma, error, count + 1, v
 
@@ -198,7 +199,7 @@ def top_singular_value(
         _, sigma, error, count, _ = carry
         return (error > tol * sigma) & (count < num_iters)
 
-    v0 = v0 / _norms(v0, 0)
+    v0 = v0 / scaled_norm(v0, 0)
     inf = jnp.array(jnp.inf, dtype)
     _, sigma, error, count, v = jax.lax.while_loop(
         unconverged, body, (v0, jnp.zeros((), dtype), inf, jnp.zeros((), jnp.int32), v0)
@@ -328,17 +329,14 @@ def layer_spectral_estimates(
     stack, h0 = _stack_and_h0(model, variables, x, wrt, "layer_spectral_estimates", key)
     n, dtype = h0.shape[-1], h0.dtype
 
-    def emit(J, layer):
-        return _estimates(J, n, dtype, jax.random.fold_in(key, layer), num_iters, tol, num_probes)
+    def estimates(layer):
+        return _estimates(
+            layer.jacobian, n, dtype, jax.random.fold_in(key, layer.index), num_iters, tol,
+            num_probes,
+        )
 
     _, _, estimates = accumulate_chain(
-        stack.block_fn,
-        stack.blocks,
-        h0,
-        jnp.zeros((), jnp.int32),
-        lambda J, l: l + 1,
-        emit,
-        mode="linear",
+        stack.block_fn, stack.blocks, h0, statistic(estimates), mode="linear"
     )
     return estimates
 
@@ -383,8 +381,8 @@ def product_spectral_estimates(
     """
     stack, h0 = _stack_and_h0(model, variables, x, wrt, "product_spectral_estimates", key)
 
-    def hidden(h):  # the forward pass over the blocks, h_0 ↦ h_L
-        return jax.lax.scan(lambda h, block: (stack.block_fn(block, h), None), h, stack.blocks)[0]
+    def hidden(h):  # the forward pass over the blocks, h_0 ↦ h_L (the chain with no reduction)
+        return accumulate_chain(stack.block_fn, stack.blocks, h, ()).output
 
     _, chained_jvp = jax.linearize(hidden, h0)
     return _estimates(chained_jvp, h0.shape[-1], h0.dtype, key, num_iters, tol, num_probes)

@@ -12,15 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxflow.jacobians import (
-    MODES,
-    _all_finite,
-    _batched,
-    _check_square,
-    _resolve,
-    accumulate_chain,
-)
-from jaxflow.spectra._kernels import METHODS as _KERNELS
+from jaxflow._numerics import all_finite
+from jaxflow.chain import MODES, accumulate_chain
+from jaxflow.chain import log_spectrum as log_spectrum_reduction
+from jaxflow.jacobians import _batched, _check_square, _resolve
+from jaxflow._chain_kernels import METHODS as _KERNELS
 
 __all__ = ["LogSpectrum", "LyapunovSpectrum", "log_spectrum", "lyapunov_exponents"]
 
@@ -162,41 +158,21 @@ def log_spectrum(
     selected = _selected_layers(layers, stack.depth)
     wanted = np.zeros(stack.depth, bool)
     wanted[selected - 1] = True
-    init, update, read = _KERNELS[method]
+    # The layer index is never batched, so under vmap the read-out's lax.cond stays a real
+    # conditional and the SVD runs at the requested layers only.
+    reduction = log_spectrum_reduction(method, jnp.asarray(wanted))
 
     def one(x):
         h0 = stack.input_map(x)
         _check_square(stack.block_fn, stack.blocks, h0)
-        n, dtype = h0.shape[-1], h0.dtype
-
-        def count_and_update(J, state):
-            layer, inner = state
-            return layer + 1, update(J, inner)
-
-        def emit(J, state):
-            layer, inner = state
-            # The layer counter is never batched, so under vmap this stays a real conditional.
-            return jax.lax.cond(
-                jnp.asarray(wanted)[layer - 1],
-                read,
-                lambda _: jnp.full((n,), jnp.nan, dtype),
-                inner,
-            )
-
         with jax.default_matmul_precision("float32"):
             h_last, _, values = accumulate_chain(
-                stack.block_fn,
-                stack.blocks,
-                h0,
-                (jnp.zeros((), jnp.int32), init(n, dtype)),
-                count_and_update,
-                emit,
-                mode=mode,
+                stack.block_fn, stack.blocks, h0, reduction, mode=mode
             )
         values = values[selected - 1]
         # A forward pass that overflowed (h_l = NaN) leaves finite but meaningless Jacobians
         # (φ′(NaN) is 0 for ReLU), so the trajectory's end is part of what must be finite.
-        return LogSpectrum(values, jnp.asarray(selected), _all_finite(x, variables, h_last, values))
+        return LogSpectrum(values, jnp.asarray(selected), all_finite(x, variables, h_last, values))
 
     return _batched(one, x)
 

@@ -15,6 +15,7 @@ __all__ = ["DEFAULT_METRICS", "FAMILIES", "Grid", "METRICS"]
 
 MODELS = ("mlp", "residual")
 NORMS = (None, "layer")
+P_SPECTRUM_METHODS = ("svd", "stable")
 
 METRICS = (
     "J_spectrum",
@@ -161,6 +162,16 @@ class Grid:
       saturation: a unit is saturated when |φ′(z)| ≤ ``saturation``·sup|φ′| for every input.
       branch_depth: Dense layers per residual branch (``model="residual"``).
       norm: ``None`` or ``"layer"`` (residual branch LayerNorm).
+      p_spectrum_method: how the P_l spectra are taken: ``"svd"`` (the product carried as a
+        float32 matrix and decomposed by LAPACK; it loses small singular values below
+        σ_max·n·ε and underflows in deep contracting chains) or ``"stable"`` (the graded
+        factorisation of :func:`jaxflow.log_spectrum`: every ln σ_i(P_l) at any depth, and
+        ``P_sv_mean_log``/``P_cond`` computed from the logarithms). The two agree where both are
+        exact (tested). The default is ``"svd"`` by measurement: the reference grid
+        (:mod:`jaxflow.sweeps.reference`, J and P spectra, depth ≤ 40) took 8.1 CPU-seconds by
+        SVD and 60.8 by the stable method (2-core CPU, 2026-12-04; checksums equal to 4e-7),
+        and at such depths the SVD is exact but for the values it flags as unresolved
+        (``P_resolved``). Take ``"stable"`` for deep contracting chains.
 
     Example:
       >>> import jaxflow as jf
@@ -180,6 +191,7 @@ class Grid:
     saturation: float = 0.1
     branch_depth: int = 2
     norm: str | None = None
+    p_spectrum_method: str = "svd"
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -211,6 +223,12 @@ class Grid:
         if not isinstance(sat, numbers.Real) or isinstance(sat, bool) or not 0 < sat < 1:
             _fail("saturation", sat, "it must be a number in (0, 1)")
         set_("saturation", float(sat))
+        if self.p_spectrum_method not in P_SPECTRUM_METHODS:
+            _fail(
+                "p_spectrum_method",
+                self.p_spectrum_method,
+                f"use one of {', '.join(repr(m) for m in P_SPECTRUM_METHODS)}",
+            )
         set_("metrics", self._check_metrics())
 
     def _check_metrics(self):
@@ -255,6 +273,10 @@ class Grid:
         out["init"] = [list(i) if isinstance(i, tuple) else i for i in self.init]
         for key in ("depth", "activation", "metrics"):
             out[key] = list(out[key])
+        if out["p_spectrum_method"] == "svd":
+            # Stores written before the option existed hold grids without it, computed by SVD:
+            # leaving the key out keeps their recorded grid identical to an equal grid now.
+            del out["p_spectrum_method"]
         return out
 
     def to_json(self) -> str:

@@ -19,7 +19,6 @@ to its S-transform coefficient s₁.
 
 from jaxflow import _deprecation
 from jaxflow.theory import results as _results
-from jaxflow.theory.bound import GradientBound, gradient_bound
 from jaxflow.theory.free import WEIGHT_ENSEMBLES, FreeMoments, free_moments  # noqa: F401
 from jaxflow.theory.propagation import (
     c_star,
@@ -44,7 +43,6 @@ __all__ = [
     "DepthScales",
     "FixedPoint",
     "FreeMoments",
-    "GradientBound",
     "MeanField",
     "PhaseDiagram",
     "Prediction",
@@ -54,11 +52,29 @@ __all__ = [
     "critical_sigma_w2",
     "depth_scales",
     "free_moments",
-    "gradient_bound",
     "mean_field",
     "phase_diagram",
     "q_star",
 ]
 
-# STATUS_NAMES and the codes OK, MARGINAL, ... as module constants: deprecated for one release.
-__getattr__ = _deprecation.getattr_hook(__name__, _results._DEPRECATED)
+
+
+def _bounds(name):
+    def get():
+        from jaxflow import bounds
+
+        return getattr(bounds, name)
+
+    return get
+
+
+# Deprecated for one release: STATUS_NAMES and the codes OK, MARGINAL, ... as module constants,
+# and the gradient bound, a measurement that now lives in jaxflow.bounds (jaxflow.gradient_bound).
+__getattr__ = _deprecation.getattr_hook(
+    __name__,
+    {
+        **_results._DEPRECATED,
+        "GradientBound": ("jaxflow.GradientBound", _bounds("GradientBound")),
+        "gradient_bound": ("jaxflow.gradient_bound", _bounds("gradient_bound")),
+    },
+)

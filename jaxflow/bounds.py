@@ -20,11 +20,17 @@ ratio depends on the loss and the target. :func:`gradient_bound` uses ``loss`` (
 error) with target ``y`` (default zeros). ``worst_ratio`` = σ_max(P) is the ratio maximised over
 directions, which no loss can exceed.
 
-The chain is the one :func:`jaxflow.jacobian_chain` takes with ``wrt="preactivation"``, by
-autodiff through :func:`jaxflow.scan_chain`. Products are accumulated with a running scale
-(P = e^{s}·P̂ with ‖P̂‖_F = 1) and every quantity is kept as a natural logarithm, so nothing
-underflows at any depth; the ``ratio``, ``product``, ``looser`` and ``worst_ratio`` properties
+The chain is the one :func:`jaxflow.jacobian_chain` takes with ``wrt="preactivation"``. One
+forward scan (:func:`jaxflow.accumulate_chain`) gives every z^[l], every ‖J^[l]‖₂ and the product
+with a running scale (P = e^{s}·P̂ with ‖P̂‖_F = 1, its singular values read per layer when every
+prefix is asked for); one backward scan (:func:`jaxflow.backward_chain`) pulls the readout
+gradient of every requested depth down to z^[1] at once, each with a running log scale. Every
+quantity is kept as a natural logarithm, so nothing underflows at any depth, and memory is O(L·n),
+never L matrices; the ``ratio``, ``product``, ``looser`` and ``worst_ratio`` properties
 exponentiate them (and may underflow to 0 in float32 beyond ~60 sigmoid layers).
+
+This is a measurement (of a network, by autodiff); :mod:`jaxflow.theory` re-exports it beside
+the predictions it is compared with.
 """
 
 from __future__ import annotations
@@ -34,8 +40,18 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxflow._numerics import all_finite, safe_log, scaled_norm
 from jaxflow.activations import get_activation
-from jaxflow.jacobians import HIGHEST, _all_finite, _loss_fn, scan_chain, singular_values
+from jaxflow.chain import (
+    accumulate_chain,
+    backward_chain,
+    outputs,
+    scaled_products,
+    singular_values,
+    spectral_norms,
+    statistic,
+)
+from jaxflow.jacobians import _loss_fn
 from jaxflow.models import MLP, _check_input
 
 __all__ = ["GradientBound", "gradient_bound"]
@@ -86,65 +102,52 @@ class GradientBound(NamedTuple):
     looser = property(lambda self: jnp.exp(self.log_looser), doc="∏ sup|φ′|·‖W^[l]‖₂.")
 
 
-def _safe_log(x):
-    return jnp.log(jnp.where(x > 0, x, 0.0))
-
-
-def _scaled_products(layers, keep_all):
-    """P_d = J_d ⋯ J_1 as (P̂_d, s_d) with P_d = e^{s_d} P̂_d and ‖P̂_d‖_F = 1 (or 0)."""
-
-    def step(carry, J):
-        P, log_scale = carry
-        M = jnp.matmul(J, P, precision=HIGHEST)
-        norm = jnp.linalg.norm(M)
-        P = M / jnp.where(norm > 0, norm, 1.0)
-        log_scale = log_scale + _safe_log(norm)
-        return (P, log_scale), ((P, log_scale) if keep_all else None)
-
-    n = layers.shape[-1]
-    init = (jnp.eye(n, dtype=layers.dtype), jnp.zeros((), layers.dtype))
-    last, every = jax.lax.scan(step, init, layers)
-    return every if keep_all else (last[0][None], last[1][None])
+def _log_singular_values(product):
+    return safe_log(singular_values(product.direction)) + product.log_scale
 
 
 def _bound_one(stack, sup, weight_norms, x, y, loss_fn, prefixes):
     with jax.default_matmul_precision("float32"):
         z1 = stack.input_map(x)
-        z_last, (layer_norms, layers) = scan_chain(
-            stack.block_fn,
-            stack.blocks,
-            z1,
-            lambda J, P: (singular_values(J)[0], J),
-            products=False,
-        )
-        products, log_scale = _scaled_products(layers, keep_all=prefixes)
+        reductions = {
+            "z": outputs(),
+            "layer_norms": spectral_norms(),
+            "finite": statistic(lambda layer: all_finite(layer.jacobian)),
+            "P": scaled_products(read=_log_singular_values if prefixes else None),
+        }
+        z_last, state, emitted = accumulate_chain(stack.block_fn, stack.blocks, z1, reductions)
+        zs, layer_norms = emitted["z"], emitted["layer_norms"]  # z^[2…L], ‖J^[2…L]‖₂
+        chain_depth = layer_norms.shape[0]
         if prefixes:
-            # z^[d] for every prefix depth d: the same pure block function, forward only.
-            _, tops = jax.lax.scan(lambda z, v: (stack.block_fn(v, z),) * 2, z1, stack.blocks)
+            # The depth-d prefix reads out z^[d], the output of chain layer d − 1.
+            log_sv, tops, depths = emitted["P"], zs, jnp.arange(1, chain_depth + 1)
         else:
-            tops = z_last[None]
+            log_sv = _log_singular_values(state["P"])[None]
+            tops, depths = z_last[None], jnp.array([chain_depth])
         grads = jax.vmap(jax.grad(lambda z: loss_fn(stack.readout(z), y)))(tops)
-        first = jnp.einsum("dij,di->dj", products, grads, precision=HIGHEST)
-        sv = singular_values(products)
+        inputs = jnp.concatenate([z1[None], zs[:-1]])
+        first = backward_chain(
+            stack.block_fn, stack.blocks, inputs, grads, depths=depths, scaled=True
+        )
     log_ratio = (
-        _safe_log(jnp.linalg.norm(first, axis=-1))
-        + log_scale
-        - jnp.log(jnp.linalg.norm(grads, axis=-1))
+        safe_log(jax.vmap(scaled_norm)(first.input))
+        + first.log_scale
+        - safe_log(jax.vmap(scaled_norm)(grads))
     )
-    log_product = jnp.cumsum(_safe_log(layer_norms))
+    log_product = jnp.cumsum(safe_log(layer_norms))
     log_looser = jnp.cumsum(jnp.log(sup * weight_norms))
     if not prefixes:
         log_product, log_looser = log_product[-1:], log_looser[-1:]
     squeeze = (lambda a: a) if prefixes else (lambda a: a[0])
     return GradientBound(
         squeeze(log_ratio),
-        squeeze(_safe_log(sv[:, 0]) + log_scale),
+        squeeze(log_sv[:, 0]),
         squeeze(log_product),
         squeeze(log_looser),
-        squeeze(_safe_log(sv) + log_scale[:, None]),
+        squeeze(log_sv),
         layer_norms,
         weight_norms,
-        _all_finite(x, stack.blocks, layers),
+        all_finite(x, stack.blocks) & jnp.all(emitted["finite"]),
     )
 
 

@@ -1,4 +1,5 @@
-"""The numerical kernels of :mod:`jaxflow.spectra`: log-domain arithmetic, the graded (UDT)
+"""The numerical kernels of the chain engine's log-spectrum reductions (read by
+:mod:`jaxflow.spectra` and :mod:`jaxflow.blocks`): log-domain arithmetic, the graded (UDT)
 update with scaled column pivoting, the graded SVD by log-scaled one-sided Jacobi, and the
 Benettin QR update. Each method is an ``(init, update, read)`` triple on the state carried
 through the chain's scan.
@@ -13,9 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxflow.jacobians import singular_values
-
-HIGHEST = jax.lax.Precision.HIGHEST
+from jaxflow._numerics import HIGHEST, safe_log, scaled_norm
+from jaxflow.chain import singular_values
 
 # ---------------------------------------------------------------------------------------------
 # Log-domain helpers
@@ -26,19 +26,6 @@ def _two_sum(a, b):
     s = a + b
     b_virtual = s - a
     return s, (a - (s - b_virtual)) + (b - b_virtual)
-
-
-def _norms(x, axis):
-    """Euclidean norms along ``axis``, scaled first so tiny or huge entries neither underflow nor
-    overflow when squared."""
-    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
-    m = jnp.where(m > 0, m, 1)
-    return jnp.squeeze(m, axis) * jnp.sqrt(jnp.sum(jnp.square(x / m), axis=axis))
-
-
-def _log(x):
-    """ln x with ln 0 = −inf and no warning-worthy NaN for x = 0."""
-    return jnp.where(x > 0, jnp.log(jnp.where(x > 0, x, 1)), -jnp.inf)
 
 
 def _add_logs(hi, lo, increment):
@@ -52,7 +39,7 @@ def _scaled(J):
     """(J / max|J|, ln max|J|): each layer's common scale goes to the logs, so the factorisations
     below work on entries of order one whatever the size of J."""
     m = jnp.max(jnp.abs(J))
-    return J / jnp.where(m > 0, m, 1), _log(m)
+    return J / jnp.where(m > 0, m, 1), safe_log(m)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,7 +62,7 @@ def _scaled_qrcp(A, log_scale):
         A, Q, log_scale, perm = carry
         below = idx >= k
         score = jnp.where(
-            below, _log(_norms(jnp.where(below[:, None], A, 0), 0)) + log_scale, -jnp.inf
+            below, safe_log(scaled_norm(jnp.where(below[:, None], A, 0), 0)) + log_scale, -jnp.inf
         )
         p = jnp.argmax(score)
         p = jnp.where(jnp.isneginf(score[p]), k, p)  # nothing left to pivot: keep the order
@@ -84,7 +71,7 @@ def _scaled_qrcp(A, log_scale):
         log_scale = log_scale.at[pair].set(log_scale[swapped])
         perm = perm.at[pair].set(perm[swapped])
         x = jnp.where(below, A[:, k], 0)
-        alpha = -jnp.where(A[k, k] < 0, -1, 1) * _norms(x, 0)
+        alpha = -jnp.where(A[k, k] < 0, -1, 1) * scaled_norm(x, 0)
         v = x.at[k].add(-alpha)
         v = v / jnp.where(jnp.max(jnp.abs(v)) > 0, jnp.max(jnp.abs(v)), 1)
         vv = jnp.sum(v * v)
@@ -102,7 +89,7 @@ def _sorted_rows(A):
     """(order, A[order]) with rows by descending norm. Zero rows (a ReLU unit that is off) come
     last, where Householder QR never touches them, so an exactly singular product gets exact
     zeros (−inf) rather than rounding; row order does not change singular values."""
-    order = jnp.argsort(-_norms(A, 1), stable=True)
+    order = jnp.argsort(-scaled_norm(A, 1), stable=True)
     return order, A[order]
 
 
@@ -133,14 +120,14 @@ def _graded_update(J, state):
     safe_hi = jnp.where(zero_scale, 0, hi_p)
     delta = (safe_hi[None, :] - safe_hi[:, None]) + (lo_p[None, :] - lo_p[:, None])
     upper = jnp.triu(jnp.ones_like(R, dtype=bool), 1) & ~zero_scale[None, :]
-    ratio = _log(jnp.abs(R)) - _log(jnp.where(dead, 1, r))[:, None] + delta
+    ratio = safe_log(jnp.abs(R)) - safe_log(jnp.where(dead, 1, r))[:, None] + delta
     T_tilde = jnp.where(upper & ~dead[:, None], jnp.sign(R) * sign[:, None] * jnp.exp(ratio), 0)
     T_tilde = T_tilde + jnp.eye(R.shape[0], dtype=R.dtype)
     T = jnp.matmul(T_tilde, T[perm], precision=HIGHEST)
     # Keep T's rows at unit norm (their scale goes to D), so T can neither overflow nor underflow.
-    nu = _norms(T, 1)
+    nu = scaled_norm(T, 1)
     T = T / jnp.where(nu > 0, nu, 1)[:, None]
-    hi, lo = _add_logs(hi_p, lo_p, jnp.where(dead, -jnp.inf, _log(r) + log_scale + _log(nu)))
+    hi, lo = _add_logs(hi_p, lo_p, jnp.where(dead, -jnp.inf, safe_log(r) + log_scale + safe_log(nu)))
     return Q * sign[None, :], hi, lo, T
 
 
@@ -176,8 +163,8 @@ def _jacobi_round(s, t, pairs):
     c = jax.lax.rsqrt(1 + (rho * tau) ** 2)
     new_a = t_a + (rho * rho * tau)[:, None] * t_b
     new_b = t_b - tau[:, None] * t_a
-    n_a, n_b = _norms(new_a, 1), _norms(new_b, 1)
-    s_a2, s_b2 = s_a + _log(c * n_a), s_b + _log(c * n_b)
+    n_a, n_b = scaled_norm(new_a, 1), scaled_norm(new_b, 1)
+    s_a2, s_b2 = s_a + safe_log(c * n_a), s_b + safe_log(c * n_b)
     t_a2 = new_a / jnp.where(n_a > 0, n_a, 1)[:, None]
     t_b2 = new_b / jnp.where(n_b > 0, n_b, 1)[:, None]
     keep = ~live
@@ -209,8 +196,8 @@ def _graded_log_singular_values(log_d, T, max_sweeps=40):
     upper = jnp.triu(jnp.ones_like(R, dtype=bool)) & ~dead[None, :]
     B = jnp.where(upper, R * jnp.exp(jnp.minimum(safe[None, :] - safe[:, None], 0)), 0)
     B = jnp.where(dead[:, None], jnp.eye(n, dtype=R.dtype), B)
-    nrm = _norms(B, 1)
-    s = jnp.where(dead, -jnp.inf, d + _log(nrm))
+    nrm = scaled_norm(B, 1)
+    s = jnp.where(dead, -jnp.inf, d + safe_log(nrm))
     t = B / jnp.where(nrm > 0, nrm, 1)[:, None]
     if n % 2:  # the round-robin schedule pairs an odd row out with a dummy zero row
         s = jnp.concatenate([s, jnp.full((1,), -jnp.inf, s.dtype)])
@@ -255,7 +242,7 @@ def _svd_update(J, P):
 
 
 def _svd_read(P):
-    return _log(singular_values(P))
+    return safe_log(singular_values(P))
 
 
 def _qr_init(n, dtype):
@@ -269,7 +256,7 @@ def _qr_update(J, state):
     rows, A = _sorted_rows(jnp.matmul(J, Q, precision=HIGHEST))
     Q, R = jnp.linalg.qr(A)
     Q = _unsort_rows(rows, Q)
-    hi, lo = _add_logs(hi, lo, _log(jnp.abs(jnp.diagonal(R))) + log_scale)
+    hi, lo = _add_logs(hi, lo, safe_log(jnp.abs(jnp.diagonal(R))) + log_scale)
     return Q, hi, lo
 
 
