@@ -67,7 +67,9 @@ def add_theory(ds, found):
         theory_status=(("activation", "init"), status),
     )
     ds["theory_chi1"].attrs["description"] = "mean-field chi_1 = sigma_w^2 E[phi'(sqrt(q*) z)^2]"
-    ds["theory_status"].attrs["description"] = "jaxflow.mean_field's status (ok, marginal, diverges, ...)"
+    ds["theory_status"].attrs["description"] = (
+        "jaxflow.mean_field's status (ok, marginal, diverges, ...)"
+    )
     if "P_sv_mean_sq" in ds:
         layers = ds["layer"].values.astype(float)
         ds["theory_P_sv_mean_sq"] = (
