@@ -61,3 +61,22 @@ def test_sweep_figures(tmp_path):
     save_figure(axes[0], tmp_path / "heatmap.png")
     save_figure(ax, tmp_path / "ratio.png")
     assert (tmp_path / "heatmap.png").stat().st_size > 10_000
+
+
+def test_residual_growth_line_is_the_theory_from_the_last_layer():
+    """The dashed theory line is median ‖∂L/∂H_L‖ · growth^(L−l): 3^(d/2) over d blocks for √3."""
+    import numpy as np
+
+    from jaxflow.experiments import ResidualComparison
+    from jaxflow.plotting import plot_residual_comparison
+
+    depth, rng = 6, np.random.default_rng(0)
+    residual = np.sqrt(3.0) ** (depth - np.arange(depth + 1)) * rng.uniform(0.5, 2, (3, 1))
+    plain = np.ones((3, depth + 1))
+    result = ResidualComparison("relu", "he", plain, residual, plain[:, 0], residual[:, 0] / residual[:, -1])
+    ax = plot_residual_comparison(result, growth=np.sqrt(3), growth_label="3^(d/2)")
+    (theory,) = [line for line in ax.get_lines() if line.get_label() == "3^(d/2)"]
+    assert theory.get_linestyle() == "--"
+    expected = np.median(residual[:, -1]) * 3.0 ** ((depth - np.arange(depth + 1)) / 2)
+    np.testing.assert_allclose(theory.get_ydata(), expected, rtol=1e-12)
+    assert len(plot_residual_comparison(result).get_lines()) == 2  # no theory unless asked
