@@ -115,7 +115,8 @@ def gradient_table(ctx: Context) -> Section:
         "Gradient monitoring: the notes' per-parameter table, with a true global norm",
         "After a backward pass, list every parameter's gradient norm, mean and max; mark ⚠ below "
         "1e-7 (vanishing) or above 1e3 (exploding) — the notes' check_gradient_flow. Saturating "
-        "activations over 20 layers vanish (0.25^19 ≈ 1e-12). The global norm that clipping uses "
+        "activations over 20 layers vanish (sigmoid: 0.25^19 ≈ 3.6e-12, guaranteed when "
+        "∏‖W‖₂ ≤ 1). The global norm that clipping uses "
         "is √Σ‖g‖², not the sum of the per-parameter norms.",
         "jf.gradient_stats (every scanned block split per layer) and jf.format_gradient_report on "
         "the notes' DeepNet (10 × (Linear(64,64) + ReLU) + Linear(64,1), He, batch 32, MSE) and on "
@@ -226,8 +227,8 @@ def residual(ctx: Context) -> Section:
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     left, right = fig.subplots(1, 2)
     plot_residual_comparison(result, left)
-    plot_residual_comparison(relu, right, growth=np.sqrt(3),
-                             growth_label="theory: ‖∂L/∂h_L‖·3^(d/2), d = L − l blocks")  # fmt: skip
+    theory = "theory: ‖∂L/∂h_L‖·3^(d/2), d = L − l blocks"
+    plot_residual_comparison(relu, right, growth=np.sqrt(3), growth_label=theory)
     return Section(
         "residual",
         "Residual connections: an identity path for the gradient",
