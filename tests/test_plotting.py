@@ -118,4 +118,4 @@ def test_sigmoid_bound_y_range_fits_its_data():
     span = high - low
     assert span > 3  # 0.25^11 alone spans 6.6 decades
     assert bottom <= low and top >= high  # nothing drawn leaves the plot
-    assert low - bottom <= 0.05 * span and top - high <= 0.25 * span  # and no empty decades
+    assert low - bottom <= 0.05 * span and top - high <= 0.05 * span  # and no empty decades

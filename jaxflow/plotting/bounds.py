@@ -6,9 +6,9 @@ from jaxflow.plotting._common import STYLE, _np, new_axes
 
 __all__ = ["plot_bound_panels", "plot_sigmoid_bound", "plot_tight_construction"]
 
-# plot_sigmoid_bound's y range, in decades as fractions of the data's own span: a little room
-# below, and headroom above for the style legend (upper right, where the curves have fallen).
-_MARGIN_BELOW, _HEADROOM = 0.04, 0.2
+# plot_sigmoid_bound's y margin on each side, as a fraction of the data's own span in decades; the
+# legends sit outside the axes, so no headroom is needed for them.
+_MARGIN = 0.04
 
 
 def plot_sigmoid_bound(result, ax=None, inits=None):
@@ -20,7 +20,7 @@ def plot_sigmoid_bound(result, ax=None, inits=None):
     the notes' 0.25^(d−1) in black. The legend gives each scheme's median ‖W‖₂: 0.25^(d−1) is
     guaranteed to bound the ratio when ∏‖W^[l]‖₂ ≤ 1 (sufficient, not necessary). The y range
     is fitted to everything drawn (bands, medians, theory, products and 0.25^(d−1)), with a margin
-    of 4 % of its span in decades below and 20 % above for the legend.
+    of 4 % of its span in decades on each side; the legends sit to the right of the axes.
 
     Args:
       result: a :class:`jaxflow.experiments.SigmoidBound`.
@@ -80,7 +80,7 @@ def plot_sigmoid_bound(result, ax=None, inits=None):
     drawn = np.concatenate(drawn)
     low, high = float(np.min(drawn[np.isfinite(drawn)])), float(np.max(drawn[np.isfinite(drawn)]))
     span = max(high - low, 1.0)
-    ax.set_ylim(10 ** (low - _MARGIN_BELOW * span), 10 ** (high + _HEADROOM * span))
+    ax.set_ylim(10 ** (low - _MARGIN * span), 10 ** (high + _MARGIN * span))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("depth d (the ratio spans the d − 1 Jacobians J^[2], …, J^[d])")
     ax.set_ylabel("‖∂L/∂z^[1]‖ / ‖∂L/∂z^[d]‖ (log scale)")
@@ -89,9 +89,9 @@ def plot_sigmoid_bound(result, ax=None, inits=None):
         "0.25^(d−1) is guaranteed where ∏‖W‖₂ ≤ 1",
         fontsize=STYLE["title_fontsize"],
     )
-    colours = ax.legend(loc="lower left", fontsize=8, title="init (band: 5–95 % of seeds)")
-    colours.get_title().set_fontsize(8)
-    ax.add_artist(colours)
+    # One legend (colour = init, then line style = quantity) outside the axes: a single legend is
+    # what the constrained layout makes room for, and outside it hides no curve.
+    colours, labels = ax.get_legend_handles_labels()
     styles = [
         Line2D([], [], color="black", linewidth=2.2, label="0.25^(d−1) (the notes)"),
         Line2D(
@@ -112,7 +112,13 @@ def plot_sigmoid_bound(result, ax=None, inits=None):
         ),
         Line2D([], [], color="grey", linestyle="-.", label="∏‖J^[l]‖₂ (median)"),
     ]
-    ax.legend(handles=styles, loc="upper right", fontsize=8)
+    blank = Line2D([], [], linestyle="none", label=" ")
+    labels = [*labels, " ", *(h.get_label() for h in styles)]
+    legend = ax.legend(handles=[*colours, blank, *styles], labels=labels,
+                       loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8,
+                       title="colour: init (band: 5–95 % of seeds)\n"
+                             "line style: quantity")  # fmt: skip
+    legend.get_title().set_fontsize(8)
     return ax
 
 
@@ -197,7 +203,7 @@ def plot_bound_panels(result, fig=None):
     if fig is None:
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(12, 4.5), layout="constrained")
+        fig = Figure(figsize=(14, 4.8), layout="constrained")
     left, right = fig.subplots(1, 2)
     plot_tight_construction(result, left)
     plot_sigmoid_bound(result, right)
