@@ -61,3 +61,61 @@ def test_sweep_figures(tmp_path):
     save_figure(axes[0], tmp_path / "heatmap.png")
     save_figure(ax, tmp_path / "ratio.png")
     assert (tmp_path / "heatmap.png").stat().st_size > 10_000
+
+
+def test_residual_growth_line_is_the_theory_from_the_last_layer():
+    """The dashed theory line is median ‖∂L/∂H_L‖ · growth^(L−l): 3^(d/2) over d blocks for √3."""
+    import numpy as np
+
+    from jaxflow.experiments import ResidualComparison
+    from jaxflow.plotting import plot_residual_comparison
+
+    depth, rng = 6, np.random.default_rng(0)
+    residual = np.sqrt(3.0) ** (depth - np.arange(depth + 1)) * rng.uniform(0.5, 2, (3, 1))
+    plain = np.ones((3, depth + 1))
+    ratios = plain[:, 0], residual[:, 0] / residual[:, -1]
+    result = ResidualComparison("relu", "he", plain, residual, *ratios)
+    ax = plot_residual_comparison(result, growth=np.sqrt(3), growth_label="3^(d/2)")
+    (theory,) = [line for line in ax.get_lines() if line.get_label() == "3^(d/2)"]
+    assert theory.get_linestyle() == "--"
+    expected = np.median(residual[:, -1]) * 3.0 ** ((depth - np.arange(depth + 1)) / 2)
+    np.testing.assert_allclose(theory.get_ydata(), expected, rtol=1e-12)
+    assert len(plot_residual_comparison(result).get_lines()) == 2  # no theory unless asked
+
+
+def test_spectra_draw_each_depth_once_when_the_deepest_is_a_shown_one():
+    """depth 16 is both 'the deepest' and one of 1, 4, 16: one histogram and one legend entry."""
+    import numpy as np
+
+    from jaxflow.experiments.spectra import JacobianSpectra
+    from jaxflow.plotting import plot_jacobian_spectra
+
+    for depth, expected in ((16, ["P_1", "P_4", "P_16"]), (4, ["P_1", "P_4"]),
+                            (20, ["P_1", "P_4", "P_16", "P_20"])):  # fmt: skip
+        sv = np.exp(-np.random.default_rng(0).random((1, 2, depth, 3))).cumprod(-1)
+        result = JacobianSpectra((("tanh", "xavier"),), sv, sv, np.full((1, 2, depth), 3), depth, 3)
+        panel = plot_jacobian_spectra(result).axes[1]
+        labels = [text.get_text() for text in panel.get_legend().get_texts()]
+        assert labels == expected
+        assert len(panel.patches) == len(expected)  # one step histogram per shown depth
+
+
+def test_sigmoid_bound_y_range_fits_its_data():
+    """The right panel's y limits enclose every curve and band, with a margin bounded by a
+    fixed fraction of the data's span (in decades) on each side."""
+    import numpy as np
+
+    import jaxflow.experiments as ex
+    from jaxflow.plotting import plot_sigmoid_bound
+
+    result = ex.sigmoid_bound(depth=12, width=16, seeds=8, inits=("xavier", "orthogonal"))
+    ax = plot_sigmoid_bound(result)
+    ys = [np.asarray(line.get_ydata(), float) for line in ax.get_lines()]
+    ys += [path.vertices[:, 1] for band in ax.collections for path in band.get_paths()]
+    ys = np.log10(np.concatenate(ys))
+    low, high = ys[np.isfinite(ys)].min(), ys[np.isfinite(ys)].max()
+    bottom, top = np.log10(ax.get_ylim())
+    span = high - low
+    assert span > 3  # 0.25^11 alone spans 6.6 decades
+    assert bottom <= low and top >= high  # nothing drawn leaves the plot
+    assert low - bottom <= 0.05 * span and top - high <= 0.05 * span  # and no empty decades

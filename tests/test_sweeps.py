@@ -433,3 +433,25 @@ def test_p_spectrum_method_is_validated_and_old_grids_keep_their_identity():
     assert stable.to_dict()["p_spectrum_method"] == "stable"
     assert jf.Grid.from_dict(stable.to_dict()) == stable
     assert compute.spec_of(stable) != compute.spec_of(default)
+
+
+def test_theory_status_is_mean_fields_own():
+    """The sweep names each (activation, init) cell exactly as jf.mean_field does: one source."""
+    pytest.importorskip("jaxflow.theory")
+    from jaxflow.report.sweep import _unchecked_cells
+
+    inits = [(0.5, 0.0), (2.0, 0.0), (3.0, 0.0), (1.5, 0.1), "he"]
+    grid = jf.Grid(depth=[1], activation=["relu", "tanh", "sigmoid"], init=inits, width=2, seeds=1,
+                   batch=1, metrics=["grad_ratio", "theory"])  # fmt: skip
+    ds = jf.sweep(grid, quiet=True)
+    for a in grid.activation:
+        for label, init in zip(ds.init.values, inits):
+            expected = jf.mean_field(a, *init_variances(init))
+            cell = ds.sel(activation=a, init=label)
+            assert str(cell.theory_status.item()) == jf.PredictionStatus.name_of(expected.status), (a, init)
+            np.testing.assert_allclose(float(cell.theory_chi1), float(expected.chi1), rtol=1e-6)
+    relu3 = str(ds.theory_status.sel(activation="relu", init="gaussian(3,0)").item())
+    assert relu3 == "diverges"  # q* = ∞ above ReLU's critical σ_w² = 2, not "marginal"
+    status = np.asarray(ds.theory_status)
+    cells = _unchecked_cells(grid.activation, ds.sigma_w2.values, status)
+    assert "relu at σ_w²=3 (diverges)" in cells and "relu at σ_w²=2 (marginal)" in cells

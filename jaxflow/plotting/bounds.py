@@ -6,6 +6,10 @@ from jaxflow.plotting._common import STYLE, _np, new_axes
 
 __all__ = ["plot_bound_panels", "plot_sigmoid_bound", "plot_tight_construction"]
 
+# plot_sigmoid_bound's y margin on each side, as a fraction of the data's own span in decades; the
+# legends sit outside the axes, so no headroom is needed for them.
+_MARGIN = 0.04
+
 
 def plot_sigmoid_bound(result, ax=None, inits=None):
     """Sigmoid's gradient ratio against depth for random inits, next to 0.25^(d−1) and theory.
@@ -13,9 +17,10 @@ def plot_sigmoid_bound(result, ax=None, inits=None):
     Per initialisation (one colour): the median measured ratio ‖∂L/∂z^[1]‖/‖∂L/∂z^[d]‖ over seeds
     with its 5–95 % band (solid), the median worst-direction ratio σ_max(∂z^[d]/∂z^[1]) (dotted),
     the mean-field χ₁^((d−1)/2) (dashed) and the median product of norms ∏‖J^[l]‖₂ (dash-dot);
-    the notes' 0.25^(d−1) in black. The legend gives each scheme's median ‖W‖₂: 0.25^(d−1) bounds
-    the ratio only when every ‖W‖₂ ≤ 1. The y range is fitted to the measurements and 0.25^(d−1),
-    so a very loose product bound may leave the plot.
+    the notes' 0.25^(d−1) in black. The legend gives each scheme's median ‖W‖₂: 0.25^(d−1) is
+    guaranteed to bound the ratio when ∏‖W^[l]‖₂ ≤ 1 (sufficient, not necessary). The y range
+    is fitted to everything drawn (bands, medians, theory, products and 0.25^(d−1)), with a margin
+    of 4 % of its span in decades on each side; the legends sit to the right of the axes.
 
     Args:
       result: a :class:`jaxflow.experiments.SigmoidBound`.
@@ -49,12 +54,12 @@ def plot_sigmoid_bound(result, ax=None, inits=None):
         else [i if isinstance(i, int) else list(result.inits).index(i) for i in inits]
     )
     bound = _np(result.sup_bound)
-    low, high = np.log10(bound.min()), 1.0
+    drawn = [np.log10(bound)]  # log10 of every curve drawn, for the y range
     for i in chosen:
         color = f"C{i}"
         lo, mid, hi = np.percentile(ratio[i], [5, 50, 95], axis=0)
         top = np.median(worst[i], axis=0)
-        low, high = min(low, lo.min()), max(high, hi.max(), top.max())
+        drawn += [lo, hi, top, np.median(product[i], axis=0), np.log10(_np(result.mean_field[i]))]
         ax.fill_between(depths, 10**lo, 10**hi, color=color, alpha=0.18, linewidth=0)
         ax.plot(
             depths,
@@ -72,18 +77,21 @@ def plot_sigmoid_bound(result, ax=None, inits=None):
         )
     ax.plot(depths, bound, color="black", linewidth=2.2)
     ax.set_yscale("log")
-    ax.set_ylim(10 ** (low - 0.5), 10 ** (high + 4.0))  # headroom for the legend
+    drawn = np.concatenate(drawn)
+    low, high = float(np.min(drawn[np.isfinite(drawn)])), float(np.max(drawn[np.isfinite(drawn)]))
+    span = max(high - low, 1.0)
+    ax.set_ylim(10 ** (low - _MARGIN * span), 10 ** (high + _MARGIN * span))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("depth d (the ratio spans the d − 1 Jacobians J^[2], …, J^[d])")
     ax.set_ylabel("‖∂L/∂z^[1]‖ / ‖∂L/∂z^[d]‖ (log scale)")
     ax.set_title(
         f"Sigmoid, {ratio.shape[1]} seeds per init:\n"
-        "0.25^(d−1) bounds the ratio only if all ‖W‖₂ ≤ 1",
+        "0.25^(d−1) is guaranteed where ∏‖W‖₂ ≤ 1",
         fontsize=STYLE["title_fontsize"],
     )
-    colours = ax.legend(loc="lower left", fontsize=8, title="init (band: 5–95 % of seeds)")
-    colours.get_title().set_fontsize(8)
-    ax.add_artist(colours)
+    # One legend (colour = init, then line style = quantity) outside the axes: a single legend is
+    # what the constrained layout makes room for, and outside it hides no curve.
+    colours, labels = ax.get_legend_handles_labels()
     styles = [
         Line2D([], [], color="black", linewidth=2.2, label="0.25^(d−1) (the notes)"),
         Line2D(
@@ -104,7 +112,13 @@ def plot_sigmoid_bound(result, ax=None, inits=None):
         ),
         Line2D([], [], color="grey", linestyle="-.", label="∏‖J^[l]‖₂ (median)"),
     ]
-    ax.legend(handles=styles, loc="upper right", fontsize=8)
+    blank = Line2D([], [], linestyle="none", label=" ")
+    labels = [*labels, " ", *(h.get_label() for h in styles)]
+    legend = ax.legend(handles=[*colours, blank, *styles], labels=labels,
+                       loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8,
+                       title="colour: init (band: 5–95 % of seeds)\n"
+                             "line style: quantity")  # fmt: skip
+    legend.get_title().set_fontsize(8)
     return ax
 
 
@@ -189,7 +203,7 @@ def plot_bound_panels(result, fig=None):
     if fig is None:
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(12, 4.5), layout="constrained")
+        fig = Figure(figsize=(14, 4.8), layout="constrained")
     left, right = fig.subplots(1, 2)
     plot_tight_construction(result, left)
     plot_sigmoid_bound(result, right)

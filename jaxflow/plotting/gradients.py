@@ -114,13 +114,17 @@ def plot_init_comparison(result, ax=None):
     )
 
 
-def plot_residual_comparison(result, ax=None):
+def plot_residual_comparison(result, ax=None, *, growth=None, growth_label=None):
     """Activation-gradient norms of a plain MLP and a residual stack of the same depth, log y.
 
     Args:
       result: a :class:`~jaxflow.ResidualComparison` (from
         :func:`jaxflow.experiments.compare_residual`).
       ax: an Axes, or ``None`` for a new figure.
+      growth: the residual stack's predicted backward growth per block, or ``None``: drawn dashed
+        from the median ‖∂L/∂H_L‖ back, ‖∂L/∂H_L‖·growth^(L−l) (e.g. √3 for He-ReLU blocks,
+        where the gradient grows as 3^(d/2) over d blocks).
+      growth_label: the legend entry of that line (default names the factor).
 
     Returns:
       The Axes.
@@ -140,7 +144,12 @@ def plot_residual_comparison(result, ax=None):
     depth = np.shape(result.plain)[-1] - 1
     x = np.arange(depth + 1)
     for label, values in (("plain MLP", result.plain), ("residual stack", result.residual)):
-        _median_band(ax, x, _seed_rows(np.asarray(values)[None])[0], label)
+        line = _median_band(ax, x, _seed_rows(np.asarray(values)[None])[0], label)
+    if growth is not None:
+        top = float(np.median(_seed_rows(np.asarray(result.residual)[None])[0][:, -1]))
+        ax.plot(x, top * float(growth) ** (depth - x), color=line.get_color(),
+                linestyle=STYLE["theory_linestyle"], linewidth=STYLE["linewidth"],
+                label=growth_label or f"theory: ×{float(growth):.4g} per block")  # fmt: skip
     return _finish_log_plot(
         ax,
         _LAYER_AXIS,

@@ -14,6 +14,11 @@ def _default_indices(n):
     return sorted({0, 1, 2, n // 2, n - 1})
 
 
+def _shown_depths(depth):
+    """The depths whose P_l histograms are drawn: 1, 4, 16 and the deepest, each once, ascending."""
+    return sorted({d for d in (1, 4, 16, depth) if d <= depth})
+
+
 def plot_log_singular_values(spectrum, ax=None, *, indices=None, label=None, **line_kwargs):
     """ln σ_i(P_l) against depth l, one line per chosen i, from a :class:`~jaxflow.LogSpectrum`.
 
@@ -168,7 +173,7 @@ def plot_jacobian_spectra(result, fig=None):
     new_axes(axes["J"])
     depth, width = result.depth, result.width
     seeds = result.layer_singular_values.shape[1]
-    shown = [l for l in (1, 4, 16, depth) if l <= depth]
+    shown = _shown_depths(depth)
     floor = width * float(np.finfo(np.float32).eps)
     for index, label in enumerate(result.labels):
         layer_sv = result.layer_singular_values[index]

@@ -12,6 +12,15 @@ from jaxflow.report.writer import Check, Section
 __all__ = ["sweep"]
 
 
+def _unchecked_cells(activations, sigma_w2, status) -> list[str]:
+    """'relu at σ_w²=3 (diverges)' for every (activation, init) whose status is not "ok".
+
+    ``status`` is the sweep's ``theory_status``, i.e. ``jf.mean_field``'s own status name.
+    """
+    return [f"{a} at σ_w²={w:g} ({st})" for a, row in zip(activations, status)
+            for w, st in zip(sigma_w2, row) if st != "ok"]  # fmt: skip
+
+
 def sweep(ctx: Context) -> Section:
     """A depth × initialisation sweep against mean-field χ₁^(d/2), in one compilation."""
     seeds = ctx.size(8, 4)
@@ -28,11 +37,10 @@ def sweep(ctx: Context) -> Section:
     fig = plot_sweep_summary(ds, metric="grad_ratio")
     median = np.log10(np.asarray(ds["grad_ratio"].median("seed"), np.float64))
     theory = np.log10(np.asarray(ds["theory_grad_ratio"], np.float64))
-    status = np.asarray(ds["theory_status"])  # (activation, init) names: "ok", "marginal", ...
+    status = np.asarray(ds["theory_status"])  # (activation, init): jf.mean_field's status names
     ok = np.broadcast_to((status == "ok")[:, :, None], median.shape)
     miss = np.abs(median - theory)[ok]
-    marginal = [f"{a} at σ_w²={w:g}" for a, row in zip(grid.activation, status)
-                for w, st in zip(ds["sigma_w2"].values, row) if st != "ok"]  # fmt: skip
+    unchecked = _unchecked_cells(grid.activation, ds["sigma_w2"].values, status)
     return Section(
         "sweep",
         "A depth × initialisation sweep",
@@ -41,8 +49,9 @@ def sweep(ctx: Context) -> Section:
         "as χ₁^(d/2).",
         f"jaxflow.sweep over depths {{2, 5, 10, 20}} × ReLU/tanh/sigmoid × σ_w² ∈ {{0.5, 1, 2, 3}} "
         f"(σ_b² = 0) × {seeds} seeds, width 32, one compilation; ‖∂L/∂h_0‖/‖∂L/∂h_d‖ per network "
-        "(median over seeds) against χ₁^(d/2). Cells where theory reports a marginal fixed point "
-        f"({', '.join(marginal) or 'none'}) are shown but not checked.",
+        "(median over seeds) against χ₁^(d/2). Cells where jf.mean_field reports no stable finite "
+        f"fixed point ({', '.join(unchecked) or 'none'}; status as jf.mean_field names it) are "
+        "shown but not checked.",
         (
             Check("max |log10 measured − log10 χ₁^(d/2)| where theory's fixed point is stable",
                   float(miss.max()), "< 0.5 decades (width 32)", float(miss.max()) < 0.5),

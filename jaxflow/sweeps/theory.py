@@ -19,19 +19,21 @@ from .grid import init_variances
 
 
 def chi1_table(grid):
-    """χ₁ from :func:`jaxflow.theory.chi1` per (activation, init), or ``None`` without the module.
+    """χ₁ and its status per (activation, init), both from one :func:`jaxflow.theory.mean_field`
+    call per activation, or ``None`` without the module.
+
+    The status is the mean-field result's own (``jf.mean_field(a, σ_w², σ_b²).status``), never
+    re-derived here, so the sweep, the report and ``jf.mean_field`` always name a cell alike
+    (ReLU at σ_w² = 3: ``"diverges"``, q* = ∞; at σ_w² = 2: ``"marginal"``, every q a fixed point).
 
     Returns:
       ``(values, status)``: (activation, init) arrays of χ₁ (NaN where the theory gives no number)
-      and the theory's status name of each (``"ok"``, ``"marginal"``, ``"diverges"``, ...), or
-      ``None``.
+      and the status name of each (``"ok"``, ``"marginal"``, ``"diverges"``, ...; ``"unavailable"``
+      where the theory rejects the activation), or ``None``.
     """
     try:
         from jaxflow import theory
     except ImportError:
-        return None
-    chi1 = getattr(theory, "chi1", None)
-    if chi1 is None:
         return None
     shape = (len(grid.activation), len(grid.init))
     values = np.full(shape, np.nan)
@@ -39,14 +41,11 @@ def chi1_table(grid):
     sigma = np.asarray([init_variances(i) for i in grid.init])
     for a, activation in enumerate(grid.activation):
         try:  # one vectorised call per activation, over the grid's (σ_w², σ_b²)
-            result = chi1(activation, sigma[:, 0], sigma[:, 1])
+            result = theory.mean_field(activation, sigma[:, 0], sigma[:, 1])
         except (ValueError, ArithmeticError):
             continue
-        values[a] = np.asarray(getattr(result, "value", result), dtype=float)
-        if hasattr(result, "status") and hasattr(theory, "PredictionStatus"):
-            status[a] = theory.PredictionStatus.name_of(np.asarray(result.status))
-        else:
-            status[a] = "ok"
+        values[a] = np.asarray(result.chi1, dtype=float)
+        status[a] = theory.PredictionStatus.name_of(np.asarray(result.status))
     values[np.isin(status, ("invalid", "not_found"))] = np.nan
     return values, status
 
@@ -68,7 +67,9 @@ def add_theory(ds, found):
         theory_status=(("activation", "init"), status),
     )
     ds["theory_chi1"].attrs["description"] = "mean-field chi_1 = sigma_w^2 E[phi'(sqrt(q*) z)^2]"
-    ds["theory_status"].attrs["description"] = "jaxflow.theory's status of chi_1 (ok, marginal, ...)"
+    ds["theory_status"].attrs["description"] = (
+        "jaxflow.mean_field's status (ok, marginal, diverges, ...)"
+    )
     if "P_sv_mean_sq" in ds:
         layers = ds["layer"].values.astype(float)
         ds["theory_P_sv_mean_sq"] = (
