@@ -83,7 +83,9 @@ def test_linen_resnet_rows_equal_the_library(capsys):
         prediction = model.apply({**variables, "params": params}, x, train=False)
         return jnp.mean(jnp.square(prediction))
 
-    stats = _assert_gradients(out, jax.grad(loss)(variables["params"]), variables["params"])
+    stats = _assert_gradients(
+        out, jax.jit(jax.grad(loss))(variables["params"]), variables["params"]
+    )
     assert "ResNetBlock_1" in stats.layer_names  # one row per block, by the default grouping
     assert out["blocks"] == {
         "found_by": "the default pattern",
@@ -113,7 +115,7 @@ def test_linen_transformer_cross_entropy_with_labels(capsys):
         logits = model.apply({**variables, "params": params}, tokens, deterministic=True)
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
 
-    value, grads = jax.value_and_grad(loss)(variables["params"])
+    value, grads = jax.jit(jax.value_and_grad(loss))(variables["params"])
     assert out["loss"]["value"] == pytest.approx(float(value), rel=tol(F32, "gradient"))
     assert out["loss"]["what"].startswith("cross-entropy against y")
     _assert_gradients(out, grads, variables["params"])
@@ -136,7 +138,9 @@ def test_nnx_table_rows_equal_the_library(capsys):
     from flax import nnx
 
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    grads = jax.grad(lambda p: jnp.mean(jnp.square(nnx.merge(graphdef, p, rest)(x))))(params)
+    grads = jax.jit(jax.grad(lambda p: jnp.mean(jnp.square(nnx.merge(graphdef, p, rest)(x)))))(
+        params
+    )
     stats = jf.gradient_stats(grads, params)
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("gradient norm per block"))
@@ -166,7 +170,7 @@ def test_equinox_cross_entropy_against_fixed_random_labels(capsys):
         logits = jax.vmap(eqx.combine(params, static))(x)
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
 
-    value, grads = jax.value_and_grad(loss)(params)
+    value, grads = jax.jit(jax.value_and_grad(loss))(params)
     assert out["loss"]["value"] == pytest.approx(float(value), rel=tol(F32, "gradient"))
     stats = _assert_gradients(out, grads, params)
     assert stats.layer_names == ("layers/0", "layers/1", "layers/2", "head")
@@ -249,10 +253,17 @@ def test_help_states_the_protocol_and_options(capsys):
 
 def test_a_real_subprocess(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "jaxflow.cli", "check", "tests.check_models.eqx_models:build",
-         "--json"],
+        [sys.executable, "-m", "jaxflow.cli", "check",
+         "tests.check_models.eqx_models:build_docs_style", "--json"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout, parse_constant=_no_constants)
+    # a list of blocks with a plain function among them is found by the default pattern
     assert out["blocks"]["names"] == ["layers.0", "layers.1", "layers.2"]
+    assert [round(r["J_norm"], 6) for r in out["spectra"]][1] == 1.0  # relu: J = diag(0 or 1)
+    import equinox as eqx
+
+    model, x = eqx_models.build_docs_style()
+    grads = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.mean(jnp.square(jax.vmap(m)(x)))))(model)
+    _assert_gradients(out, grads, eqx.filter(model, eqx.is_inexact_array))

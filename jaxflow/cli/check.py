@@ -443,7 +443,13 @@ def _attribute_paths(model, kind, depth=3):
     def is_module(obj):
         if _kind(obj) is not None:
             return True
-        return isinstance(obj, (list, tuple)) and bool(obj) and all(_kind(o) for o in obj)
+        # A list of blocks may hold plain functions too (jax.nn.relu, jnp.ravel in the Equinox
+        # docs' CNN): it counts when every entry is callable and one is a module.
+        return (
+            isinstance(obj, (list, tuple))
+            and all(callable(o) for o in obj)
+            and any(_kind(o) for o in obj)
+        )
 
     def walk(obj, prefix, level):
         for name, child in children(obj):
@@ -696,7 +702,8 @@ def run_check(args) -> int:
         return 0
     print(
         f"\nper-layer spectra, one row per block ({output['blocks']['found_by']}: "
-        f"{len(chain.names)} blocks, {chain.method}), at the first example "
+        f"{len(chain.names)} block{'s' if len(chain.names) > 1 else ''}, {chain.method}), at the "
+        "first example "
         "(J_l = dh_l/dh_(l-1), P_l = J_l ... J_1;\n spread = ln smax(P_l) - ln smin(P_l) over "
         "its singular values above rounding):"
     )

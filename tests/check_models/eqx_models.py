@@ -35,3 +35,22 @@ def build():
 
 def build_mlp():
     return eqx.nn.MLP(3, 2, 4, 2, key=jax.random.key(0)), jnp.ones((2, 3))
+
+
+class DocsStyle(eqx.Module):
+    """Blocks in a list with plain functions among them, as in the Equinox docs' CNN."""
+
+    layers: list
+
+    def __init__(self, key):
+        k1, k2 = jax.random.split(key)
+        self.layers = [eqx.nn.Linear(3, 4, key=k1), jax.nn.relu, eqx.nn.Linear(4, 2, key=k2)]
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def build_docs_style():
+    return DocsStyle(jax.random.key(0)), jnp.ones((2, 3))
