@@ -331,7 +331,8 @@ def _model_gradients(spec, loss, kwargs):
         raise UsageError(
             f"jaxflow check: the forward pass {_call_text(kind, kwargs)} on x {x.shape} fails "
             f"({_one_line(error)}); pass the arguments it needs with --apply-kwarg NAME=VALUE "
-            "(e.g. train=False, deterministic=True) or return x with the shape it takes"
+            "(e.g. train=False, deterministic=True), or return x as a batch with a leading "
+            "batch axis (an Equinox model gets one example at a time)"
         ) from None
     if not isinstance(prediction, jax.ShapeDtypeStruct):
         raise UsageError(
@@ -344,7 +345,14 @@ def _model_gradients(spec, loss, kwargs):
     def value(params):
         return _loss_value(loss, predict(params, x), y)
 
-    loss_value, grads = jax.jit(jax.value_and_grad(value))(params)
+    try:
+        loss_value, grads = jax.jit(jax.value_and_grad(value))(params)
+    except Exception as error:
+        raise UsageError(
+            f"jaxflow check: the gradient of the {loss} loss fails ({_one_line(error)}); pass the "
+            "arguments the forward pass needs with --apply-kwarg NAME=VALUE, or return a dict "
+            "with your own loss_fn, params, batch"
+        ) from None
     target = "y" if spec.get("y") is not None else ("zeros" if loss == "mse" else "random labels")
     return loss_value, grads, params, f"{loss} against {target}, x {tuple(x.shape)}"
 
@@ -379,7 +387,13 @@ def _loss_fn_gradients(spec):
             "loss, a scalar, or (loss, aux)"
         )
     grad = jax.value_and_grad(loss_fn, has_aux=has_aux)
-    (loss_value, grads) = jax.jit(grad)(params, *args)
+    try:
+        loss_value, grads = jax.jit(grad)(params, *args)
+    except Exception as error:
+        raise UsageError(
+            f"jaxflow check: jax.grad of {call} fails ({_one_line(error)}); params must be a "
+            "pytree of float arrays that the loss is differentiable in"
+        ) from None
     if has_aux:
         loss_value = loss_value[0]
     return loss_value, grads, params, f"{call}"
@@ -650,7 +664,7 @@ def run_check(args) -> int:
         if names:
             try:
                 chain, example = _chain(spec, selection, kwargs)
-            except (ValueError, TypeError) as error:
+            except Exception as error:  # the user's blocks: report in one line, never a traceback
                 if args.blocks is not None:
                     raise UsageError(
                         f"jaxflow check: --blocks {args.blocks!r} selects {names}, "
