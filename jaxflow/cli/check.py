@@ -39,7 +39,8 @@ EXAMPLES = f"""what build() returns (it takes no arguments):
   (model, variables, x) or (model, variables, x, y)   a flax.linen model (jf.mlp, jf.residual_stack,
                                                      your own) and model.init(...)'s variables
   (model, x) or (model, x, y)                        a flax.nnx or equinox module
-  {{"loss_fn": f, "params": p, "batch": b}}            f(p, b) or f(p, b, rng) -> loss or
+  {{"loss_fn": f, "params": p, "batch": b}}
+                                                     f(p, b) or f(p, b, rng) -> loss or
                                                      (loss, aux);
                                                      add "model" (+ "variables" for linen) and "x"
                                                      for the per-block spectra
@@ -63,7 +64,8 @@ blocks: --blocks PATTERN is a regex matched in full against linen submodule path
   a list or nnx.List/nnx.Sequential it selects is split into its entries. The blocks must follow
   one another (each one's output is the next one's input). Without --blocks:
   jaxflow models use their own stack; other models the submodules or attributes whose last
-  name matches {DEFAULT_BLOCKS!r}; the output says which were found, or that none were.
+  name matches {DEFAULT_BLOCKS}
+  and the output says which were found, or that none were.
 
 examples:
   jaxflow check mymodels:build
