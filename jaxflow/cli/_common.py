@@ -116,19 +116,32 @@ def format_spectra_table(rows, *, fancy: bool = False, width: int | None = None)
 
     ``fancy`` writes the headers with Unicode (‖J_l‖₂); ``width`` adds the column of resolved
     singular values of P_l out of ``width``, with an ``underflow`` mark where the row has one.
+    Rows with a ``log_spread`` (ln σ_max(P_l) − ln σ_min(P_l)) get that column, rows with a
+    ``block`` name get it last; a value of ``None`` (not computed) prints as ``n/a``.
     """
     headers = (
         ("layer", "‖J_l‖₂", "σ_min(J_l)", "‖P_l‖₂", "σ_min(P_l)")
         if fancy
         else ("layer", "|J_l|_2", "smin(J_l)", "|P_l|_2", "smin(P_l)")
     )
+    spread = any("log_spread" in row for row in rows)
+    named = any("block" in row for row in rows)
     header = f"{headers[0]:>5}  " + "  ".join(f"{h:>11}" for h in headers[1:])
-    lines = [header + ("  resolved" if width is not None else "")]
+    header += f"  {'spread':>8}" if spread else ""
+    lines = [header + ("  resolved" if width is not None else "") + ("  block" if named else "")]
     for row in rows:
         values = (row["J_norm"], row["J_min"], row["P_norm"], row["P_min"])
-        line = f"{row['layer']:>5}  " + "  ".join(f"{v:>11.4e}" for v in values)
+        line = f"{row['layer']:>5}  " + "  ".join(_number(v, 11, ".4e") for v in values)
+        if spread:
+            line += "  " + _number(row.get("log_spread"), 8, ".3f")
         if width is not None:
             mark = "  underflow" if row.get("underflow") else ""
             line += f"  {row['P_resolved']:>5}/{width}{mark}"
+        if named:
+            line += f"  {row.get('block', '')}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def _number(value, width, spec):
+    return f"{'n/a':>{width}}" if value is None else f"{value:>{width}{spec}}"

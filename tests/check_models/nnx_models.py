@@ -1,0 +1,34 @@
+"""Flax NNX: blocks in an ``nnx.List`` (the Flax docs' habit), BatchNorm and Dropout in eval
+mode."""
+
+import jax.numpy as jnp
+from flax import nnx
+
+
+class Block(nnx.Module):
+    def __init__(self, width, *, rngs):
+        self.linear = nnx.Linear(width, width, rngs=rngs)
+        self.norm = nnx.BatchNorm(width, rngs=rngs)
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+    def __call__(self, x):
+        return x + self.drop(jnp.tanh(self.norm(self.linear(x))))
+
+
+class Model(nnx.Module):
+    def __init__(self, *, rngs):
+        self.embed = nnx.Linear(3, 4, rngs=rngs)
+        self.blocks = nnx.List([Block(4, rngs=rngs) for _ in range(3)])
+        self.head = nnx.Linear(4, 2, rngs=rngs)
+
+    def __call__(self, x):
+        h = self.embed(x)
+        for block in self.blocks:
+            h = block(h)
+        return self.head(h)
+
+
+def build():
+    model = Model(rngs=nnx.Rngs(0))
+    model.eval()
+    return model, jnp.array([[0.3, -1.0, 0.5], [1.0, 0.2, -0.4]])
