@@ -17,6 +17,7 @@ from jaxflow import _platform
 _platform.guard_cpu_thread_pool()  # before any JAX backend starts; see jaxflow/_platform.py
 
 
+from jaxflow._deprecation import top_level_getattr as __getattr__  # STATUSES, monitor, ...
 from jaxflow.activations import ACTIVATIONS, Activation, get_activation
 from jaxflow.blocks import BlockChain, block_chain
 from jaxflow.experiments.gradient_flow import (
@@ -28,16 +29,16 @@ from jaxflow.experiments.gradient_flow import (
     compare_residual,
 )
 from jaxflow.gradients import (
-    STATUSES,
     GradientStats,
+    GradientStatus,
     LeafStats,
     MonitorState,
     TrainResult,
     activation_gradient_norms,
     dead_unit_fraction,
     format_gradient_report,
+    gradient_monitor,
     gradient_stats,
-    monitor,
     saturated_unit_fraction,
     train,
 )
@@ -81,7 +82,6 @@ from jaxflow.spectra import (
 )
 from jaxflow.sweeps import METRICS, Grid, open_sweep, sweep
 from jaxflow.theory import (
-    STATUS_NAMES,
     DepthScales,
     FixedPoint,
     FreeMoments,
@@ -89,6 +89,7 @@ from jaxflow.theory import (
     MeanField,
     PhaseDiagram,
     Prediction,
+    PredictionStatus,
     c_star,
     chi1,
     critical_sigma_w2,
@@ -98,8 +99,8 @@ from jaxflow.theory import (
     mean_field,
     phase_diagram,
     q_star,
-    status_name,
 )
+from jaxflow.theory import status_name  # noqa: F401  (deprecated, warns; not in __all__)
 
 __version__ = "0.1.0"
 
@@ -114,6 +115,7 @@ __all__ = [
     "FreeMoments",
     "GradientBound",
     "GradientStats",
+    "GradientStatus",
     "Grid",
     "HutchinsonEstimate",
     "INIT_SCHEMES",
@@ -132,10 +134,9 @@ __all__ = [
     "PhaseDiagram",
     "PowerIteration",
     "Prediction",
+    "PredictionStatus",
     "ResidualComparison",
     "ResidualStack",
-    "STATUSES",
-    "STATUS_NAMES",
     "SpectralEstimates",
     "Stack",
     "TrainResult",
@@ -157,6 +158,7 @@ __all__ = [
     "get_activation",
     "get_init",
     "gradient_bound",
+    "gradient_monitor",
     "gradient_stats",
     "he_normal",
     "he_uniform",
@@ -170,7 +172,6 @@ __all__ = [
     "mean_field",
     "mean_squared_singular_value",
     "mlp",
-    "monitor",
     "open_sweep",
     "orthogonal",
     "phase_diagram",
@@ -180,7 +181,6 @@ __all__ = [
     "saturated_unit_fraction",
     "scan_chain",
     "singular_values",
-    "status_name",
     "sweep",
     "top_singular_value",
     "train",

@@ -101,7 +101,7 @@ def test_linear_chi1_is_sigma_w2_and_q_star_closed_form():
     np.testing.assert_allclose(mf.q_star[:2], b[:2] / (1 - w[:2]), rtol=QTOL)
     # σ_w² = 1, σ_b² = 0: V(q) = q, every q is a fixed point; σ_w² > 1: q^l → ∞.
     assert np.isnan(mf.q_star[2]) and np.isinf(mf.q_star[3])
-    assert jf.status_name(mf.status).tolist() == ["ok", "ok", "marginal", "diverges"]
+    assert jf.PredictionStatus.name_of(mf.status).tolist() == ["ok", "ok", "marginal", "diverges"]
     assert mf.unique.tolist() == [True, True, False, True]
 
 
@@ -116,7 +116,7 @@ def test_relu_chi1_is_half_sigma_w2_the_q_to_zero_limit():
     # σ_w² = 2: marginal (a continuum of fixed points when σ_b² = 0, linear growth when σ_b² > 0);
     # σ_w² > 2 diverges for every σ_b² ≥ 0.
     assert np.isnan(mf.q_star[3]) and np.isnan(mf.q_star[4]) and np.isinf(mf.q_star[5])
-    assert jf.status_name(mf.status).tolist() == [
+    assert jf.PredictionStatus.name_of(mf.status).tolist() == [
         "ok",
         "ok",
         "ok",
@@ -132,7 +132,7 @@ def test_relu_chi1_is_half_sigma_w2_the_q_to_zero_limit():
 def test_erf_is_critical_at_pi_over_four_and_chi1_has_a_closed_form():
     crit = jf.critical_sigma_w2("erf", [0.0, 0.1])
     assert _rel(crit.value[0], math.pi / 4) < QTOL
-    assert jf.status_name(crit.status).tolist() == ["ok", "ok"]
+    assert jf.PredictionStatus.name_of(crit.status).tolist() == ["ok", "ok"]
     # E[erf′(u)²] = (4/π) E[e^{−2u²}] = (4/π)/√(1 + 4q): χ₁ = 1 on the critical line.
     mf = jf.mean_field("erf", crit.value[1], 0.1)
     q = _np_fixed_point("erf", float(crit.value[1]), 0.1)
@@ -194,7 +194,7 @@ def test_tanh_and_sigmoid_match_scipy(name, sigma_w2, sigma_b2):
         assert float(mf.c_star) == 1.0
     assert _rel(mf.chi_c, chi_c) < QTOL
     assert _rel(mf.xi_c, -1 / math.log(chi_c)) < QTOL
-    assert jf.status_name(mf.status) == "ok" and bool(mf.unique)
+    assert jf.PredictionStatus.name_of(mf.status) == "ok" and bool(mf.unique)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -205,10 +205,11 @@ def test_every_activation_sits_at_its_fixed_point(name):
     phi, dphi = NP_ACTIVATIONS[name]
     for i in range(2):
         if name == "linear" and w[i] > 1:  # V(q) = σ_w² q + σ_b² has no fixed point
-            assert jf.status_name(mf.status[i]) == "diverges" and _rel(mf.chi1[i], w[i]) < QTOL
+            assert jf.PredictionStatus.name_of(mf.status[i]) == "diverges"
+            assert _rel(mf.chi1[i], w[i]) < QTOL
             continue
         q = float(mf.q_star[i])
-        assert jf.status_name(mf.status[i]) == "ok"
+        assert jf.PredictionStatus.name_of(mf.status[i]) == "ok"
         assert _rel(w[i] * gaussian_expectation(lambda u: phi(u) ** 2, q) + b[i], q) < QTOL
         assert _rel(mf.chi1[i], w[i] * gaussian_expectation(lambda u: dphi(u) ** 2, q)) < QTOL
         assert 0.0 <= float(mf.c_star[i]) <= 1.0 and np.isfinite(mf.xi_c[i])
@@ -216,7 +217,7 @@ def test_every_activation_sits_at_its_fixed_point(name):
 
 def test_marginal_and_odd_edge_cases():
     crit = jf.mean_field("tanh", 1.0, 0.0)  # q^l → 0 like 1/l: marginal, not a fake number
-    assert float(crit.q_star) == 0.0 and jf.status_name(crit.status) == "marginal"
+    assert float(crit.q_star) == 0.0 and jf.PredictionStatus.name_of(crit.status) == "marginal"
     assert bool(crit.critical) and np.isinf(crit.xi_q) and np.isinf(crit.xi_c)
     chaos = jf.mean_field("tanh", 2.0, 0.0)  # odd φ, σ_b² = 0: C(0) = 0, so c* = 0
     assert float(chaos.c_star) < 1e-5 and float(chaos.chi1) > 1
@@ -229,7 +230,8 @@ def test_several_attractors_report_the_basin_of_q0():
     small = jf.q_star("gelu", 2.5, 0.01, q0=0.01)
     large = jf.q_star("gelu", 2.5, 0.01, q0=1.0)
     assert not bool(small.unique) and not bool(large.unique)
-    assert jf.status_name(small.status) == "ok" and jf.status_name(large.status) == "diverges"
+    assert jf.PredictionStatus.name_of(small.status) == "ok"
+    assert jf.PredictionStatus.name_of(large.status) == "diverges"
     assert _rel(small.q_star, _np_fixed_point("gelu", 2.5, 0.01, 1e-3, 0.3)) < QTOL
     assert np.isinf(large.q_star)
 
@@ -240,7 +242,7 @@ def test_functions_are_jit_and_vmap_compatible():
     mapped = jax.jit(jax.vmap(lambda w: jf.chi1("tanh", w, 0.05)))(ws)
     eager = jf.chi1("tanh", ws[1:], 0.05)
     np.testing.assert_allclose(mapped.value[1:], eager.value, rtol=1e-6)
-    assert jf.status_name(mapped.status).tolist() == ["invalid", "ok", "ok"]
+    assert jf.PredictionStatus.name_of(mapped.status).tolist() == ["invalid", "ok", "ok"]
     assert np.isnan(mapped.value[0])
 
 

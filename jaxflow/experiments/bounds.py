@@ -99,7 +99,7 @@ def _resolve_init(init, sigma_b2):
     """(label, InitScheme) for a scheme name, a (σ_w², σ_b²) pair, or "critical"."""
     if init == "critical":
         crit = theory.critical_sigma_w2("sigmoid", sigma_b2)
-        if int(crit.status) != theory.OK:
+        if int(crit.status) != theory.PredictionStatus.OK:
             raise ValueError(f"sigmoid has no critical sigma_w2 at sigma_b2={sigma_b2!r}")
         sigma_w2 = float(crit.value)
         return f"critical σ_w²={sigma_w2:.1f}", gaussian(sigma_w2, sigma_b2)

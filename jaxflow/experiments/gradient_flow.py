@@ -26,8 +26,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxflow._numerics import scaled_norm as _norm
 from jaxflow.gradients.layers import _loss, _loss_and_gradients
-from jaxflow.gradients.stats import GradientStats, _norm, gradient_stats
+from jaxflow.gradients.stats import GradientStats, gradient_stats
 from jaxflow.initializers import InitScheme, get_init
 from jaxflow.models import _check_positive_int, mlp, residual_stack
 

@@ -1,6 +1,8 @@
-"""Gradient statistics: the notes' per-parameter table as a pure function, and the optax monitor.
+"""Gradient statistics: the notes' per-parameter table as a pure, jit-compatible function.
 
 See :mod:`jaxflow.gradients` for the conventions (leaf keys, layers, status codes, frozen leaves).
+The text report is in :mod:`jaxflow.gradients.report`, the optax transformation in
+:mod:`jaxflow.gradients.monitoring`.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-import sys
+import re
 from typing import Any, NamedTuple
 
 import flax.struct
@@ -16,22 +18,51 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax.core.meta import AxisMetadata as _AxisMetadata
+
+try:  # NNX (flax >= 0.8): Variables box their values
+    from flax.nnx import Variable as _NnxVariable
+except ImportError:  # pragma: no cover
+    _NnxVariable = None
+
+from jaxflow import _deprecation
+from jaxflow._numerics import HIGHEST
+from jaxflow._numerics import scaled_norm as _norm  # noqa: F401  (gradients/layers.py imports it)
+from jaxflow._status import StatusCode
 
 __all__ = [
-    "STATUSES",
     "GradientStats",
+    "GradientStatus",
     "LeafStats",
-    "MonitorState",
-    "format_gradient_report",
     "gradient_stats",
-    "monitor",
 ]
 
-STATUSES = ("ok", "vanishing", "exploding", "nonfinite")
-"""Status names, indexed by the integer codes in :attr:`GradientStats.status`."""
 
-_OK, _VANISHING, _EXPLODING, _NONFINITE = range(len(STATUSES))
+class GradientStatus(StatusCode):
+    """The status of a gradient leaf: the integer codes in :attr:`GradientStats.status`.
+
+    An ``IntEnum``, so the codes compare equal to the int32 values computed inside ``jit``.
+    ``NONFINITE`` (any NaN or ±Inf entry) wins over ``EXPLODING`` (‖g‖ above the threshold), which
+    wins over ``VANISHING`` (‖g‖ below it). ``GradientStatus.name_of(codes)`` gives the lowercase
+    names used in reports (``"ok"``, ``"vanishing"``, ``"exploding"``, ``"nonfinite"``).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> stats = jf.gradient_stats({"w": jnp.array([3.0, 4.0]), "b": jnp.array([1e-9])})
+      >>> jf.GradientStatus.name_of(stats.status).tolist()
+      ['vanishing', 'ok']
+      >>> int(stats.leaf("b").status) == jf.GradientStatus.VANISHING
+      True
+    """
+
+    OK = 0
+    VANISHING = 1
+    EXPLODING = 2
+    NONFINITE = 3
+
+
 _ROOT = "(root)"
+__getattr__ = _deprecation.getattr_hook(__name__, {"STATUSES": _deprecation.STATUSES})
 
 
 class LeafStats(NamedTuple):
@@ -42,13 +73,13 @@ class LeafStats(NamedTuple):
       mean: mean of g.
       max_abs: max |g|.
       ratio: ‖g‖/‖w‖ (NaN when no params were given).
-      status: the int code, an index into :data:`STATUSES`.
+      status: the int code, a :class:`GradientStatus`.
 
     Example:
       >>> import jax.numpy as jnp, jaxflow as jf
       >>> stats = jf.gradient_stats({"w": jnp.array([3.0, 4.0]), "b": jnp.array([1e-9])})
       >>> leaf = stats.leaf("w")
-      >>> float(leaf.norm), jf.STATUSES[int(leaf.status)]
+      >>> float(leaf.norm), jf.GradientStatus.name_of(leaf.status)
       (5.0, 'ok')
     """
 
@@ -74,23 +105,25 @@ class GradientStats:
       max_abs: (n,) max |g|.
       ratio: (n,) ‖g‖/‖w‖ when params were given, else NaN; +inf where ‖w‖ = 0 < ‖g‖ (e.g. zero-
         initialised biases), 0 where both are 0.
-      status: (n,) int32 codes into :data:`STATUSES`.
+      status: (n,) int32 :class:`GradientStatus` codes.
       layer_norms: (m,) √Σ‖g‖² over each layer's leaves.
       global_norm: () √Σg² over every measured entry, not a sum of norms: the number
         ``optax.clip_by_global_norm`` compares with its threshold, except that it is computed
         with scaling and stays finite above √(float32 max) ≈ 1.8e19, where optax's plain Σg²
         overflows to inf (and its clipping then zeroes the update).
-      status_counts: (4,) int32, how many leaves have each status, in :data:`STATUSES` order.
+      status_counts: (4,) int32, how many leaves have each status, in :class:`GradientStatus`
+        order.
       names: n leaf keys (static), e.g. ``blocks/07/Dense_0/kernel``.
       layers: n layer indices (static), the layer of each leaf.
       layer_names: m layer names (static), e.g. ``blocks/07``, ``readout``.
-      frozen: keys of the skipped leaves (static; see the module docs).
+      frozen: keys of the skipped leaves: frozen, non-array and PRNG-key leaves (static; see the
+        module docs).
       thresholds: ``(vanishing, exploding)`` used for the status (static).
 
     Example:
       >>> import jax.numpy as jnp, jaxflow as jf
       >>> stats = jf.gradient_stats({"w": jnp.array([3.0, 4.0]), "b": jnp.array([1e-9])})
-      >>> stats.names, stats.norm.tolist(), stats.status_names().tolist()
+      >>> stats.names, stats.norm.tolist(), jf.GradientStatus.name_of(stats.status).tolist()
       (('b', 'w'), [1e-09, 5.0], ['vanishing', 'ok'])
     """
 
@@ -109,8 +142,14 @@ class GradientStats:
     thresholds: tuple[float, float] = flax.struct.field(pytree_node=False)
 
     def status_names(self) -> np.ndarray:
-        """Every leaf's status as a NumPy array of strings (host-side), shaped like ``status``."""
-        return np.asarray(STATUSES)[np.asarray(self.status)]
+        """Deprecated: use ``GradientStatus.name_of(stats.status)``.
+
+        Every leaf's status as a NumPy array of strings (host-side), shaped like ``status``.
+        """
+        _deprecation.warn(
+            "GradientStats.status_names()", "jaxflow.GradientStatus.name_of(stats.status)"
+        )
+        return GradientStatus.name_of(self.status)
 
     def leaf(self, name: str) -> LeafStats:
         """The statistics of the leaf ``name`` (e.g. ``"blocks/07/Dense_0/kernel"``).
@@ -125,43 +164,144 @@ class GradientStats:
             *(a[..., i] for a in (self.norm, self.mean, self.max_abs, self.ratio, self.status))
         )
 
-    def leaves_with(self, status: str) -> tuple[str, ...]:
+    def leaves_with(self, status: GradientStatus | str) -> tuple[str, ...]:
         """The names of the leaves with ``status`` (host-side, for unbatched stats).
+
+        Args:
+          status: a :class:`GradientStatus` or its name (``"nonfinite"``).
 
         Raises:
           ValueError: for an unknown status or batched stats.
         """
-        if status not in STATUSES:
-            raise ValueError(f"status={status!r} is not known; use one of {STATUSES}")
+        names = tuple(member.name.lower() for member in GradientStatus)
+        if isinstance(status, str) and status in names:
+            status = GradientStatus(names.index(status))
+        if not isinstance(status, GradientStatus):
+            raise ValueError(
+                f"status={status!r} is not known; use a GradientStatus or one of {names}"
+            )
         codes = np.asarray(self.status)
         if codes.ndim != 1:
             raise ValueError(
                 f"these stats are batched (status shape {codes.shape}); select one first, e.g. "
                 "jax.tree.map(lambda a: a[i], stats)"
             )
-        return tuple(n for n, c in zip(self.names, codes) if c == STATUSES.index(status))
+        return tuple(n for n, c in zip(self.names, codes, strict=True) if c == status)
 
 
-def _key_name(key) -> str:
-    for attr in ("key", "name", "idx"):
+def _key_name(key) -> tuple[str, bool]:
+    """(name, whether the key is a list position), for one key of a pytree path."""
+    if isinstance(key, jax.tree_util.SequenceKey):
+        return str(key.idx), True
+    if isinstance(key, jax.tree_util.DictKey):
+        return str(key.key), isinstance(key.key, numbers.Integral)  # nnx.List: integer keys
+    for attr in ("name", "key", "idx"):
         if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
+            return str(getattr(key, attr)), False
+    return str(key), False
 
 
 def _is_frozen_node(x) -> bool:
     return x is None or isinstance(x, optax.MaskedNode)
 
 
-def _flatten(tree):
-    """[(path parts, leaf)] in pytree order, with None and MaskedNode kept as leaves."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_frozen_node)
-    return [(tuple(_key_name(k) for k in path), leaf) for path, leaf in flat]
+def _is_boxed(x) -> bool:
+    """Flax's boxes: linen ``nn.Partitioned``/``LogicallyPartitioned`` (``AxisMetadata``), NNX
+    ``Variable`` (``nnx.Param``, ...), whose flattened paths would end in ``/value``."""
+    return isinstance(x, _AxisMetadata) or (
+        _NnxVariable is not None and isinstance(x, _NnxVariable)
+    )
 
 
-def _leaf_dtype(leaf):
-    dtype = getattr(leaf, "dtype", None)
-    return np.dtype(dtype) if dtype is not None else np.result_type(leaf)
+def _unbox(x):
+    return x.unbox() if isinstance(x, _AxisMetadata) else x.get_value()
+
+
+def _flatten(tree, prefix=()):
+    """[(path parts, layer-index flags, leaf)] in pytree order, boxes read through, with None and
+    MaskedNode kept as leaves."""
+    is_leaf = lambda x: _is_frozen_node(x) or _is_boxed(x)  # noqa: E731
+    out = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]:
+        keys = prefix + tuple(_key_name(k) for k in path)
+        if _is_boxed(leaf):
+            out.extend(_flatten(_unbox(leaf), keys))
+        else:
+            out.append((tuple(k for k, _ in keys), tuple(i for _, i in keys), leaf))
+    return out
+
+
+# Path components that number layers: list positions (``layers[3]``, an ``nnx.List``'s 3), all-
+# digit keys (``blocks/03``), and lowercase names ending in _N (``layers_3``, ``encoderblock_7``:
+# what linen names list attributes and numbered blocks). Linen's automatic CamelCase names
+# (``Dense_0``, ``MlpBlock_0``) number sublayers inside a block, not layers.
+_NUMBERED = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*_\d+")
+
+
+def _layer_indices(parts, positional):
+    return tuple(
+        pos or part.isdigit() or _NUMBERED.fullmatch(part) is not None
+        for part, pos in zip(parts, positional, strict=True)
+    )
+
+
+def _default_group(parts, indices) -> str:
+    last = max((i for i, index in enumerate(indices) if index), default=None)
+    if last is not None:
+        return "/".join(parts[: last + 1])
+    top = 1 if parts[:1] == ("params",) and len(parts) > 1 else 0
+    return "/".join(parts[: top + 1]) or _ROOT
+
+
+def _grouper(group_by):
+    """name, parts, layer-index flags -> group name, for ``group_by`` (validated here)."""
+    if group_by is None:
+        return lambda name, parts, indices: _default_group(parts, indices)
+    if isinstance(group_by, (str, re.Pattern)):
+        try:
+            pattern = re.compile(group_by)
+        except re.error as error:
+            raise ValueError(
+                f"group_by={group_by!r} is not a valid regular expression: {error}"
+            ) from None
+
+        def by_pattern(name, parts, indices):
+            match = pattern.search(name)
+            if match is None:
+                return _default_group(parts, indices)
+            return match.group(1 if pattern.groups else 0)
+
+        return by_pattern
+    if callable(group_by):
+
+        def by_callable(name, parts, indices):
+            group = group_by(name)
+            if not isinstance(group, str):
+                raise TypeError(
+                    f"group_by({name!r}) returned {group!r}; it must return the layer name, a str"
+                )
+            return group
+
+        return by_callable
+    raise TypeError(
+        f"group_by={group_by!r} is not allowed; pass None (the default grouping), a regular "
+        "expression or a callable name -> layer name"
+    )
+
+
+def _measured(name, leaf) -> bool:
+    """Whether ``leaf`` is a floating-point array to measure; raises for complex gradients."""
+    if _is_frozen_node(leaf) or not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
+        return False  # functions, strings, Python scalars: not arrays, not parameters
+    dtype = leaf.dtype
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key) or jnp.issubdtype(dtype, jax.dtypes.float0):
+        return False
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(
+            f"grads leaf {name!r} is complex ({dtype}); only real gradients are measured"
+        )
+    # jnp.issubdtype: NumPy does not count bfloat16 or float8 as floating.
+    return jnp.issubdtype(dtype, jnp.floating) and math.prod(leaf.shape) > 0
 
 
 class _Row(NamedTuple):
@@ -173,49 +313,100 @@ class _Row(NamedTuple):
     group: str
 
 
-def _plan(grads, stacked):
-    """The static layout: measured rows in order, float leaves, their paths, and frozen names."""
-    rows, leaves, paths, frozen, anchors = [], [], [], [], {}
-    for pos, (parts, leaf) in enumerate(_flatten(grads)):
+class _Layout(NamedTuple):
+    """What gradient_stats measures, static (hashable): rows in order, each measured leaf's path
+    and whether it is a split stack, and the names of the skipped leaves."""
+
+    rows: tuple[_Row, ...]
+    paths: tuple[tuple[str, ...], ...]
+    split: tuple[bool, ...]
+    frozen: tuple[str, ...]
+
+
+def _stacks(measured, stacked):
+    """{prefix: whether the subtree at prefix is split per layer}, for the stacked candidates.
+
+    A candidate is the subtree under the first path component named in ``stacked``. It is a
+    stack — what ``nn.scan``/``nnx.vmap`` make of a module — when none of its paths has a list
+    position or an all-digit key below it (a list of per-layer modules is split by layer
+    already; numbered submodule names such as ``dense_0`` may sit inside a scanned block) and
+    every leaf has at
+    least two axes, the first of one common length L (a scanned layer's parameters are at least
+    vectors, so a 1-D leaf is an unscanned module's bias or scale: a square ``Dense`` named
+    ``blocks`` is not a stack of 16 rows). A scalar leaf in a candidate without layer indices is
+    an error: no scan makes one, so the caller must say (``stacked=()``).
+    """
+    found = {}
+    for parts, listed, _, leaf in measured:
+        where = next(
+            (
+                i
+                for i, (p, ix) in enumerate(zip(parts, listed, strict=True))
+                if p in stacked and not ix
+            ),
+            None,
+        )
+        if where is not None:
+            found.setdefault(parts[: where + 1], []).append((parts, listed[where + 1 :], leaf))
+    split = {}
+    for prefix, members in found.items():
+        if any(any(ix) for _, ix, _ in members):
+            split[prefix] = False
+            continue
+        for parts, _, leaf in members:
+            if jnp.ndim(leaf) == 0:
+                raise ValueError(
+                    f"grads leaf {'/'.join(parts)!r} sits under the stacked subtree "
+                    f"{prefix[-1]!r} but is a scalar; stacked leaves need a leading depth axis "
+                    "(pass stacked=() if it has none)"
+                )
+        shapes = [jnp.shape(leaf) for _, _, leaf in members]
+        split[prefix] = all(len(s) >= 2 for s in shapes) and len({s[0] for s in shapes}) == 1
+    return split
+
+
+def _plan(grads, stacked, group_by=None):
+    """(the static :class:`_Layout`, the measured leaves) of a gradient tree."""
+    group = _grouper(group_by)
+    measured, frozen = [], []
+    for parts, positional, leaf in _flatten(grads):
         name = "/".join(parts) or _ROOT
-        if _is_frozen_node(leaf):
-            frozen.append(name)
-            continue
-        dtype = _leaf_dtype(leaf)
-        if jnp.issubdtype(dtype, jnp.complexfloating):
-            raise TypeError(
-                f"grads leaf {name!r} is complex ({dtype}); only real gradients are measured"
+        if _measured(name, leaf):
+            listed = tuple(
+                pos or part.isdigit() for part, pos in zip(parts, positional, strict=True)
             )
-        # jnp.issubdtype: NumPy does not count bfloat16 or float8 as floating.
-        if not jnp.issubdtype(dtype, jnp.floating) or math.prod(jnp.shape(leaf)) == 0:
+            measured.append((parts, listed, _layer_indices(parts, positional), leaf))
+        else:
             frozen.append(name)
-            continue
-        where = next((i for i, part in enumerate(parts) if part in stacked), None)
+    stacks = _stacks(measured, stacked)
+    rows, leaves, paths, split, anchors = [], [], [], [], {}
+    for pos, (parts, _, indices, leaf) in enumerate(measured):
+        prefix = next((p for p in stacks if parts[: len(p)] == p), None)
         index = len(leaves)
         leaves.append(leaf)
         paths.append(parts)
-        if where is None:
-            top = 1 if parts[:1] == ("params",) and len(parts) > 1 else 0
-            group = "/".join(parts[: top + 1]) or _ROOT
-            rows.append(((pos, 0, pos), _Row(name, index, None, group)))
+        split.append(prefix is not None and stacks[prefix])
+        if not split[-1]:
+            name = "/".join(parts) or _ROOT
+            rows.append(((pos, 0, pos), _Row(name, index, None, group(name, parts, indices))))
             continue
-        if jnp.ndim(leaf) == 0:
-            raise ValueError(
-                f"grads leaf {name!r} sits under the stacked subtree {parts[where]!r} but is a "
-                "scalar; stacked leaves need a leading depth axis (pass stacked=() if it has none)"
-            )
-        prefix = parts[: where + 1]
         anchor = anchors.setdefault(prefix, pos)
         depth = jnp.shape(leaf)[0]
         width = max(2, len(str(depth - 1)))
+        where = len(prefix)
         for layer in range(depth):
-            index_part = f"{layer:0{width}d}"
-            full = "/".join(prefix + (index_part,) + parts[where + 1 :])
+            full_parts = prefix + (f"{layer:0{width}d}",) + parts[where:]
+            # A scanned layer is one block: numbered names inside it do not start new layers.
+            full_indices = indices[:where] + (True,) + (False,) * (len(parts) - where)
+            full = "/".join(full_parts)
             rows.append(
-                ((anchor, layer, pos), _Row(full, index, layer, "/".join(prefix + (index_part,))))
+                (
+                    (anchor, layer, pos),
+                    _Row(full, index, layer, group(full, full_parts, full_indices)),
+                )
             )
-    rows = [row for _, row in sorted(rows, key=lambda r: r[0])]
-    return rows, leaves, paths, tuple(frozen)
+    rows = tuple(row for _, row in sorted(rows, key=lambda r: r[0]))
+    return _Layout(rows, tuple(paths), tuple(split), tuple(frozen)), leaves
 
 
 def _check_thresholds(vanishing, exploding):
@@ -238,20 +429,6 @@ def _as_names(stacked) -> frozenset:
     if not all(isinstance(s, str) for s in stacked):
         raise TypeError(f"stacked={stacked!r} must be a name or a sequence of names")
     return frozenset(stacked)
-
-
-def _norm(x, axis=None):
-    """√Σx² along ``axis``, scaled by max|x| first.
-
-    Vanishing gradients reach 1e-20 and below, whose squares underflow float32 to zero (and
-    exploding ones above ~1e19 overflow), so the plain √Σx² reports 0 (or inf) where the norm is
-    perfectly representable.
-    """
-    x = jnp.asarray(x)
-    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
-    safe = jnp.where((m > 0) & jnp.isfinite(m), m, 1.0).astype(x.dtype)
-    axes = tuple(range(x.ndim)) if axis is None else axis
-    return jnp.squeeze(safe, axes) * jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis))
 
 
 def _per_row(values, rows):
@@ -282,8 +459,9 @@ def _root_sum_square(norms, ids, groups):
 def _row_stats(block):
     """Per-row (‖x‖, Σx, max|x|, nonfinite) of a (k, n) block in three passes over the data.
 
-    ‖x‖ is m·√Σ(x/m)² with m = max|x|, as in :func:`_norm`, so norms far below 1e-19 (whose
-    squares underflow float32) or above 1e19 come out to float32 precision. The sums are
+    ‖x‖ is m·√Σ(x/m)² with m = max|x|, as in :func:`jaxflow._numerics.scaled_norm`, so norms far
+    below 1e-19 (whose squares underflow float32) or above 1e19 come out to float32 precision.
+    The sums are
     matrix-vector products with a ones vector: XLA:CPU runs those as vectorised kernels and its
     reductions one element at a time (a matvec sum of the notes' DeepNet gradients took about
     half the time of ``jnp.sum``). A row holds a NaN or Inf exactly when its scaled Σ is not
@@ -291,7 +469,7 @@ def _row_stats(block):
     """
     ones = jnp.ones((block.shape[1],), block.dtype)
     # HIGHEST: no TF32 (GPU) or bfloat16 (TPU) passes in these sums.
-    dot = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
+    dot = functools.partial(jnp.matmul, precision=HIGHEST)
     max_abs = jnp.max(jnp.abs(block), axis=1)
     scale = jnp.where((max_abs > 0) & jnp.isfinite(max_abs), max_abs, 1.0)
     sumsq = dot(jnp.square(block / scale[:, None]), ones)
@@ -305,16 +483,33 @@ def _row_stats(block):
 
 def _nonfinite_rows(tree, stacked):
     """(row names, (n,) bool: whether each row holds a NaN or Inf), in gradient_stats' layout."""
-    rows, leaves, _, _ = _plan(tree, stacked)
-    is_stacked = {r.leaf: r.layer is not None for r in rows}
-    flags = [_nonfinite(_rows_of(leaf, is_stacked[i])) for i, leaf in enumerate(leaves)]
-    return tuple(r.name for r in rows), _per_row(flags, rows)
+    layout, leaves = _plan(tree, stacked)
+    flags = [_nonfinite(_rows_of(leaf, s)) for leaf, s in zip(leaves, layout.split, strict=True)]
+    return tuple(r.name for r in layout.rows), _per_row(flags, layout.rows)
 
 
 def _rows_of(leaf, stacked_leaf):
     a = jnp.asarray(leaf)
     a = a.astype(jnp.promote_types(a.dtype, jnp.float32))
     return a.reshape((a.shape[0], -1) if stacked_leaf else (1, -1))
+
+
+def _param_leaves(params, layout, leaves):
+    """The parameters at the measured gradients' paths (boxes read through), checked."""
+    by_path = {parts: leaf for parts, _, leaf in _flatten(params)}
+    out = []
+    for parts, g in zip(layout.paths, leaves, strict=True):
+        w = by_path.get(parts)
+        name = "/".join(parts) or _ROOT
+        if w is None or _is_frozen_node(w) or not hasattr(w, "shape"):
+            raise ValueError(f"params has no array at {name!r}, where grads has a gradient")
+        if jnp.shape(w) != jnp.shape(g):
+            raise ValueError(
+                f"params[{name!r}] has shape {jnp.shape(w)} but its gradient has shape "
+                f"{jnp.shape(g)}"
+            )
+        out.append(w)
+    return out
 
 
 def gradient_stats(
@@ -324,28 +519,39 @@ def gradient_stats(
     vanishing: float = 1e-7,
     exploding: float = 1e3,
     stacked: Any = ("blocks",),
+    group_by: Any = None,
 ) -> GradientStats:
     """The notes' gradient table as a pure function: per-leaf and per-layer norms, and a status.
 
-    Pure and jit-compatible (the thresholds and ``stacked`` are static); ``vmap`` over a batch of
-    gradients adds a leading axis to every array. See the module docs for the conventions (keys,
-    layers, status codes, frozen leaves).
+    Pure and jit-compatible (the thresholds, ``stacked`` and ``group_by`` are static); ``vmap``
+    over a batch of gradients adds a leading axis to every array. Any parameter tree: Flax linen
+    and NNX boxes are read through, non-array leaves (functions, strings), PRNG keys and frozen
+    leaves are skipped and listed. See the module docs for the conventions (keys, stacks, layers,
+    status codes, skipped leaves).
 
     Args:
-      grads: a pytree of gradients, e.g. ``jax.grad(loss)(params)``.
-      params: the parameters, same structure (frozen leaves may differ), for ‖g‖/‖w‖; or ``None``.
+      grads: a pytree of gradients, e.g. ``jax.grad(loss)(params)``, ``nnx.grad``'s ``State`` or
+        ``eqx.filter_grad``'s module.
+      params: the parameters, same paths (boxing and skipped leaves may differ), for ‖g‖/‖w‖; or
+        ``None``.
       vanishing: a leaf whose ‖g‖ is below this is ``vanishing`` (the notes' 1e-7).
       exploding: a leaf whose ‖g‖ is above this is ``exploding`` (the notes' 1e3).
-      stacked: path component names whose subtrees carry a leading depth axis, split per layer;
-        ``()`` for none.
+      stacked: names of path components whose subtrees may be scanned stacks (``nn.scan`` /
+        ``nnx.vmap`` modules, one leading depth axis on every leaf), split per layer when they
+        are; ``()`` for none. See the module docs for when a subtree counts as a stack.
+      group_by: how leaves form layers for ``layer_norms``: ``None`` (the path up to its last
+        layer index, else the first component; see the module docs), a regular expression (the
+        layer is its first match in the leaf name, or its first group if it has one; names it
+        does not match fall back to the default), or a callable ``leaf name -> layer name``.
 
     Returns:
       A :class:`GradientStats`.
 
     Raises:
-      ValueError: for bad thresholds, a scalar leaf under a stacked subtree, a ``params`` tree that
-        lacks a measured leaf or has another shape, or no floating-point leaf at all.
-      TypeError: for complex gradients.
+      ValueError: for bad thresholds, a scalar leaf in a stacked subtree, a ``params`` tree that
+        lacks a measured leaf or has another shape, a bad ``group_by`` pattern, or no
+        floating-point leaf at all.
+      TypeError: for complex gradients, a ``stacked`` that is not names, or a bad ``group_by``.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxflow as jf
@@ -354,67 +560,66 @@ def gradient_stats(
       >>> stats = jax.jit(jf.gradient_stats)(grads)
       >>> stats.names
       ('blocks/00/kernel', 'blocks/01/kernel', 'readout/kernel')
-      >>> stats.status_names().tolist()
+      >>> jf.GradientStatus.name_of(stats.status).tolist()
       ['vanishing', 'ok', 'nonfinite']
       >>> stats.layer_names, stats.layer_norms[:2].tolist()
       (('blocks/00', 'blocks/01', 'readout'), [2e-09, 2.0])
+
+      A list of layers is not a stack: each leaf is one leaf, one layer per list entry.
+
+      >>> stats = jf.gradient_stats({"blocks": [{"kernel": jnp.ones((16, 16))}] * 2})
+      >>> stats.names, stats.norm.tolist(), stats.layer_names
+      (('blocks/0/kernel', 'blocks/1/kernel'), [16.0, 16.0], ('blocks/0', 'blocks/1'))
     """
     _check_thresholds(vanishing, exploding)
-    return _gradient_stats(grads, params, float(vanishing), float(exploding), _as_names(stacked))
+    layout, leaves = _plan(grads, _as_names(stacked), group_by)
+    if not leaves:
+        raise ValueError(
+            f"grads has no floating-point leaves to measure (skipped: {list(layout.frozen)})"
+        )
+    w_leaves = None if params is None else _param_leaves(params, layout, leaves)
+    return _gradient_stats(leaves, w_leaves, layout, float(vanishing), float(exploding))
 
 
 # Jitted even when called eagerly: op-by-op dispatch would compile every small reduction of every
-# leaf separately (seconds on the first call); under an outer jit this is simply inlined.
+# leaf separately (seconds on the first call); under an outer jit this is simply inlined. The
+# layout (names, groups, stacks) is static, worked out on the host from the tree's structure.
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _gradient_stats(grads, params, vanishing, exploding, stacked) -> GradientStats:
-    rows, leaves, paths, frozen = _plan(grads, stacked)
-    if not leaves:
-        raise ValueError(
-            f"grads has no floating-point leaves to measure (frozen or non-float: {list(frozen)})"
-        )
-    is_stacked = {r.leaf: r.layer is not None for r in rows}
-    blocks = [_rows_of(leaf, is_stacked[i]) for i, leaf in enumerate(leaves)]
+def _gradient_stats(leaves, w_leaves, layout, vanishing, exploding) -> GradientStats:
+    rows = layout.rows
+    blocks = [_rows_of(leaf, s) for leaf, s in zip(leaves, layout.split, strict=True)]
     norm, total, max_abs, nonfinite = (
-        _per_row(list(column), rows) for column in zip(*(_row_stats(b) for b in blocks))
+        _per_row(list(column), rows)
+        for column in zip(*(_row_stats(b) for b in blocks), strict=True)
     )
     sizes = _per_row([jnp.full(b.shape[:1], b.shape[1], b.dtype) for b in blocks], rows)
     mean = total / sizes
 
-    if params is None:
+    if w_leaves is None:
         ratio = jnp.full_like(norm, jnp.nan)
     else:
-        by_path = {parts: leaf for parts, leaf in _flatten(params)}
-        w_blocks = []
-        for i, parts in enumerate(paths):
-            w = by_path.get(parts)
-            name = "/".join(parts) or _ROOT
-            if w is None or _is_frozen_node(w):
-                raise ValueError(f"params has no array at {name!r}, where grads has a gradient")
-            if jnp.shape(w) != jnp.shape(leaves[i]):
-                raise ValueError(
-                    f"params[{name!r}] has shape {jnp.shape(w)} but its gradient has shape "
-                    f"{jnp.shape(leaves[i])}"
-                )
-            w_blocks.append(_rows_of(w, is_stacked[i]))
+        w_blocks = [_rows_of(w, s) for w, s in zip(w_leaves, layout.split, strict=True)]
         w_norm = _per_row([_row_stats(b)[0] for b in w_blocks], rows)
         safe = jnp.where(w_norm > 0, w_norm, 1.0)
         # ‖w‖ = 0: inf for a nonzero gradient, 0 for a zero one, NaN stays NaN.
         undefined = jnp.where(norm == 0, 0.0, norm * jnp.inf)
         ratio = jnp.where(w_norm > 0, norm / safe, undefined).astype(norm.dtype)
 
+    S = GradientStatus
     status = jnp.where(
         nonfinite,
-        _NONFINITE,
-        jnp.where(norm > exploding, _EXPLODING, jnp.where(norm < vanishing, _VANISHING, _OK)),
+        S.NONFINITE,
+        jnp.where(norm > exploding, S.EXPLODING, jnp.where(norm < vanishing, S.VANISHING, S.OK)),
     ).astype(jnp.int32)
 
-    layer_names = tuple(dict.fromkeys(r.group for r in rows))
-    layer_of = tuple(layer_names.index(r.group) for r in rows)
+    layer_index = {group: i for i, group in enumerate(dict.fromkeys(r.group for r in rows))}
+    layer_names = tuple(layer_index)
+    layer_of = tuple(layer_index[r.group] for r in rows)
     ids, groups = np.asarray(layer_of), len(layer_names)
     # √Σ‖g‖² per layer, then over the layers for the global norm.
     layer_norms = _root_sum_square(norm, ids, groups)
     global_norm = _root_sum_square(layer_norms, np.zeros(groups, int), 1)[0]
-    codes = jnp.arange(len(STATUSES), dtype=jnp.int32)
+    codes = jnp.arange(len(GradientStatus), dtype=jnp.int32)
     status_counts = jnp.sum(status[None, :] == codes[:, None], axis=1, dtype=jnp.int32)
     return GradientStats(
         norm=norm,
@@ -428,163 +633,6 @@ def _gradient_stats(grads, params, vanishing, exploding, stacked) -> GradientSta
         names=tuple(r.name for r in rows),
         layers=layer_of,
         layer_names=layer_names,
-        frozen=frozen,
+        frozen=layout.frozen,
         thresholds=(vanishing, exploding),
     )
-
-
-_MARKS = {True: ("✓", "⚠", "‖g‖/‖w‖"), False: ("ok", "!!", "|g|/|w|")}
-
-
-def format_gradient_report(
-    stats: GradientStats, *, stream=None, unicode: bool | None = None
-) -> str:
-    """The notes' gradient table as text: one line per leaf, ✓ or ⚠, then layers and totals.
-
-    Host-side (reads the numbers). The marks are ✓ / ⚠ as in the notes, or ``ok`` / ``!!`` when
-    ``stream`` cannot encode them (a plain-ASCII terminal or log).
-
-    Args:
-      stats: unbatched :class:`GradientStats` (index a batch first: ``jax.tree.map(lambda a: a[i],
-        stats)``).
-      stream: where the text will go, to pick the marks (default ``sys.stdout``).
-      unicode: force Unicode (``True``) or ASCII (``False``) marks; ``None`` decides by ``stream``.
-
-    Returns:
-      The report, a multi-line string (print it).
-
-    Raises:
-      TypeError: if ``stats`` is not a GradientStats. ValueError: if it is batched.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxflow as jf
-      >>> stats = jf.gradient_stats({"w": jnp.array([3.0, 4.0]), "b": jnp.array([1e-9])})
-      >>> print(jf.format_gradient_report(stats, unicode=False))  # doctest: +ELLIPSIS
-      Gradient statistics: 2 leaves, global norm 5.00e+00
-      ...
-      !! b       norm=1.00e-09  mean=1.00e-09  max=1.00e-09  vanishing
-      ok w       norm=5.00e+00  mean=3.50e+00  max=4.00e+00
-      ...
-    """
-    if not isinstance(stats, GradientStats):
-        raise TypeError(
-            f"stats is a {type(stats).__name__}; pass the GradientStats of gradient_stats"
-        )
-    if np.ndim(stats.norm) != 1:
-        raise ValueError(
-            f"stats are batched (norm shape {np.shape(stats.norm)}); select one first, e.g. "
-            "jax.tree.map(lambda a: a[i], stats)"
-        )
-    if unicode is None:
-        from jaxflow.cli import encodable
-
-        unicode = encodable("".join(_MARKS[True]), stream or sys.stdout)
-    good, bad, ratio_label = _MARKS[bool(unicode)]
-    norm, mean, max_abs, ratio = (
-        np.asarray(a) for a in (stats.norm, stats.mean, stats.max_abs, stats.ratio)
-    )
-    statuses = stats.status_names()
-    width = max(len(n) for n in stats.names)
-    show_ratio = not np.all(np.isnan(ratio))
-    vanishing, exploding = stats.thresholds
-    lines = [
-        f"Gradient statistics: {len(stats.names)} leaves, "
-        f"global norm {float(stats.global_norm):.2e}",
-        f"({bad} marks norm < {vanishing:.0e} vanishing, > {exploding:.0e} exploding, "
-        "or NaN/Inf nonfinite)",
-        "-" * (width + 60),
-    ]
-    for i, name in enumerate(stats.names):
-        mark = good if statuses[i] == "ok" else bad
-        line = (
-            f"{mark} {name:{width}s}  norm={norm[i]:.2e}  mean={mean[i]:.2e}  max={max_abs[i]:.2e}"
-        )
-        if show_ratio:
-            line += f"  {ratio_label}={ratio[i]:.2e}"
-        if statuses[i] != "ok":
-            line += f"  {statuses[i]}"
-        lines.append(line)
-    lines.append("-" * (width + 60))
-    layers = ", ".join(
-        f"{n} {v:.2e}" for n, v in zip(stats.layer_names, np.asarray(stats.layer_norms))
-    )
-    lines.append(f"layer norms: {layers}")
-    counts = ", ".join(f"{int(c)} {s}" for s, c in zip(STATUSES, np.asarray(stats.status_counts)))
-    lines.append(f"status: {counts}")
-    if stats.frozen:
-        lines.append(f"frozen (not measured): {', '.join(stats.frozen)}")
-    return "\n".join(lines)
-
-
-# The monitor: gradient_stats inside any optax chain.
-
-
-class MonitorState(NamedTuple):
-    """The state of :func:`monitor`.
-
-    Attributes:
-      count: () int32, how many updates it has seen (0: ``stats`` are zeros, nothing seen yet).
-      stats: the :class:`GradientStats` of the latest updates it saw.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxflow as jf
-      >>> state = jf.monitor().init({"w": jnp.ones(3)})
-      >>> int(state.count), state.stats.names
-      (0, ('w',))
-    """
-
-    count: jax.Array
-    stats: GradientStats
-
-
-def monitor(
-    *,
-    vanishing: float = 1e-7,
-    exploding: float = 1e3,
-    stacked: Any = ("blocks",),
-    ratio: bool = False,
-) -> optax.GradientTransformation:
-    """An optax transformation that passes updates through unchanged and keeps their statistics.
-
-    Place it in any ``optax.chain``: first, it sees the raw gradients; after a clipping step, the
-    clipped ones. Its state (:class:`MonitorState`) holds the latest :func:`gradient_stats`
-    (global and per-layer norms, per-leaf norms, means, max |g| and status codes, status counts),
-    computed inside the same jitted update.
-
-    Args:
-      vanishing, exploding, stacked: passed to :func:`gradient_stats`.
-      ratio: also record ‖g‖/‖w‖ per leaf when ``update`` is given ``params``. Off by default: it
-        reads every parameter once more per step (on the notes' 10-layer MLP that is about a
-        third of the monitor's cost); the ``ratio`` field is NaN when off.
-
-    Returns:
-      An ``optax.GradientTransformation``; ``update`` returns the updates it was given.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, optax, jaxflow as jf
-      >>> params = {"w": jnp.ones(3)}
-      >>> opt = optax.chain(jf.monitor(), optax.adam(1e-3))
-      >>> state = opt.init(params)
-      >>> grads = {"w": jnp.array([3.0, 4.0, 0.0])}
-      >>> updates, state = jax.jit(opt.update)(grads, state, params)
-      >>> float(state[0].stats.global_norm), int(state[0].count)
-      (5.0, 1)
-    """
-    _check_thresholds(vanishing, exploding)
-    if not isinstance(ratio, bool):
-        raise TypeError(f"ratio={ratio!r} must be True or False")
-    stacked = tuple(sorted(_as_names(stacked)))
-    measure = functools.partial(
-        gradient_stats, vanishing=vanishing, exploding=exploding, stacked=stacked
-    )
-
-    def init_fn(params):
-        shapes = jax.eval_shape(measure, params, params)
-        stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-        return MonitorState(jnp.zeros((), jnp.int32), stats)
-
-    def update_fn(updates, state, params=None):
-        stats = measure(updates, params if ratio else None)
-        return updates, MonitorState(state.count + 1, stats)
-
-    return optax.GradientTransformation(init_fn, update_fn)

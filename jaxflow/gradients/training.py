@@ -15,17 +15,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxflow._checks import positive_int
 from jaxflow.gradients.layers import _loss
 from jaxflow.gradients.stats import (
-    _NONFINITE,
     GradientStats,
+    GradientStatus,
     _as_names,
     _check_thresholds,
+    _grouper,
     _nonfinite_rows,
     _plan,
     gradient_stats,
 )
-from jaxflow.models import Network, _check_input, _check_positive_int
+from jaxflow.models import Network, _check_input
 
 __all__ = ["TrainResult", "train"]
 
@@ -120,10 +122,31 @@ def _batch_loss(model, loss_fn, train_mode):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("model", "optimizer", "steps", "loss_fn", "clip", "thresholds", "stacked"),
+    static_argnames=(
+        "model",
+        "optimizer",
+        "steps",
+        "loss_fn",
+        "clip",
+        "thresholds",
+        "stacked",
+        "group_by",
+    ),
 )
 def _train_loop(
-    variables, opt_state, xs, ys, *, model, optimizer, steps, loss_fn, clip, thresholds, stacked
+    variables,
+    opt_state,
+    xs,
+    ys,
+    *,
+    model,
+    optimizer,
+    steps,
+    loss_fn,
+    clip,
+    thresholds,
+    stacked,
+    group_by,
 ):
     clip_norm, clip_value = clip
     clipper = _clipper(clip_norm, clip_value)
@@ -135,7 +158,12 @@ def _train_loop(
 
     def measure(params, grads):
         return gradient_stats(
-            grads, params, vanishing=vanishing, exploding=exploding, stacked=stacked
+            grads,
+            params,
+            vanishing=vanishing,
+            exploding=exploding,
+            stacked=stacked,
+            group_by=group_by,
         )
 
     stats0 = jax.eval_shape(measure, params, params)
@@ -158,7 +186,11 @@ def _train_loop(
         updates, new_opt_state = optimizer.update(clipped_grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
         _, bad_values = _nonfinite_rows(new_params, frozenset(stacked))
-        finite = jnp.isfinite(loss) & jnp.all(stats.status != _NONFINITE) & ~jnp.any(bad_values)
+        finite = (
+            jnp.isfinite(loss)
+            & jnp.all(stats.status != GradientStatus.NONFINITE)
+            & ~jnp.any(bad_values)
+        )
         for leaf in jax.tree.leaves(new_rest):  # BatchNorm statistics updated by this step
             finite &= jnp.all(jnp.isfinite(leaf))
 
@@ -220,6 +252,7 @@ def train(
     vanishing: float = 1e-7,
     exploding: float = 1e3,
     stacked: Any = ("blocks",),
+    group_by: Any = None,
 ) -> TrainResult:
     """Trains with optax in one compiled loop, recording gradient health and stopping on NaN/Inf.
 
@@ -247,7 +280,8 @@ def train(
       clip_norm: clip by global norm at this threshold (``optax.clip_by_global_norm``), or ``None``.
       clip_value: clip every entry to ±this (``optax.clip``), or ``None``.
       opt_state: the optimizer state to resume from (default ``optimizer.init(params)``).
-      vanishing, exploding, stacked: passed to :func:`gradient_stats`.
+      vanishing, exploding, stacked, group_by: passed to :func:`gradient_stats` (``layer_norms``
+        and ``layer_names`` follow ``group_by``).
 
     Returns:
       A :class:`TrainResult`.
@@ -268,7 +302,7 @@ def train(
       >>> result.layer_names, result.clip_fraction  # clipped while ‖g‖ > 0.5
       (('blocks/00', 'blocks/01', 'readout'), 0.45)
     """
-    steps = _check_positive_int("steps", steps)
+    steps = positive_int("steps", steps)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(
             f"optimizer is a {type(optimizer).__name__}; pass an optax.GradientTransformation"
@@ -282,6 +316,7 @@ def train(
     _clipper(clip_norm, clip_value)  # validates the thresholds here, not inside jit
     xs, ys = _train_data(model, data)
     stacked = tuple(sorted(_as_names(stacked)))
+    _grouper(group_by)  # validated here, not inside jit
     variables = dict(variables)
     if opt_state is None:
         opt_state = optimizer.init(variables["params"])
@@ -297,6 +332,7 @@ def train(
         clip=(clip_norm, clip_value),
         thresholds=(float(vanishing), float(exploding)),
         stacked=stacked,
+        group_by=group_by,
     )
     recorded = int(t)
     stats = jax.tree.map(lambda a: a[:recorded], records["stats"])
@@ -306,12 +342,12 @@ def train(
     if bool(bad):
         first_bad = steps_run = recorded - 1
         last = jax.tree.map(lambda a: a[-1], stats)
-        param_names = [row.name for row in _plan(final["params"], frozenset(stacked))[0]]
+        param_names = [row.name for row in _plan(final["params"], frozenset(stacked))[0].rows]
         loss_bad = () if np.isfinite(records["loss"][recorded - 1]) else ("loss",)
         nonfinite = loss_bad + last.leaves_with("nonfinite")
         if not nonfinite:  # a finite gradient whose update overflowed the parameters
             nonfinite = tuple(
-                f"param:{n}" for n, b in zip(param_names, np.asarray(bad_values)) if b
+                f"param:{n}" for n, b in zip(param_names, np.asarray(bad_values), strict=True) if b
             )
     return TrainResult(
         variables=final,

@@ -43,8 +43,8 @@ def chi1_table(grid):
         except (ValueError, ArithmeticError):
             continue
         values[a] = np.asarray(getattr(result, "value", result), dtype=float)
-        if hasattr(result, "status") and hasattr(theory, "status_name"):
-            status[a] = theory.status_name(np.asarray(result.status))
+        if hasattr(result, "status") and hasattr(theory, "PredictionStatus"):
+            status[a] = theory.PredictionStatus.name_of(np.asarray(result.status))
         else:
             status[a] = "ok"
     values[np.isin(status, ("invalid", "not_found"))] = np.nan

@@ -12,11 +12,13 @@
 
 Every function here is a pure leaf function (jit/vmap-compatible); the drivers that set theory next
 to Monte-Carlo measurements live in :mod:`jaxflow.experiments`. Status codes in results are
-``OK``, ``MARGINAL``, ``DIVERGES``, ``INVALID`` and ``NOT_FOUND`` (module constants, named by
-:data:`STATUS_NAMES` and :func:`status_name`); ``WEIGHT_ENSEMBLES`` maps each weight ensemble to
-its S-transform coefficient s₁.
+:class:`PredictionStatus` values (``OK``, ``MARGINAL``, ``DIVERGES``, ``INVALID``, ``NOT_FOUND``;
+``PredictionStatus.name_of(codes)`` names them); ``WEIGHT_ENSEMBLES`` maps each weight ensemble
+to its S-transform coefficient s₁.
 """
 
+from jaxflow import _deprecation
+from jaxflow.theory import results as _results
 from jaxflow.theory.bound import GradientBound, gradient_bound
 from jaxflow.theory.free import WEIGHT_ENSEMBLES, FreeMoments, free_moments  # noqa: F401
 from jaxflow.theory.propagation import (
@@ -28,20 +30,15 @@ from jaxflow.theory.propagation import (
     phase_diagram,
     q_star,
 )
-from jaxflow.theory.results import (  # noqa: F401  (the status codes are module attributes)
-    DIVERGES,
-    INVALID,
-    MARGINAL,
-    NOT_FOUND,
-    OK,
-    STATUS_NAMES,
+from jaxflow.theory.results import (
     DepthScales,
     FixedPoint,
     MeanField,
     PhaseDiagram,
     Prediction,
-    status_name,
+    PredictionStatus,
 )
+from jaxflow.theory.results import status_name  # noqa: F401  (deprecated, warns; not in __all__)
 
 __all__ = [
     "DepthScales",
@@ -51,7 +48,7 @@ __all__ = [
     "MeanField",
     "PhaseDiagram",
     "Prediction",
-    "STATUS_NAMES",
+    "PredictionStatus",
     "c_star",
     "chi1",
     "critical_sigma_w2",
@@ -61,5 +58,7 @@ __all__ = [
     "mean_field",
     "phase_diagram",
     "q_star",
-    "status_name",
 ]
+
+# STATUS_NAMES and the codes OK, MARGINAL, ... as module constants: deprecated for one release.
+__getattr__ = _deprecation.getattr_hook(__name__, _results._DEPRECATED)

@@ -20,15 +20,13 @@ from jaxflow.activations import ACTIVATIONS, Activation, get_activation
 from jaxflow.theory import _quadrature
 from jaxflow.theory._quadrature import check_rule, expect, expect_pair
 from jaxflow.theory.results import (
-    DIVERGES,
-    INVALID,
-    MARGINAL,
-    NOT_FOUND,
-    OK,
     FixedPoint,
     MeanField,
     Prediction,
+    PredictionStatus,
 )
+
+OK, MARGINAL, DIVERGES, INVALID, NOT_FOUND = PredictionStatus  # the codes, inside jit
 
 Q_MIN, Q_MAX = 1e-20, 1e20
 _GRID = 97

@@ -7,26 +7,59 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from jaxflow import _deprecation
+from jaxflow._status import StatusCode
+
 __all__ = [
     "DepthScales",
     "FixedPoint",
     "MeanField",
     "PhaseDiagram",
     "Prediction",
-    "STATUS_NAMES",
-    "status_name",
+    "PredictionStatus",
 ]
 
-STATUS_NAMES = ("ok", "marginal", "diverges", "invalid", "not_found")
-"""Names of the integer ``status`` codes in theory results, indexed by code."""
-OK, MARGINAL, DIVERGES, INVALID, NOT_FOUND = range(len(STATUS_NAMES))
+
+class PredictionStatus(StatusCode):
+    """The status of a theory result: the integer codes in the ``status`` fields.
+
+    An ``IntEnum``, so the codes compare equal to the int32 values computed inside ``jit``:
+    ``OK``; ``MARGINAL`` where the length map's slope at the fixed point is within ``tol`` of 1;
+    ``DIVERGES`` where q^l → ∞; ``INVALID`` for invalid variances; ``NOT_FOUND`` where a root
+    (the critical σ_w²) does not exist. ``PredictionStatus.name_of(codes)`` gives the lowercase
+    names (``"ok"``, ``"marginal"``, ``"diverges"``, ``"invalid"``, ``"not_found"``).
+
+    Example:
+      >>> import jaxflow as jf
+      >>> fp = jf.q_star("relu", 3.0, 0.0)
+      >>> jf.PredictionStatus.name_of(fp.status), int(fp.status) == jf.PredictionStatus.DIVERGES
+      ('diverges', True)
+    """
+
+    OK = 0
+    MARGINAL = 1
+    DIVERGES = 2
+    INVALID = 3
+    NOT_FOUND = 4
+
+
+_DEPRECATED = {
+    "STATUS_NAMES": _deprecation.STATUS_NAMES,
+    **{  # the codes were module constants (OK, MARGINAL, ...)
+        member.name: (f"jaxflow.PredictionStatus.{member.name}", lambda member=member: member)
+        for member in PredictionStatus
+    },
+}
+__getattr__ = _deprecation.getattr_hook(__name__, _DEPRECATED)
 
 TOL = 1e-4
 """Default marginality tolerance: slopes within TOL of 1 are marginal (depth scales > 1/TOL)."""
 
 
 def status_name(status) -> str | np.ndarray:
-    """The name of a status code (or an array of names for an array of codes).
+    """Deprecated: use ``PredictionStatus.name_of(status)``.
+
+    The name of a status code (or an array of names for an array of codes).
 
     Args:
       status: an integer code from a theory result, or an array of them.
@@ -36,11 +69,12 @@ def status_name(status) -> str | np.ndarray:
 
     Example:
       >>> import jaxflow as jf
-      >>> jf.status_name(jf.q_star("relu", 3.0, 0.0).status)
+      >>> jf.PredictionStatus.name_of(jf.q_star("relu", 3.0, 0.0).status)  # not status_name
       'diverges'
     """
+    _deprecation.warn("jaxflow.status_name", "jaxflow.PredictionStatus.name_of")
     codes = np.asarray(status)
-    names = np.asarray(STATUS_NAMES, dtype=object)[codes]
+    names = np.asarray([m.name.lower() for m in PredictionStatus], dtype=object)[codes]
     return str(names) if codes.ndim == 0 else names
 
 
@@ -52,13 +86,13 @@ class FixedPoint(NamedTuple):
     Attributes:
       q_star: q* (``inf`` where it diverges, ``nan`` where it is not determined; see status).
       slope: V′(q*) = ∂q^l/∂q^{l−1} at q*; −1/ln|slope| is ξ_q.
-      status: int code, see :data:`STATUS_NAMES`.
+      status: int code, see :class:`PredictionStatus`.
       unique: whether the length map has a single attractor, so q* does not depend on q0.
 
     Example:
       >>> import jaxflow as jf
       >>> fp = jf.q_star("relu", 1.0, 0.5)   # q* = σ_b²/(1 − σ_w²/2) = 1
-      >>> round(float(fp.q_star), 5), jf.status_name(fp.status)
+      >>> round(float(fp.q_star), 5), jf.PredictionStatus.name_of(fp.status)
       (1.0, 'ok')
     """
 
@@ -73,7 +107,7 @@ class Prediction(NamedTuple):
 
     Attributes:
       value: the prediction (broadcast shape of the inputs).
-      status: int code, see :data:`STATUS_NAMES` (for χ₁ and c*, the length map's status).
+      status: int code, see :class:`PredictionStatus` (for χ₁ and c*, the length map's status).
 
     Example:
       >>> import jaxflow as jf
@@ -120,7 +154,7 @@ class MeanField(NamedTuple):
       chi_c: χ_c = σ_w² E[φ′(u₁)φ′(u₂)] at c* (equals χ₁ when c* = 1).
       xi_q: −1/ln|slope|.
       xi_c: −1/ln χ_c.
-      status: int code of the length map, see :data:`STATUS_NAMES`.
+      status: int code of the length map, see :class:`PredictionStatus`.
       critical: whether |χ₁ − 1| ≤ tol (the edge of chaos).
       unique: whether the length map has a single attractor.
 
@@ -156,7 +190,7 @@ class PhaseDiagram(NamedTuple):
     Example:
       >>> import jaxflow as jf
       >>> pd = jf.phase_diagram("relu", [1.0, 3.0], [0.0])
-      >>> jf.status_name(pd.mean_field.status).tolist()
+      >>> jf.PredictionStatus.name_of(pd.mean_field.status).tolist()
       [['ok'], ['diverges']]
     """
 
