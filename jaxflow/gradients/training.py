@@ -349,15 +349,17 @@ def _module_kind(model) -> str | None:
 
 _RECIPES = {
     "nnx": (
+        "an NNX",
         "split it and pass a loss function: graphdef, params, rest = nnx.split(model, nnx.Param, "
-        "...); loss_fn(params, rest, batch, rng) merges nnx.merge(graphdef, params, rest, "
-        "copy=True) and returns (loss, nnx.state(merged, ...) minus params); "
-        "jf.train(loss_fn, params, data, optimizer, steps, state=rest)"
+        "...); loss_fn(params, rest, batch, rng) makes model = nnx.merge(graphdef, params, "
+        "rest, copy=True) and returns (loss, nnx.state(model, nnx.Not(nnx.Param))); "
+        "jf.train(loss_fn, params, data, optimizer, steps, state=rest) (see jf.train's docs)",
     ),
     "equinox": (
+        "an Equinox",
         "partition it and pass a loss function: params, static = eqx.partition(model, "
         "eqx.is_inexact_array); loss_fn(params, batch, rng) calls eqx.combine(params, static); "
-        "jf.train(loss_fn, params, data, optimizer, steps)"
+        "jf.train(loss_fn, params, data, optimizer, steps) (see jf.train's docs)",
     ),
 }
 
@@ -489,7 +491,8 @@ def train(
     Recipes (the frameworks' own split/merge and filter):
 
     * **Flax NNX** — parameters are the ``nnx.Param`` state, the rest (BatchNorm statistics, RNG
-      counts) is ``state``; merge a copy inside the loss::
+      counts) is ``state``; merge a copy inside the loss (``copy=True``: the traced state
+      must not be mutated in place)::
 
           graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
@@ -596,7 +599,7 @@ def train(
     _grouper(group_by)  # validated here, not inside jit
     kind = _module_kind(model)
     if kind in _RECIPES:
-        raise TypeError(f"model is an {kind.upper()} module; {_RECIPES[kind]}")
+        raise TypeError(f"model is {_RECIPES[kind][0]} module; {_RECIPES[kind][1]}")
     is_model = kind == "linen" or (hasattr(model, "apply") and hasattr(model, "init"))
     if is_model:
         given = [
