@@ -5,9 +5,11 @@ See :mod:`jaxflow.gradients` for the conventions (losses, statistics).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
+import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -22,7 +24,9 @@ from jaxflow.gradients.stats import (
     GradientStatus,
     _as_names,
     _check_thresholds,
+    _flatten,
     _grouper,
+    _key_name,
     _nonfinite_rows,
     _plan,
     gradient_stats,
@@ -33,12 +37,14 @@ __all__ = ["TrainResult", "train"]
 
 
 class TrainResult(NamedTuple):
-    """What :func:`train` recorded. T is the number of steps recorded: ``steps``, or the first
-    non-finite step + 1 when training stopped there.
+    """What :func:`train` recorded. T is the number of steps recorded: ``steps``; or the first
+    non-finite step + 1 when training stopped there; or the number of batches an iterator
+    yielded, if fewer.
 
     Attributes:
-      variables: the final variables, always finite: after the last update whose loss, gradient
-        and resulting parameters were all finite.
+      variables: the final variables (model form) or parameters (loss-function form), always
+        finite: after the last update whose loss, gradient, resulting parameters and state were
+        all finite.
       opt_state: the optimizer state that goes with them.
       loss: (T,) the loss at each step, before its update.
       grad_norm: (T,) the global gradient norm before clipping.
@@ -52,9 +58,12 @@ class TrainResult(NamedTuple):
         finite, or ``None``.
       nonfinite: what was not finite at that step: ``"loss"`` and the names of gradient leaves;
         or, when those were finite, ``"param:<name>"`` for the parameters its update would have
-        made non-finite.
+        made non-finite and ``"state:<name>"`` for the leaves of the new state that were.
       clip_norm: the ``clip_by_global_norm`` threshold used, or ``None``.
       clip_value: the ``clip`` (by value) threshold used, or ``None``.
+      params: the final parameters (``variables["params"]`` in the model form).
+      state: the final mutable state: what ``loss_fn`` returned last (``None`` without
+        ``state=``); in the model form, the variables' other collections (``batch_stats``).
 
     Example:
       See :func:`train`; the fields:
@@ -78,6 +87,8 @@ class TrainResult(NamedTuple):
     nonfinite: tuple[str, ...]
     clip_norm: float | None
     clip_value: float | None
+    params: Any = None
+    state: Any = None
 
     @property
     def finite(self) -> bool:
@@ -105,59 +116,80 @@ def _clipper(clip_norm, clip_value):
     return optax.chain(*parts) if parts else optax.identity()
 
 
-def _batch_loss(model, loss_fn, train_mode):
-    """loss(params, rest, x, y) -> (mean loss, updated non-param collections)."""
+@dataclasses.dataclass(frozen=True)
+class _ModelObjective:
+    """A jaxflow/linen model's batch loss as a stateful loss function (hashable, so a static
+    argument of the compiled loop): (params, rest, (x, y), rng) -> (mean loss, updated rest)."""
 
-    def objective(params, rest, x, y):
+    model: Any
+    loss_fn: Any
+    train_mode: bool
+
+    def __call__(self, params, rest, batch, rng):
+        x, y = batch
         variables = {"params": params, **rest}
-        if train_mode:
-            prediction, updated = model.apply(variables, x, train=True, mutable=list(rest))
+        if self.train_mode:
+            prediction, updated = self.model.apply(variables, x, train=True, mutable=list(rest))
             rest = {**rest, **updated}
         else:
-            prediction = model.apply(variables, x)
-        return jnp.mean(jax.vmap(loss_fn)(prediction, y)), rest
-
-    return objective
+            prediction = self.model.apply(variables, x)
+        return jnp.mean(jax.vmap(self.loss_fn)(prediction, y)), rest
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "model",
-        "optimizer",
-        "steps",
-        "loss_fn",
-        "clip",
-        "thresholds",
-        "stacked",
-        "group_by",
-    ),
-)
-def _train_loop(
-    variables,
-    opt_state,
-    xs,
-    ys,
-    *,
-    model,
-    optimizer,
-    steps,
-    loss_fn,
-    clip,
-    thresholds,
-    stacked,
-    group_by,
-):
-    clip_norm, clip_value = clip
-    clipper = _clipper(clip_norm, clip_value)
-    params = variables["params"]
-    rest = {k: v for k, v in variables.items() if k != "params"}
-    train_mode = isinstance(model, Network) and "batch_stats" in rest
-    objective = jax.value_and_grad(_batch_loss(model, loss_fn, train_mode), has_aux=True)
+@dataclasses.dataclass(frozen=True)
+class _LossObjective:
+    """A user's ``loss_fn`` in the stateful form (params, state, batch, rng) -> (loss, state),
+    its output checked while it is traced."""
+
+    loss_fn: Any
+    stateful: bool
+
+    def __call__(self, params, state, batch, rng):
+        name = getattr(self.loss_fn, "__name__", "loss_fn")
+        if self.stateful:
+            out = self.loss_fn(params, state, batch, rng)
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise TypeError(
+                    f"loss_fn {name} returned a {type(out).__name__}; with state= it must return "
+                    "a pair (loss, new_state)"
+                )
+            loss, new_state = out
+            if jax.tree.structure(new_state) != jax.tree.structure(state):
+                raise ValueError(
+                    f"loss_fn {name} returned a new_state of structure "
+                    f"{jax.tree.structure(new_state)}; it must have the structure of state= "
+                    f"({jax.tree.structure(state)})"
+                )
+        else:
+            loss, new_state = self.loss_fn(params, batch, rng), state
+            if isinstance(loss, (tuple, list)):
+                raise TypeError(
+                    f"loss_fn {name} returned a {type(loss).__name__}; without state= it must "
+                    "return the loss, a scalar (for mutable state such as BatchNorm statistics "
+                    "pass state= and return (loss, new_state))"
+                )
+        shape, dtype = jnp.shape(loss), getattr(loss, "dtype", None)
+        if shape != () or dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(
+                f"loss_fn {name} returned an array of shape {shape} and dtype {dtype}; it must "
+                "return a floating-point scalar (e.g. the mean loss over the batch)"
+            )
+        return loss, new_state
+
+
+def _step_fn(objective, optimizer, clip, thresholds, stacked, group_by):
+    """One training step: (params, state, opt_state, batch, rng) -> (new carry, records).
+
+    The one step body of both loops: the compiled one over in-memory data and the Python one
+    over an iterator. The new carry is the old one when anything came out non-finite.
+    """
+    clipper = _clipper(*clip)
     vanishing, exploding = thresholds
+    grad_fn = jax.value_and_grad(objective, has_aux=True)
 
-    def measure(params, grads):
-        return gradient_stats(
+    def step(params, state, opt_state, batch, rng):
+        (loss, new_state), grads = grad_fn(params, state, batch, rng)
+        stats = gradient_stats(
             grads,
             params,
             vanishing=vanishing,
@@ -165,61 +197,123 @@ def _train_loop(
             stacked=stacked,
             group_by=group_by,
         )
-
-    stats0 = jax.eval_shape(measure, params, params)
-    (loss0, _), _ = jax.eval_shape(objective, params, rest, xs[0], ys[0])
-    records = {
-        "loss": jnp.full((steps,), jnp.nan, loss0.dtype),
-        "clipped": jnp.zeros((steps,), bool),
-        "stats": jax.tree.map(lambda s: jnp.zeros((steps,) + s.shape, s.dtype), stats0),
-    }
-    bad_values = jnp.zeros((len(stats0.names),), bool)
-
-    def step(carry):
-        t, params, rest, opt_state, records, _, _ = carry
-        x, y = xs[t % xs.shape[0]], ys[t % ys.shape[0]]
-        (loss, new_rest), grads = objective(params, rest, x, y)
-        stats = measure(params, grads)
         clipped_grads, _ = clipper.update(grads, clipper.init(params))
         changed = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.any(a != b), clipped_grads, grads))
         fired = jnp.any(jnp.stack(changed)) if changed else jnp.array(False)
         updates, new_opt_state = optimizer.update(clipped_grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
-        _, bad_values = _nonfinite_rows(new_params, frozenset(stacked))
+        _, bad_params = _nonfinite_rows(new_params, frozenset(stacked))
+        bad_state = jnp.stack(
+            [jnp.array(False)]
+            + [~jnp.all(jnp.isfinite(leaf)) for _, leaf in _state_leaves(new_state)]
+        )[1:]
         finite = (
             jnp.isfinite(loss)
             & jnp.all(stats.status != GradientStatus.NONFINITE)
-            & ~jnp.any(bad_values)
+            & ~jnp.any(bad_params)
+            & ~jnp.any(bad_state)
         )
-        for leaf in jax.tree.leaves(new_rest):  # BatchNorm statistics updated by this step
-            finite &= jnp.all(jnp.isfinite(leaf))
 
         # Keep the last finite state: the bad step is recorded, its update is not applied.
         def keep(new, old):
             return jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
 
-        records = {
-            "loss": records["loss"].at[t].set(loss),
-            "clipped": records["clipped"].at[t].set(fired & finite),
-            "stats": jax.tree.map(lambda r, s: r.at[t].set(s), records["stats"], stats),
+        carry = (keep(new_params, params), keep(new_state, state), keep(new_opt_state, opt_state))
+        record = {
+            "loss": loss,
+            "clipped": fired & finite,
+            "stats": stats,
+            "finite": finite,
+            "bad_params": bad_params,
+            "bad_state": bad_state,
         }
-        return (
-            t + 1,
-            keep(new_params, params),
-            keep(new_rest, rest),
-            keep(new_opt_state, opt_state),
-            records,
-            ~finite,
-            bad_values,
+        return carry, record
+
+    return step
+
+
+def _state_leaves(state):
+    """[(name, leaf)] of the floating-point leaves of the mutable state, boxes read through."""
+    return [
+        ("/".join(parts) or "(root)", leaf)
+        for parts, _, leaf in _flatten(state)
+        if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.inexact)
+    ]
+
+
+def _rng(key, t):
+    return None if key is None else jax.random.fold_in(key, t)
+
+
+_STATIC = ("objective", "optimizer", "clip", "thresholds", "stacked", "group_by")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC + ("steps", "batch_size"))
+def _train_loop(
+    params,
+    state,
+    opt_state,
+    data,
+    key,
+    *,
+    objective,
+    optimizer,
+    steps,
+    batch_size,
+    clip,
+    thresholds,
+    stacked,
+    group_by,
+):
+    """Up to ``steps`` steps in one ``lax.while_loop``; step t uses the ``batch_size`` examples
+    of ``data`` (leading axis N) starting at (t mod ⌊N/batch_size⌋)·batch_size."""
+    step = _step_fn(objective, optimizer, clip, thresholds, stacked, group_by)
+    batches = jax.tree.leaves(data)[0].shape[0] // batch_size
+
+    def batch_at(t):
+        start = (t % batches) * batch_size
+        return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, batch_size), data)
+
+    t0 = jnp.array(0)
+    _, record0 = jax.eval_shape(step, params, state, opt_state, batch_at(t0), _rng(key, t0))
+    records = jax.tree.map(lambda s: jnp.zeros((steps,) + s.shape, s.dtype), record0)
+    records["loss"] = jnp.full((steps,), jnp.nan, record0["loss"].dtype)
+
+    def body(carry):
+        t, params, state, opt_state, records = carry
+        (params, state, opt_state), record = step(
+            params, state, opt_state, batch_at(t), _rng(key, t)
         )
+        records = jax.tree.map(lambda r, s: r.at[t].set(s), records, record)
+        return t + 1, params, state, opt_state, records
 
     def running(carry):
-        t, *_, bad, _ = carry
-        return (t < steps) & ~bad
+        t, *_, records = carry
+        return (t < steps) & ((t == 0) | records["finite"][jnp.maximum(t - 1, 0)])
 
-    carry = (jnp.array(0), params, rest, opt_state, records, jnp.array(False), bad_values)
-    t, params, rest, opt_state, records, bad, bad_values = jax.lax.while_loop(running, step, carry)
-    return t, {"params": params, **rest}, opt_state, records, bad, bad_values
+    carry = (t0, params, state, opt_state, records)
+    return jax.lax.while_loop(running, body, carry)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _train_step(
+    params,
+    state,
+    opt_state,
+    batch,
+    key,
+    t,
+    *,
+    objective,
+    optimizer,
+    clip,
+    thresholds,
+    stacked,
+    group_by,
+):
+    """One step of :func:`_step_fn`, compiled once for a batch shape (the iterator loop)."""
+    step = _step_fn(objective, optimizer, clip, thresholds, stacked, group_by)
+    return step(params, state, opt_state, batch, _rng(key, t))
 
 
 def _train_data(model, data):
@@ -238,6 +332,111 @@ def _train_data(model, data):
     return x, y
 
 
+def _module_kind(model) -> str | None:
+    """The kind of module: linen, nnx, equinox, or None (a loss function, anything else)."""
+    import flax.linen as nn
+    from flax import nnx
+
+    if isinstance(model, nn.Module):
+        return "linen"
+    if isinstance(model, nnx.Module):
+        return "nnx"
+    eqx = sys.modules.get("equinox")
+    if eqx is not None and isinstance(model, eqx.Module):
+        return "equinox"
+    return None
+
+
+_RECIPES = {
+    "nnx": (
+        "an NNX",
+        "split it and pass a loss function: graphdef, params, rest = nnx.split(model, nnx.Param, "
+        "...); loss_fn(params, rest, batch, rng) makes model = nnx.merge(graphdef, params, "
+        "rest, copy=True) and returns (loss, nnx.state(model, nnx.Not(nnx.Param))); "
+        "jf.train(loss_fn, params, data, optimizer, steps, state=rest) (see jf.train's docs)",
+    ),
+    "equinox": (
+        "an Equinox",
+        "partition it and pass a loss function: params, static = eqx.partition(model, "
+        "eqx.is_inexact_array); loss_fn(params, batch, rng) calls eqx.combine(params, static); "
+        "jf.train(loss_fn, params, data, optimizer, steps) (see jf.train's docs)",
+    ),
+}
+
+
+def _in_memory(data, batch_size):
+    """(data with jnp leaves, batch_size), checked: a pytree of arrays sharing axis 0's length."""
+    leaves, treedef = jax.tree.flatten(data)
+    if not leaves:
+        raise ValueError("data has no arrays; pass arrays, e.g. (x, y), or an iterator of batches")
+    names = [
+        "/".join(_key_name(k)[0] for k in path) or "(root)"
+        for path, _ in jax.tree_util.tree_flatten_with_path(data)[0]
+    ]
+    for name, leaf in zip(names, leaves, strict=True):
+        if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
+            raise TypeError(
+                f"data leaf {name!r} is a {type(leaf).__name__}; in-memory data is a pytree of "
+                "arrays batched along axis 0 (e.g. (x, y)); for anything else pass an iterator "
+                "of batches"
+            )
+    shapes = {name: tuple(leaf.shape) for name, leaf in zip(names, leaves, strict=True)}
+    if any(len(s) == 0 for s in shapes.values()) or len({s[0] for s in shapes.values()}) != 1:
+        raise ValueError(
+            f"data has shapes {shapes}; in-memory arrays are batched along axis 0, so every "
+            "array needs axis 0 of one common length N (the number of examples)"
+        )
+    n = leaves[0].shape[0]
+    if batch_size is None:
+        batch_size = n
+    batch_size = positive_int("batch_size", batch_size)
+    if batch_size > n:
+        raise ValueError(
+            f"batch_size={batch_size} is not allowed; data holds only N={n} examples "
+            "(axis 0), so it must be <= N"
+        )
+    return jax.tree.unflatten(treedef, [jnp.asarray(a) for a in leaves]), batch_size
+
+
+def _signature(batch):
+    leaves, treedef = jax.tree.flatten(batch)
+    return treedef, tuple((tuple(np.shape(a)), str(getattr(a, "dtype", type(a)))) for a in leaves)
+
+
+def _iterate(data, steps, run_step):
+    """The Python loop over an iterator or iterable: up to ``steps`` batches, one compiled step
+    each; an iterable (not an iterator) restarts when it runs out, an iterator ends the run."""
+    iterator = iter(data)
+    restarts = iterator is not data
+    records, first = [], None
+    for t in range(steps):
+        batch = next(iterator, _END)
+        if batch is _END and restarts and t > 0:
+            iterator = iter(data)
+            batch = next(iterator, _END)
+        if batch is _END:
+            if t == 0:
+                raise ValueError("data yielded no batches; pass a non-empty iterator of batches")
+            break
+        signature = _signature(batch)
+        if first is None:
+            first = signature
+        elif signature != first:
+            raise ValueError(
+                f"data's batch {t} has structure {signature[0]} and shapes {signature[1]}, but "
+                f"batch 0 had {first[0]}, {first[1]}; every batch needs the same structure and "
+                "shapes (one compiled step serves them all): drop or pad a last partial batch"
+            )
+        record = run_step(batch, t)
+        records.append(record)
+        if not bool(record["finite"]):
+            break
+    return jax.tree.map(lambda *r: jnp.stack(r), *records)
+
+
+_END = object()
+
+
 def train(
     model,
     variables,
@@ -246,6 +445,9 @@ def train(
     steps: int,
     *,
     loss: Any = "mse",
+    state: Any = None,
+    key: jax.Array | None = None,
+    batch_size: int | None = None,
     clip_norm: float | None = None,
     clip_value: float | None = None,
     opt_state=None,
@@ -254,29 +456,91 @@ def train(
     stacked: Any = ("blocks",),
     group_by: Any = None,
 ) -> TrainResult:
-    """Trains with optax in one compiled loop, recording gradient health and stopping on NaN/Inf.
+    """Trains any model with optax, recording gradient health and stopping on NaN/Inf.
 
-    Each step computes the batch loss and its gradient, records the loss, the global gradient norm
-    *before* clipping, the per-layer norms (:func:`gradient_stats`) and whether clipping changed
-    the gradient, then clips (``optax.clip(clip_value)``, then
-    ``optax.clip_by_global_norm(clip_norm)``) and applies ``optimizer``. The loop is one
-    ``lax.while_loop`` under ``jit``: it stops at the first step whose loss, gradient or updated
-    parameters are not finite, records that step, does not apply its update, and names the
-    offending leaves — never a silent NaN run. Recompiles only for a new model, optimizer object
-    (``optax.sgd(0.1)`` builds new functions on every call: keep one), ``steps``, loss, data
-    shapes or thresholds.
+    Two forms. **Loss function** (any model: linen, NNX, Equinox, plain functions)::
+
+        jf.train(loss_fn, params, data, optimizer, steps, key=..., state=..., batch_size=...)
+
+    with ``loss_fn(params, batch, rng) -> loss``, or, when ``state=`` is given (mutable state
+    such as BatchNorm statistics), ``loss_fn(params, state, batch, rng) -> (loss, new_state)``:
+    the gradient is taken with respect to ``params`` only, and ``new_state`` (same structure as
+    ``state``) is the next step's ``state``. ``loss`` is a floating-point scalar (e.g. the batch
+    mean); ``rng`` is step t's key ``jax.random.fold_in(key, t)`` (for dropout), or ``None``
+    without ``key=``. **Model** (unchanged): ``jf.train(model, variables, (x, y), optimizer,
+    steps)`` with a jaxflow or linen model and a per-example ``loss``.
+
+    Each step computes the loss and its gradient, records the loss, the global gradient norm
+    *before* clipping, the per-layer norms (:func:`gradient_stats`, layers by ``group_by``) and
+    whether clipping changed the gradient, then clips (``optax.clip(clip_value)``, then
+    ``optax.clip_by_global_norm(clip_norm)``) and applies ``optimizer``. It stops at the first
+    step whose loss, gradient, updated parameters or new state are not finite, records that
+    step, does not apply its update, and names the offending leaves — never a silent NaN run.
+
+    Data and compilation: in-memory arrays (a pytree of arrays sharing axis 0's length N, e.g.
+    ``(x, y)``) run as one ``lax.while_loop`` under ``jit``; step t uses the ``batch_size``
+    examples starting at (t mod ⌊N/batch_size⌋)·batch_size, in order (shuffle beforehand; the
+    last N mod batch_size examples are unused), or all N without ``batch_size``. An iterator (or
+    any other iterable, e.g. a data loader) of batches — any pytree, the same shapes every time —
+    runs one jitted step per batch in a Python loop, compiled once per batch shape; an iterable
+    restarts when it runs out (epochs), an iterator ends the run early. Both recompile only for a
+    new ``loss_fn``/model or optimizer object (``optax.sgd(0.1)`` builds new functions on every
+    call: keep one; define ``loss_fn`` once, not in a loop), ``steps`` (in-memory), data shapes
+    or thresholds.
+
+    Recipes (the frameworks' own split/merge and filter):
+
+    * **Flax NNX** — parameters are the ``nnx.Param`` state, the rest (BatchNorm statistics, RNG
+      counts) is ``state``; merge a copy inside the loss (``copy=True``: the traced state
+      must not be mutated in place)::
+
+          graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+          def loss_fn(params, rest, batch, rng):
+              model = nnx.merge(graphdef, params, rest, copy=True)
+              model.train()  # or set the modules' use_running_average / deterministic
+              loss = ...  # model(batch[0], ...) against batch[1]
+              return loss, nnx.state(model, nnx.Not(nnx.Param))
+
+          result = jf.train(loss_fn, params, data, optimizer, steps, state=rest, key=key)
+          nnx.update(model, result.params, result.state)
+
+    * **Equinox** — the inexact arrays are the parameters, the rest is static::
+
+          params, static = eqx.partition(model, eqx.is_inexact_array)
+
+          def loss_fn(params, batch, rng):
+              model = eqx.combine(params, static)
+              x, y = batch
+              return jnp.mean((jax.vmap(model)(x) - y) ** 2)
+
+          result = jf.train(loss_fn, params, (x, y), optimizer, steps, batch_size=32)
+          model = eqx.combine(result.params, static)
+
+    * **Flax linen** with dropout and BatchNorm: ``params = variables["params"]``,
+      ``state=variables["batch_stats"]``, and the loss calls ``model.apply({"params": params,
+      "batch_stats": state}, x, train=True, mutable=["batch_stats"], rngs={"dropout": rng})``
+      and returns ``(loss, updated["batch_stats"])``.
 
     Args:
-      model: a jaxflow model (or any flax module whose ``model.apply(variables, x)`` is the
-        prediction); a jaxflow model with ``batch_stats`` trains BatchNorm in training mode.
-      variables: its variables (``{"params": ..., ...}``).
-      data: ``(x, y)``: one batch x (B, d), y (B, out) reused every step, or N batches
+      model: a loss function (above); or a jaxflow model, or any flax linen module whose
+        ``model.apply(variables, x)`` is the prediction (a jaxflow model with ``batch_stats``
+        trains BatchNorm in training mode). An NNX or Equinox module is refused with the recipe.
+      variables: the parameters ``params`` (any pytree; NNX ``State`` and Equinox partitions
+        included) for a loss function; the variables (``{"params": ..., ...}``) for a model.
+      data: for a loss function, in-memory arrays or an iterator/iterable of batches (above). For
+        a model, ``(x, y)``: one batch x (B, d), y (B, out) reused every step, or N batches
         x (N, B, d), y (N, B, out), step t using batch t mod N.
       optimizer: an ``optax.GradientTransformation`` (without clipping: pass it here instead, so it
         is recorded).
       steps: number of steps ≥ 1.
-      loss: ``"mse"`` or a per-example ``loss(prediction, y) -> scalar``; the batch loss is their
-        mean.
+      loss: model form only: ``"mse"`` or a per-example ``loss(prediction, y) -> scalar``; the
+        batch loss is their mean.
+      state: loss-function form only: the initial mutable state threaded through ``loss_fn``
+        (see above), or ``None``.
+      key: loss-function form only: a PRNG key; step t's ``rng`` is ``fold_in(key, t)``, so it
+        does not depend on ``steps`` or the data source.
+      batch_size: loss-function form with in-memory arrays only: examples per step.
       clip_norm: clip by global norm at this threshold (``optax.clip_by_global_norm``), or ``None``.
       clip_value: clip every entry to ±this (``optax.clip``), or ``None``.
       opt_state: the optimizer state to resume from (default ``optimizer.init(params)``).
@@ -284,13 +548,35 @@ def train(
         and ``layer_names`` follow ``group_by``).
 
     Returns:
-      A :class:`TrainResult`.
+      A :class:`TrainResult`; ``params`` and ``state`` are the final parameters and state
+      (``variables`` is ``params`` in the loss-function form).
 
     Raises:
-      ValueError / TypeError: for bad data shapes, ``steps`` or clip thresholds.
+      ValueError: for ``steps`` < 1, bad data shapes or ``batch_size``, an empty iterator, a
+        batch whose shapes differ from the first, or a ``loss_fn`` that returns a non-scalar
+        (or a ``new_state`` of another structure); bad clip thresholds.
+      TypeError: for an NNX or Equinox module passed as ``model`` (with the recipe), a
+        ``loss_fn`` returning a tuple without ``state=`` or not a pair with it, options of one
+        form given to the other, or an optimizer that is not an optax transformation.
 
     Example:
-      >>> import jax.numpy as jnp, optax, jaxflow as jf
+      A loss function on in-memory arrays, 2 examples per step:
+
+      >>> import jax, jax.numpy as jnp, optax, jaxflow as jf
+      >>> def loss_fn(params, batch, rng):
+      ...     x, y = batch
+      ...     return jnp.mean((jnp.tanh(x @ params["hidden"]) @ params["out"] - y) ** 2)
+      >>> params = {"hidden": 0.5 * jnp.ones((3, 4)), "out": 0.1 * jnp.ones((4, 1))}
+      >>> x = jax.random.normal(jax.random.key(0), (8, 3))
+      >>> result = jf.train(loss_fn, params, (x, jnp.sin(x[:, :1])), optax.adam(0.05), 40,
+      ...                   batch_size=2)
+      >>> result.loss.shape, result.finite, result.layer_names
+      ((40,), True, ('hidden', 'out'))
+      >>> bool(result.loss[-8:].mean() < 0.2 * result.loss[:8].mean())
+      True
+
+      A jaxflow model:
+
       >>> model = jf.mlp(2, 2, activation="tanh")
       >>> blocks = {"kernel": jnp.stack([jnp.eye(2)] * 2), "bias": jnp.zeros((2, 2))}
       >>> readout = {"kernel": jnp.ones((2, 1)), "bias": jnp.zeros(1)}
@@ -307,52 +593,118 @@ def train(
         raise TypeError(
             f"optimizer is a {type(optimizer).__name__}; pass an optax.GradientTransformation"
         )
-    if (
-        not (isinstance(variables, dict) or hasattr(variables, "items"))
-        or "params" not in variables
-    ):
-        raise ValueError("variables must be the model's variables, a mapping with a 'params' entry")
     _check_thresholds(vanishing, exploding)
     _clipper(clip_norm, clip_value)  # validates the thresholds here, not inside jit
-    xs, ys = _train_data(model, data)
     stacked = tuple(sorted(_as_names(stacked)))
     _grouper(group_by)  # validated here, not inside jit
-    variables = dict(variables)
+    kind = _module_kind(model)
+    if kind in _RECIPES:
+        raise TypeError(f"model is {_RECIPES[kind][0]} module; {_RECIPES[kind][1]}")
+    is_model = kind == "linen" or (hasattr(model, "apply") and hasattr(model, "init"))
+    if is_model:
+        given = [
+            n
+            for n, v in (("state", state), ("key", key), ("batch_size", batch_size))
+            if v is not None
+        ]
+        if given:
+            raise TypeError(
+                f"{', '.join(given)}= belong to the loss-function form; with a model pass "
+                "(x, y) batches, or write loss_fn(params, state, batch, rng) and pass it instead"
+            )
+        if (
+            not (isinstance(variables, dict) or hasattr(variables, "items"))
+            or "params" not in variables
+        ):
+            raise ValueError(
+                "variables must be the model's variables, a mapping with a 'params' entry"
+            )
+        xs, ys = _train_data(model, data)
+        params = variables["params"]
+        state = {k: v for k, v in variables.items() if k != "params"}
+        train_mode = isinstance(model, Network) and "batch_stats" in state
+        objective = _ModelObjective(model, _loss(loss), train_mode)
+        # N batches of B as N·B examples, B per step: step t uses batch t mod N.
+        batch_size = xs.shape[1]
+        data = (xs.reshape((-1,) + xs.shape[2:]), ys.reshape((-1,) + ys.shape[2:]))
+    elif callable(model):
+        if not (isinstance(loss, str) and loss == "mse"):
+            raise TypeError(
+                "loss= belongs to the model form; a loss function computes its own loss"
+            )
+        params = variables
+        objective = _LossObjective(model, stateful=state is not None)
+    else:
+        raise TypeError(
+            f"model is a {type(model).__name__}; pass a loss function loss_fn(params, batch, rng)"
+            " (or loss_fn(params, state, batch, rng) with state=), or a jaxflow/linen model"
+        )
     if opt_state is None:
-        opt_state = optimizer.init(variables["params"])
-    t, final, opt_state, records, bad, bad_values = _train_loop(
-        variables,
-        opt_state,
-        xs,
-        ys,
-        model=model,
+        opt_state = optimizer.init(params)
+    static = dict(
+        objective=objective,
         optimizer=optimizer,
-        steps=steps,
-        loss_fn=_loss(loss),
         clip=(clip_norm, clip_value),
         thresholds=(float(vanishing), float(exploding)),
         stacked=stacked,
         group_by=group_by,
     )
-    recorded = int(t)
-    stats = jax.tree.map(lambda a: a[:recorded], records["stats"])
-    clipped = np.asarray(records["clipped"][:recorded])
-    first_bad, nonfinite = None, ()
-    steps_run = recorded
-    if bool(bad):
+    in_memory = is_model or isinstance(data, (tuple, list, dict)) or hasattr(data, "shape")
+    if in_memory and not hasattr(data, "__next__"):
+        data, batch_size = _in_memory(data, batch_size)
+        t, params, state, opt_state, records = _train_loop(
+            params, state, opt_state, data, key, steps=steps, batch_size=batch_size, **static
+        )
+        records = jax.tree.map(lambda a: a[: int(t)], records)
+    elif hasattr(data, "__iter__") or hasattr(data, "__next__"):
+        if batch_size is not None:
+            raise ValueError(
+                f"batch_size={batch_size!r} is not allowed with an iterator of batches (it yields "
+                "its own batches); batch_size splits in-memory arrays"
+            )
+        carry = [params, state, opt_state]
+
+        def run_step(batch, t):
+            carry[:], record = _train_step(*carry, batch, key, t, **static)
+            return record
+
+        records = _iterate(data, steps, run_step)
+        params, state, opt_state = carry
+    else:
+        raise TypeError(
+            f"data is a {type(data).__name__}; pass in-memory arrays (e.g. (x, y)) or an "
+            "iterator/iterable of batches"
+        )
+    return _result(records, params, state, opt_state, (clip_norm, clip_value), stacked, is_model)
+
+
+def _result(records, params, state, opt_state, clip, stacked, is_model) -> TrainResult:
+    stats = records["stats"]
+    clipped = np.asarray(records["clipped"])
+    recorded = len(clipped)
+    first_bad, nonfinite, steps_run = None, (), recorded
+    if not bool(records["finite"][-1]):
         first_bad = steps_run = recorded - 1
         last = jax.tree.map(lambda a: a[-1], stats)
-        param_names = [row.name for row in _plan(final["params"], frozenset(stacked))[0].rows]
-        loss_bad = () if np.isfinite(records["loss"][recorded - 1]) else ("loss",)
+        loss_bad = () if np.isfinite(records["loss"][-1]) else ("loss",)
         nonfinite = loss_bad + last.leaves_with("nonfinite")
-        if not nonfinite:  # a finite gradient whose update overflowed the parameters
+        if not nonfinite:  # a finite gradient whose update overflowed the parameters or state
+            param_names = [row.name for row in _plan(params, frozenset(stacked))[0].rows]
+            state_names = [name for name, _ in _state_leaves(state)]
+            flagged = (
+                ("param", param_names, records["bad_params"][-1]),
+                ("state", state_names, records["bad_state"][-1]),
+            )
             nonfinite = tuple(
-                f"param:{n}" for n, b in zip(param_names, np.asarray(bad_values), strict=True) if b
+                f"{kind}:{n}"
+                for kind, names, flags in flagged
+                for n, b in zip(names, np.asarray(flags), strict=True)
+                if b
             )
     return TrainResult(
-        variables=final,
+        variables={"params": params, **state} if is_model else params,
         opt_state=opt_state,
-        loss=np.asarray(records["loss"][:recorded]),
+        loss=np.asarray(records["loss"]),
         grad_norm=np.asarray(stats.global_norm),
         clipped=clipped,
         layer_norms=np.asarray(stats.layer_norms),
@@ -362,6 +714,8 @@ def train(
         clip_fraction=float(clipped[:steps_run].mean()) if steps_run else 0.0,
         first_nonfinite_step=first_bad,
         nonfinite=nonfinite,
-        clip_norm=clip_norm,
-        clip_value=clip_value,
+        clip_norm=clip[0],
+        clip_value=clip[1],
+        params=params,
+        state=state,
     )
