@@ -95,8 +95,15 @@ def main(argv=None) -> int:
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     date = datetime.date.today().isoformat()
     report = {
-        "meta": {"date": date, "machine": args.machine, "depth": depth, "width": args.width,
-                 "activation": "sigmoid", "init": "orthogonal", "python": sys.version.split()[0]},
+        "meta": {
+            "date": date,
+            "machine": args.machine,
+            "depth": depth,
+            "width": args.width,
+            "activation": "sigmoid",
+            "init": "orthogonal",
+            "python": sys.version.split()[0],
+        },
         "rows": rows,
     }
     lines = [

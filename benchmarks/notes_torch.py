@@ -65,7 +65,7 @@ def compare_activations(spec, data):
 
         # Collect gradient norms
         norms = []
-        for i, layer in enumerate(model):
+        for i, layer in enumerate(model):  # noqa: B007  (the notes' snippet, verbatim)
             if isinstance(layer, nn.Linear):
                 norms.append(layer.weight.grad.norm().item())
 

@@ -77,7 +77,9 @@ def main(argv=None) -> int:
             for n, v in rounds.items()
         },
         "torch_func_over_sweep": {
-            "median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)
+            "median": statistics.median(ratios),
+            "min": min(ratios),
+            "max": max(ratios),
         },
         "checksums": {n: sorted(v) for n, v in checksums.items()},
     }

@@ -18,6 +18,7 @@ from jaxflow._deprecation import top_level_getattr as _deprecated  # STATUSES, m
 from jaxflow.activations import ACTIVATIONS, Activation, get_activation
 from jaxflow.blocks import BlockChain, block_chain
 from jaxflow.bounds import GradientBound, gradient_bound
+from jaxflow.chain import Reduction, backward_chain
 from jaxflow.gradients import (
     GradientStats,
     GradientStatus,
@@ -45,7 +46,6 @@ from jaxflow.initializers import (
     xavier_normal,
     xavier_uniform,
 )
-from jaxflow.chain import Reduction, backward_chain
 from jaxflow.jacobians import (
     ChainRuleCheck,
     JacobianChain,
@@ -55,7 +55,7 @@ from jaxflow.jacobians import (
     jacobian_chain,
     layer_jacobians,
     linear_layer_grads,
-    scan_chain,
+    scan_chain,  # noqa: F401  (deprecated: warns when called; not in __all__)
     singular_values,
 )
 from jaxflow.models import MLP, Network, ResidualStack, Stack, mlp, residual_stack
@@ -89,8 +89,8 @@ from jaxflow.theory import (
     mean_field,
     phase_diagram,
     q_star,
+    status_name,  # noqa: F401  (deprecated, warns; not in __all__)
 )
-from jaxflow.theory import status_name  # noqa: F401  (deprecated, warns; not in __all__)
 
 # Names whose module is loaded on first use, so that `import jaxflow` stays light: the
 # experiments package also holds the report generator (and, through it, matplotlib).

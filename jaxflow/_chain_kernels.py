@@ -8,7 +8,8 @@ through the chain's scan.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -127,11 +128,13 @@ def _graded_update(J, state):
     # Keep T's rows at unit norm (their scale goes to D), so T can neither overflow nor underflow.
     nu = scaled_norm(T, 1)
     T = T / jnp.where(nu > 0, nu, 1)[:, None]
-    hi, lo = _add_logs(hi_p, lo_p, jnp.where(dead, -jnp.inf, safe_log(r) + log_scale + safe_log(nu)))
+    hi, lo = _add_logs(
+        hi_p, lo_p, jnp.where(dead, -jnp.inf, safe_log(r) + log_scale + safe_log(nu))
+    )
     return Q * sign[None, :], hi, lo, T
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _round_robin(n):
     """The circle-method schedule: n − 1 rounds (n rounded up to even) of disjoint pairs."""
     m = n + n % 2

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Generic, Iterator, TypeVar
+from collections.abc import Iterator, Mapping
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -23,7 +23,9 @@ class Registry(Mapping, Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise KeyError(f"{name!r} is not a known {self._what}; valid: {', '.join(self)}") from None
+            raise KeyError(
+                f"{name!r} is not a known {self._what}; valid: {', '.join(self)}"
+            ) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._entries))

@@ -25,7 +25,8 @@ unless a reduction emits an n × n matrix per layer (:func:`products`, :func:`ja
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -141,9 +142,7 @@ class Accumulated(NamedTuple):
 
 def _check_mode(mode, allowed):
     if mode not in allowed:
-        raise ValueError(
-            f"mode={mode!r} is not a known differentiation mode; use one of {allowed}"
-        )
+        raise ValueError(f"mode={mode!r} is not a known differentiation mode; use one of {allowed}")
 
 
 def _as_reductions(reductions):
@@ -252,9 +251,7 @@ def accumulate_chain(
             jacobian = jax.jacrev if mode == "rev" else jax.jacfwd
             J, out = jacobian(step, has_aux=True)(h)
         layer = Layer(index, block_vars, h, out, J)
-        states = tuple(
-            s if r.update is None else r.update(layer, s) for r, s in zip(flat, states)
-        )
+        states = tuple(s if r.update is None else r.update(layer, s) for r, s in zip(flat, states))
         reads = tuple(None if r.read is None else r.read(layer, s) for r, s in zip(flat, states))
         return (out, states), reads
 
@@ -272,9 +269,7 @@ def _single_state(block_fn, blocks, h0, init, update, emit, mode, with_output):
             return emit(layer.jacobian, state, layer.output)
         return emit(layer.jacobian, state)
 
-    reduction = Reduction(
-        lambda h: init, lambda layer, state: update(layer.jacobian, state), read
-    )
+    reduction = Reduction(lambda h: init, lambda layer, state: update(layer.jacobian, state), read)
     return accumulate_chain(block_fn, blocks, h0, reduction, mode=mode)
 
 

@@ -59,7 +59,6 @@ __all__ = [
 ]
 
 
-
 class JacobianChain(NamedTuple):
     """Every per-layer Jacobian, every prefix product, and their singular values.
 
@@ -320,7 +319,9 @@ def chain_rule_check(model, variables, x, y, loss: Any = "mse") -> ChainRuleChec
       (True, True)
     """
     if not isinstance(model, Network):
-        raise TypeError(f"model is a {type(model).__name__}; chain_rule_check takes a jaxflow model")
+        raise TypeError(
+            f"model is a {type(model).__name__}; chain_rule_check takes a jaxflow model"
+        )
     _check_input(x, model.input_dim, "x")
     loss_fn = _loss_fn(loss)
     stack = model.decompose(variables)
@@ -384,7 +385,9 @@ def linear_layer_grads(W: jax.Array, a: jax.Array, delta: jax.Array) -> LinearGr
         raise ValueError(f"W has shape {W.shape}; it must be a matrix (out, in)")
     out_features, in_features = W.shape
     if a.ndim not in (1, 2) or a.shape[-1] != in_features:
-        raise ValueError(f"a has shape {a.shape}; it must be ({in_features},) or (batch, {in_features})")
+        raise ValueError(
+            f"a has shape {a.shape}; it must be ({in_features},) or (batch, {in_features})"
+        )
     if delta.shape != a.shape[:-1] + (out_features,):
         raise ValueError(
             f"delta has shape {delta.shape}; for a of shape {a.shape} it must be "

@@ -259,6 +259,8 @@ def np_mlp_variables(
     if out_dim is not None:
         params["readout"] = dense(width, out_dim)
     return {"params": params}
+
+
 # --- Stable spectra and matrix-free estimates (jaxflow.spectra) -------------------------------
 #
 # "log_spectrum": ln σ_i(P_l) against float64 / mpmath references, absolute (the bar).
@@ -331,6 +333,7 @@ def np_log_growth(layers, v):
         total += np.log(norm)
         v = v / norm
     return total
+
 
 # --- Per-block chains of any model (jaxflow.blocks) -------------------------------------------
 #

@@ -28,14 +28,18 @@ def test_registry_has_required_entries():
 def test_derivative_equals_autodiff(name):
     act = jf.get_activation(name)
     auto = jax.vmap(jax.grad(act.fn))(GRID)
-    np.testing.assert_allclose(act.derivative(GRID), auto, rtol=tol("float32", "elementwise"), atol=1e-7)
+    np.testing.assert_allclose(
+        act.derivative(GRID), auto, rtol=tol("float32", "elementwise"), atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_derivative_equals_autodiff_at_kinks(name):
     act = jf.get_activation(name)
     for kink in act.kinks:
-        assert float(act.derivative(jnp.float32(kink))) == float(jax.grad(act.fn)(jnp.float32(kink)))
+        assert float(act.derivative(jnp.float32(kink))) == float(
+            jax.grad(act.fn)(jnp.float32(kink))
+        )
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if jf.ACTIVATIONS[n].derivative_from_output])

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tol
 
 import jaxflow as jf
+from helpers import tol
 from jaxflow import chain
 
 DEPTH, WIDTH = 6, 5
@@ -86,9 +86,7 @@ def test_tuple_single_and_legacy_forms_agree():
     h, (P, _), (_, hs) = jf.accumulate_chain(
         _block, blocks, h0, (chain.products(read=False), chain.outputs())
     )
-    h2, P2, nothing = jf.accumulate_chain(
-        _block, blocks, h0, jnp.eye(WIDTH), lambda J, P: J @ P
-    )
+    h2, P2, nothing = jf.accumulate_chain(_block, blocks, h0, jnp.eye(WIDTH), lambda J, P: J @ P)
     assert nothing is None
     np.testing.assert_allclose(P, P2, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(h, hs[-1])

@@ -22,12 +22,21 @@ def test_spectra_json_matches_the_library(capsys):
     key_init, key_x = jax.random.split(jax.random.key(0))
     x = jax.random.normal(key_x, (8,))
     chain = jf.jacobian_chain(model, model.init(key_init, x), x)
-    np.testing.assert_allclose([r["P_norm"] for r in out["layers"]], chain.product_singular_values[:, 0], rtol=1e-6)
-    np.testing.assert_allclose([r["J_min"] for r in out["layers"]], chain.layer_singular_values[:, -1], rtol=1e-5)
+    np.testing.assert_allclose(
+        [r["P_norm"] for r in out["layers"]], chain.product_singular_values[:, 0], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        [r["J_min"] for r in out["layers"]], chain.layer_singular_values[:, -1], rtol=1e-5
+    )
 
 
 def test_spectra_table(capsys):
-    assert main(["spectra", "--depth", "3", "--width", "4", "--model", "residual", "--init", "1.5,0.1"]) == 0
+    assert (
+        main(
+            ["spectra", "--depth", "3", "--width", "4", "--model", "residual", "--init", "1.5,0.1"]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("residual depth=3 width=4")
     assert lines[1].split()[0] == "layer"
@@ -94,7 +103,22 @@ def test_console_script_subprocess():
 def test_theory_json_matches_the_library(capsys):
     import jaxflow as jf
 
-    assert main(["theory", "--activation", "relu", "tanh", "--sigma-w2", "1.5", "--sigma-b2", "0.05", "--json"]) == 0
+    assert (
+        main(
+            [
+                "theory",
+                "--activation",
+                "relu",
+                "tanh",
+                "--sigma-w2",
+                "1.5",
+                "--sigma-b2",
+                "0.05",
+                "--json",
+            ]
+        )
+        == 0
+    )
     rows = {r["activation"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
     # ReLU in closed form: q* = σ_b²/(1 − σ_w²/2), χ₁ = σ_w²/2, critical σ_w² = 2.
     assert rows["relu"]["q_star"] == pytest.approx(0.05 / (1 - 0.75), rel=1e-4)
@@ -114,7 +138,7 @@ def test_theory_table_and_phase_diagram(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
 
 
-USER_MODULE = '''
+USER_MODULE = """
 import jax, jaxflow as jf, flax.linen as nn
 def build():
     model = jf.mlp(4, 8, activation="tanh", init="xavier", in_dim=3)
@@ -126,7 +150,7 @@ def plain_flax():
     return model, model.init(jax.random.key(0), x), x, jax.numpy.zeros((4, 2))
 def wrong():
     return 3
-'''
+"""
 
 
 def test_check_reports_gradients_and_spectra(tmp_path, capsys):
@@ -143,7 +167,9 @@ def test_check_reports_gradients_and_spectra(tmp_path, capsys):
     model = jf.mlp(4, 8, activation="tanh", init="xavier", in_dim=3)
     x = jax.random.normal(jax.random.key(1), (5, 3))
     variables = model.init(jax.random.key(0), x)
-    grads = jax.grad(lambda p: jnp.mean(jnp.square(model.apply({"params": p}, x))))(variables["params"])
+    grads = jax.grad(lambda p: jnp.mean(jnp.square(model.apply({"params": p}, x))))(
+        variables["params"]
+    )
     import optax
 
     assert out["gradients"]["global_norm"] == pytest.approx(float(optax.tree.norm(grads)), rel=1e-5)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+from helpers import tol
 from jaxflow.experiments import dead_relu_fraction, relu_correlation_map
 from jaxflow.experiments.dead_units import _measure
-from helpers import tol
 
 
 @pytest.mark.parametrize("rho", [-0.6, 0.0, 0.5, 0.95])
@@ -46,7 +46,10 @@ def test_measurement_matches_a_numpy_forward_pass():
     b /= np.linalg.norm(b)
     x = np.stack([a, 0.5 * a + math.sqrt(0.75) * b]) * math.sqrt(width)
     model = mlp(depth, width, activation="relu", init="he", use_bias=False)
-    kernels = np.asarray(model.init(k_init, jnp.asarray(x, jnp.float32))["params"]["blocks"]["Dense_0"]["kernel"], np.float64)
+    kernels = np.asarray(
+        model.init(k_init, jnp.asarray(x, jnp.float32))["params"]["blocks"]["Dense_0"]["kernel"],
+        np.float64,
+    )
     h, dead = x, []
     for kernel in kernels:
         z = h @ kernel
@@ -95,7 +98,11 @@ def test_the_check_fails_for_a_wrong_theory(deep_result):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"correlation": 1.0}, "correlation=1.0"), ({"depth": 1}, "depth=1"), ({"seeds": 0}, "seeds=0")],
+    [
+        ({"correlation": 1.0}, "correlation=1.0"),
+        ({"depth": 1}, "depth=1"),
+        ({"seeds": 0}, "seeds=0"),
+    ],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

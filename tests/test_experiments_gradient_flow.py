@@ -26,7 +26,7 @@ def _relative(a, b):
     return float(np.max(np.abs(a - b) / np.abs(b)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _notes():
     """The notes' defaults (relu/sigmoid/tanh, depth 10, width 64, batch 32, MSE) over 8 seeds."""
     return compare_activations(key=SEEDS)
@@ -144,7 +144,7 @@ def test_compare_activations_bad_input(kwargs, error, match):
 # Xavier vs He (He et al. 2015) on a 30-layer ReLU MLP.
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _inits():
     return compare_inits(
         key=jax.random.split(jax.random.key(5), 16)
@@ -218,7 +218,9 @@ def test_compare_activations_on_given_weights_matches_the_drawn_ones():
     given = compare_activations(depth=3, width=8, batch=4, variables=drawn.variables,
                                 x=np.stack([x] * 3), y=np.stack([y] * 3))  # fmt: skip
     assert given.inits == ("given",) * 3 and given.weight_grad_norms.shape == (3, 1, 4)
-    np.testing.assert_allclose(given.weight_grad_norms, drawn.weight_grad_norms.reshape(3, 1, 4), rtol=1e-5)
+    np.testing.assert_allclose(
+        given.weight_grad_norms, drawn.weight_grad_norms.reshape(3, 1, 4), rtol=1e-5
+    )
 
 
 def test_compare_activations_rejects_partial_or_misshapen_data():

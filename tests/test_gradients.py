@@ -126,12 +126,12 @@ def test_bfloat16_gradients_are_measured_not_frozen():
     assert float(stats.norm[0]) == 5.0 and float(stats.global_norm) == 5.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(depth=12, width=6, activation="sigmoid", in_dim=3, out_dim=2):
     return jf.mlp(depth, width, activation=activation, in_dim=in_dim, out_dim=out_dim)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mlp_grads(depth=12, seed=0):
     model = _model(depth)
     variables = np_mlp_variables(seed, depth, 6, in_dim=3, out_dim=2)  # zero biases
@@ -409,7 +409,7 @@ def test_unit_fractions_bad_input():
 DIVERGE = dict(depth=10, width=16, sigma_w2=3.0, lr=0.05, steps=50)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _diverging():
     """The model, its variables, and two batches x (2, 32, n), y (2, 32, 1) that train cycles."""
     depth, width = DIVERGE["depth"], DIVERGE["width"]
@@ -439,7 +439,7 @@ def _counting_mse(prediction, y):
     return jnp.mean(jnp.square(prediction - y))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run(clip_norm=None, clip_value=None, steps=DIVERGE["steps"]):
     model, variables, x, y = _diverging()
     clip = dict(clip_norm=clip_norm, clip_value=clip_value)

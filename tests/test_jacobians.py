@@ -18,7 +18,7 @@ def _relative(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled_chain(model, wrt="postactivation", mode="rev"):
     return jax.jit(lambda v, x: jf.jacobian_chain(model, v, x, wrt=wrt, mode=mode))
 
@@ -42,7 +42,11 @@ def test_mlp_chain_matches_numpy_closed_form(activation, wrt):
     variables, x = _setup(model)
     chain = _compiled_chain(model, wrt)(variables, x)
     layers, products, _ = np_mlp_chain(variables["params"], x, activation, wrt)
-    assert chain.layers.shape == layers.shape == ((12 if wrt == "postactivation" else 11), WIDTH, WIDTH)
+    assert (
+        chain.layers.shape
+        == layers.shape
+        == ((12 if wrt == "postactivation" else 11), WIDTH, WIDTH)
+    )
     for computed, reference in zip(chain.layers, layers):
         assert _relative(computed, reference) < tol("float32", "jacobian")
     for computed, reference in zip(chain.products, products):
@@ -84,7 +88,8 @@ def test_residual_chain_is_identity_plus_branch(norm):
         keys = jax.random.split(jax.random.key(3))
         stats = {
             "mean": stats["mean"] + jax.random.normal(keys[0], stats["mean"].shape),
-            "var": stats["var"] * jax.random.uniform(keys[1], stats["var"].shape, minval=0.2, maxval=3),
+            "var": stats["var"]
+            * jax.random.uniform(keys[1], stats["var"].shape, minval=0.2, maxval=3),
         }
         variables = {**variables, "batch_stats": {"blocks": {"BatchNorm_0": stats}}}
     chain = _compiled_chain(model)(variables, x)
@@ -221,7 +226,9 @@ def test_chain_rule_explicit_side_matches_numpy():
     for J in layers[::-1]:
         v = J.T @ v
     reference = p["input"]["kernel"] @ v
-    assert np.linalg.norm(check.explicit - reference) / np.linalg.norm(reference) < tol("float32", "chain_rule")
+    assert np.linalg.norm(check.explicit - reference) / np.linalg.norm(reference) < tol(
+        "float32", "chain_rule"
+    )
 
 
 def test_chain_rule_batched_and_callable_loss():

@@ -14,7 +14,7 @@ from jaxflow.report import Check, Section, write_report
 def _section(folder, passed=True):
     ax = new_axes()
     ax.plot([0, 1], [1, 0])
-    figure = save_figure(ax, folder / "demo.png")
+    save_figure(ax, folder / "demo.png")
     return Section(
         "demo", "A demo claim", "x < 1", "measured x", (Check("x", 0.5 if passed else 2.0, "< 1", passed),),
         ("demo.png",), {"x": [0.5, float("inf")]}, 0.1,
@@ -91,5 +91,7 @@ def test_reproduce_quick_in_a_real_process(tmp_path):
         for figure in section["figures"]:
             assert (out / figure).stat().st_size > 10_000, figure
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == sum(len(s["figures"]) for s in numbers["sections"].values())
+    assert html.count("data:image/png;base64,") == sum(
+        len(s["figures"]) for s in numbers["sections"].values()
+    )
     assert "reproducing 11 sections" in result.stderr  # the progress display

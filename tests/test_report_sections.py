@@ -3,8 +3,8 @@ in test_report.py's real-process `reproduce --quick`)."""
 
 import jax
 import numpy as np
-from helpers import tol
 
+from helpers import tol
 from jaxflow.experiments.chain_rule import ChainRuleErrors, chain_rule_errors
 from jaxflow.experiments.monitoring import clipping_comparison, deep_gradient_stats
 from jaxflow.experiments.spectra import jacobian_spectra

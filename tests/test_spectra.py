@@ -45,7 +45,7 @@ def _slack(values, layer):
     return tol(F32, "log_spectrum") + tol(F32, "log_rounding") * magnitude + accumulated
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _chain(name):
     """Every method at every one of the 10,000 layers (one compiled call), and the float64 J_l."""
     model, activation = CHAINS[name]
@@ -63,7 +63,7 @@ def _chain(name):
     return values, finite, layers
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _float64_products(name):
     _, _, layers = _chain(name)
     products, P = [], np.eye(layers.shape[-1])
@@ -375,7 +375,7 @@ def test_bad_arguments_are_named():
 WIDE = 256
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _wide():
     model = jf.mlp(3, WIDE, activation="tanh", init="xavier")
     x = jax.random.normal(jax.random.key(1), (WIDE,))

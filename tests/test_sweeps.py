@@ -54,7 +54,9 @@ def _np_mlp(variables, x, y, activation):
         hs.append(h)
         zs.append(h @ K[l] + b[l])
         h = phi(zs[-1])
-    J = np.stack([[np.diag(dphi(z[e])) @ K[l].T for l, z in enumerate(zs)] for e in range(h.shape[0])])
+    J = np.stack(
+        [[np.diag(dphi(z[e])) @ K[l].T for l, z in enumerate(zs)] for e in range(h.shape[0])]
+    )
     pred = h @ p["readout"]["kernel"] + p["readout"]["bias"]
     g = 2.0 * (pred - np.asarray(y, np.float64)) / pred.size @ p["readout"]["kernel"].T
     act, weight = np.zeros(len(zs)), np.zeros(len(zs))
@@ -83,7 +85,9 @@ def test_spectra_match_core_chain_and_numpy(ds, activation, init, seed, depth):
         product = np.eye(WIDTH)
         for l in range(depth):
             product = P[e, l] = J[e, l] @ product
-    point = ds.sel(activation=activation, init=jf.sweeps.grid.init_label(init), seed=seed, depth=depth)
+    point = ds.sel(
+        activation=activation, init=jf.sweeps.grid.init_label(init), seed=seed, depth=depth
+    )
     layers = point.sel(layer=slice(1, depth))
     assert np.all(np.isnan(point.J_sv_max.sel(layer=slice(depth + 1, None))))
     for name, mats in (("J", J), ("P", P)):
@@ -91,18 +95,29 @@ def test_spectra_match_core_chain_and_numpy(ds, activation, init, seed, depth):
         assert sv_error(full, mats) < tol("float32", "svd")
         ref = np.linalg.svd(mats, compute_uv=False)
         scale = ref[..., 0]
-        assert np.max(np.abs(layers[f"{name}_sv_max"] - ref[..., 0]) / scale) < tol("float32", "svd")
-        assert np.max(np.abs(layers[f"{name}_sv_min"] - ref[..., -1]) / scale) < tol("float32", "svd")
+        assert np.max(np.abs(layers[f"{name}_sv_max"] - ref[..., 0]) / scale) < tol(
+            "float32", "svd"
+        )
+        assert np.max(np.abs(layers[f"{name}_sv_min"] - ref[..., -1]) / scale) < tol(
+            "float32", "svd"
+        )
         assert _rel(layers[f"{name}_sv_mean_sq"], np.mean(ref**2, -1)) < 10 * tol("float32", "svd")
         ok = ref[..., -1] > 1e-2 * scale  # log σ and σmax/σmin are float32-accurate only there
         if ok.any():
-            assert _rel(layers[f"{name}_sv_mean_log"].values[ok], np.mean(np.log(ref), -1)[ok]) < 1e-3
+            assert (
+                _rel(layers[f"{name}_sv_mean_log"].values[ok], np.mean(np.log(ref), -1)[ok]) < 1e-3
+            )
             assert _rel(layers[f"{name}_cond"].values[ok], (ref[..., 0] / ref[..., -1])[ok]) < 1e-2
     if (activation, init) == ("relu", "xavier"):  # and the core's own chain, on one point
         chain = jax.jit(lambda v, x: jf.jacobian_chain(model, v, x))(variables, x)
-        for name, core in (("J", chain.layer_singular_values), ("P", chain.product_singular_values)):
+        for name, core in (
+            ("J", chain.layer_singular_values),
+            ("P", chain.product_singular_values),
+        ):
             scale = float(np.max(core))
-            np.testing.assert_allclose(layers[f"{name}_sv"], core, rtol=0, atol=tol("float32", "svd") * scale)
+            np.testing.assert_allclose(
+                layers[f"{name}_sv"], core, rtol=0, atol=tol("float32", "svd") * scale
+            )
         # a threshold count: equal up to a value sitting on the rounding floor
         assert np.max(np.abs(layers.P_resolved.values - np.asarray(chain.resolved))) <= 1
 
@@ -111,7 +126,9 @@ def test_spectra_match_core_chain_and_numpy(ds, activation, init, seed, depth):
 def test_gradients_match_numpy_and_jax_grad(ds, activation, init, seed, depth):
     model, variables, x, y = _core_network(GRID, activation, init, seed, depth)
     zs, _, act, weight, grad_h0 = _np_mlp(variables, x, y, activation)
-    point = ds.sel(activation=activation, init=jf.sweeps.grid.init_label(init), seed=seed, depth=depth)
+    point = ds.sel(
+        activation=activation, init=jf.sweeps.grid.init_label(init), seed=seed, depth=depth
+    )
     layers = point.sel(layer=slice(1, depth))
     assert _rel(layers.activation_grad_norm, act) < tol("float32", "gradient_norm")
     assert _rel(layers.weight_grad_norm, weight) < tol("float32", "gradient_norm")
@@ -123,13 +140,17 @@ def test_gradients_match_numpy_and_jax_grad(ds, activation, init, seed, depth):
     # the same weight gradients from jax.grad of the Flax model's loss
     grads = jax.jit(jax.grad(lambda v: jnp.mean(jnp.square(model.apply(v, x) - y))))(variables)
     kernels = grads["params"]["blocks"]["Dense_0"]["kernel"]
-    assert _rel(layers.weight_grad_norm, jnp.linalg.norm(kernels, axis=(1, 2))) < tol("float32", "gradient_norm")
+    assert _rel(layers.weight_grad_norm, jnp.linalg.norm(kernels, axis=(1, 2))) < tol(
+        "float32", "gradient_norm"
+    )
     # dead and saturated units from φ′(z) in float64
     _, dphi = NP_ACTIVATIONS[activation]
     d = dphi(zs)  # (L, B, n)
     sup = jf.get_activation(activation).sup_derivative
     # fractions of WIDTH units: compare the counts
-    np.testing.assert_array_equal(np.round(layers.dead_fraction * WIDTH), np.sum(np.all(d == 0, axis=1), -1))
+    np.testing.assert_array_equal(
+        np.round(layers.dead_fraction * WIDTH), np.sum(np.all(d == 0, axis=1), -1)
+    )
     saturated = np.sum(np.all(np.abs(d) <= GRID.saturation * sup, axis=1), -1)
     np.testing.assert_array_equal(np.round(layers.saturated_fraction * WIDTH), saturated)
 
@@ -138,12 +159,20 @@ def test_relu_has_dead_units_and_sigmoid_gradients_vanish(ds):
     # The comparisons above would pass on all-zero fractions; make sure the grid exercises them.
     assert float(ds.dead_fraction.sel(activation="relu").max()) > 0
     ratio = ds.grad_ratio.sel(activation="sigmoid", init="xavier", depth=5)
-    assert float(ratio.max()) < 0.25 ** 2  # each sigmoid block scales gradients by ≤ ‖W‖/4
+    assert float(ratio.max()) < 0.25**2  # each sigmoid block scales gradients by ≤ ‖W‖/4
 
 
 def test_residual_metrics_match_core():
-    grid = jf.Grid(model="residual", depth=[1, 3], activation=["tanh"], init=["he"], width=4,
-                   seeds=1, batch=2, metrics=["P_spectra", "weight_grad_norm", "activation_grad_norm"])
+    grid = jf.Grid(
+        model="residual",
+        depth=[1, 3],
+        activation=["tanh"],
+        init=["he"],
+        width=4,
+        seeds=1,
+        batch=2,
+        metrics=["P_spectra", "weight_grad_norm", "activation_grad_norm"],
+    )
     out = jf.sweep(grid, quiet=True).isel(activation=0, init=0, seed=0).sel(depth=3)
     model, variables, x, y = _core_network(grid, "tanh", "he", 0, 3, jf.residual_stack)
 
@@ -152,13 +181,17 @@ def test_residual_metrics_match_core():
         chain = jf.jacobian_chain(model, variables, x)
         grads = jax.jit(jax.grad(lambda v: jnp.mean(jnp.square(model.apply(v, x) - y))))(variables)
         stack = model.decompose(variables)
-        h_last = jax.lax.scan(lambda h, b: (stack.block_fn(b, h), None), stack.input_map(x), stack.blocks)[0]
+        h_last = jax.lax.scan(
+            lambda h, b: (stack.block_fn(b, h), None), stack.input_map(x), stack.blocks
+        )[0]
         g = jax.grad(lambda h: jnp.mean(jnp.square(stack.readout(h) - y)))(h_last)
         return chain, grads["params"]["blocks"], g
 
     chain, grads, g = references(variables, x, y)
     assert sv_error(out.P_sv.values, chain.products) < tol("float32", "svd")
-    ref = np.sqrt(sum(np.sum(np.square(grads[k]["kernel"]), axis=(1, 2)) for k in ("Dense_0", "Dense_1")))
+    ref = np.sqrt(
+        sum(np.sum(np.square(grads[k]["kernel"]), axis=(1, 2)) for k in ("Dense_0", "Dense_1"))
+    )
     assert _rel(out.weight_grad_norm, ref) < tol("float32", "gradient_norm")
     # ‖∂L/∂h_l‖ through the explicit Jacobians: ∂L/∂h_{l-1} = J_lᵀ ∂L/∂h_l, example by example
     g = np.asarray(g, np.float64)
@@ -218,9 +251,15 @@ def test_one_compilation_for_the_whole_grid(count_grid):
 
 @pytest.fixture(scope="module")
 def count_grid():
-    return jf.Grid(depth=[1, 2, 3, 4], activation=["relu", "tanh", "sigmoid"],
-                   init=["xavier", "he", "orthogonal"], width=3, seeds=8, batch=1,
-                   metrics=["J_spectrum", "P_spectrum", "grad_ratio"])
+    return jf.Grid(
+        depth=[1, 2, 3, 4],
+        activation=["relu", "tanh", "sigmoid"],
+        init=["xavier", "he", "orthogonal"],
+        width=3,
+        seeds=8,
+        batch=1,
+        metrics=["J_spectrum", "P_spectrum", "grad_ratio"],
+    )
 
 
 def test_chunk_size_does_not_change_results(count_grid):
@@ -250,8 +289,15 @@ def test_host_devices_that_would_deadlock_lapack_are_refused(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     # a pool of as many threads as devices (jaxflow sizes it from NPROC, else from the cores)
     monkeypatch.setenv("NPROC", str(len(jax.devices())))
-    grid = jf.Grid(depth=[2], activation=["tanh"], init=["he"], width=64, seeds=8, batch=4,
-                   metrics=["P_spectrum"])
+    grid = jf.Grid(
+        depth=[2],
+        activation=["tanh"],
+        init=["he"],
+        width=64,
+        seeds=8,
+        batch=4,
+        metrics=["P_spectrum"],
+    )
     with pytest.raises(ValueError, match="would deadlock jaxlib < 0.11's batched SVD"):
         jf.sweep(grid, devices=jax.devices())
     # tiny matrices stay below jaxlib's split threshold: the tests' sharded sweeps are safe
@@ -268,7 +314,11 @@ def test_dataset_is_labelled(ds):
         assert key in ds.attrs
     frame = ds.grad_ratio.to_dataframe()
     assert len(frame) == 3 * 3 * 2 * 2
-    assert ds[["J_sv_max", "dead_fraction"]].to_dataframe().index.names[:3] == ["activation", "init", "seed"]
+    assert ds[["J_sv_max", "dead_fraction"]].to_dataframe().index.names[:3] == [
+        "activation",
+        "init",
+        "seed",
+    ]
 
 
 def test_theory_beside_measurement_when_available(ds):
@@ -277,7 +327,9 @@ def test_theory_beside_measurement_when_available(ds):
     # ReLU: χ₁ = σ_w²/2 (the q → 0⁺ limit is not needed at σ_b² = 0), whatever q* is.
     np.testing.assert_allclose(ds.theory_chi1.sel(activation="relu", init="xavier"), 0.5, rtol=1e-4)
     # tanh at σ_b² = 0: q* = 0 and χ₁ = σ_w² φ′(0)² = σ_w² (orthogonal: gain² = 1)
-    np.testing.assert_allclose(ds.theory_chi1.sel(activation="tanh", init="orthogonal"), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(
+        ds.theory_chi1.sel(activation="tanh", init="orthogonal"), 1.0, rtol=1e-4
+    )
     np.testing.assert_allclose(
         ds.theory_grad_ratio.sel(activation="relu", init="xavier"), 0.5 ** (ds.depth / 2), rtol=1e-4
     )
@@ -329,11 +381,13 @@ def test_bad_grids_fail_before_running(kwargs, message):
 
 def test_grid_from_toml(tmp_path):
     path = tmp_path / "grid.toml"
-    path.write_text('depth = [4, 2]\nactivation = ["tanh"]\ninit = ["he", [1.5, 0.05]]\nwidth = 8\n')
+    path.write_text(
+        'depth = [4, 2]\nactivation = ["tanh"]\ninit = ["he", [1.5, 0.05]]\nwidth = 8\n'
+    )
     grid = jf.Grid.from_toml(path)
     assert grid.depth == (2, 4) and grid.init == ("he", (1.5, 0.05)) and grid.width == 8
     assert jf.Grid.from_dict(grid.to_dict()) == grid
-    path.write_text('depth = [2]\nwidht = 8\n')
+    path.write_text("depth = [2]\nwidht = 8\n")
     with pytest.raises(ValueError, match="unknown key 'widht'; allowed keys are: depth"):
         jf.Grid.from_toml(path)
     path.write_text("depth = [2\n")
@@ -381,8 +435,15 @@ def test_reference_checksum_sums_log_norm_of_each_depths_end_to_end_product(ds):
 def test_stable_p_spectra_equal_svd_and_float64_numpy_where_both_are_exact():
     """On a shallow, well-conditioned grid (tanh, orthogonal and xavier, depth ≤ 4) the stable
     method's P spectra equal the SVD's and float64 NumPy's SVD of the explicit products."""
-    kw = dict(depth=[2, 4], activation=["tanh"], init=["orthogonal", "xavier"], width=WIDTH,
-              seeds=2, batch=2, metrics=["J_spectrum", "P_spectrum", "P_spectra"])
+    kw = dict(
+        depth=[2, 4],
+        activation=["tanh"],
+        init=["orthogonal", "xavier"],
+        width=WIDTH,
+        seeds=2,
+        batch=2,
+        metrics=["J_spectrum", "P_spectrum", "P_spectra"],
+    )
     svd = jf.sweep(jf.Grid(**kw), quiet=True)
     stable = jf.sweep(jf.Grid(**kw, p_spectrum_method="stable"), quiet=True)
     for init in ("orthogonal", "xavier"):
@@ -390,8 +451,17 @@ def test_stable_p_spectra_equal_svd_and_float64_numpy_where_both_are_exact():
             point = dict(activation="tanh", init=init, seed=seed, depth=4)
             model, variables, x, _ = _core_network(jf.Grid(**kw), "tanh", init, seed, 4)
             _, J, *_ = _np_mlp(variables, x, x[:, :1], "tanh")
-            P = np.stack([np.stack([np.linalg.multi_dot([*J[e, : l + 1][::-1], np.eye(WIDTH)])
-                                    for l in range(4)]) for e in range(2)])
+            P = np.stack(
+                [
+                    np.stack(
+                        [
+                            np.linalg.multi_dot([*J[e, : l + 1][::-1], np.eye(WIDTH)])
+                            for l in range(4)
+                        ]
+                    )
+                    for e in range(2)
+                ]
+            )
             ref = np.linalg.svd(P, compute_uv=False)  # (example, layer, sv), float64
             got = stable.P_sv.sel(point).values
             plain = svd.P_sv.sel(point).values
@@ -423,7 +493,9 @@ def test_stable_p_spectra_equal_svd_and_float64_numpy_where_both_are_exact():
 
 
 def test_p_spectrum_method_is_validated_and_old_grids_keep_their_identity():
-    with pytest.raises(ValueError, match=r"p_spectrum_method='qr' is not allowed; use one of 'svd', 'stable'"):
+    with pytest.raises(
+        ValueError, match=r"p_spectrum_method='qr' is not allowed; use one of 'svd', 'stable'"
+    ):
         jf.Grid(p_spectrum_method="qr")
     default = jf.Grid()
     # A grid recorded before the option existed (no key) is the same grid: an SVD sweep.
@@ -448,7 +520,10 @@ def test_theory_status_is_mean_fields_own():
         for label, init in zip(ds.init.values, inits):
             expected = jf.mean_field(a, *init_variances(init))
             cell = ds.sel(activation=a, init=label)
-            assert str(cell.theory_status.item()) == jf.PredictionStatus.name_of(expected.status), (a, init)
+            assert str(cell.theory_status.item()) == jf.PredictionStatus.name_of(expected.status), (
+                a,
+                init,
+            )
             np.testing.assert_allclose(float(cell.theory_chi1), float(expected.chi1), rtol=1e-6)
     relu3 = str(ds.theory_status.sel(activation="relu", init="gaussian(3,0)").item())
     assert relu3 == "diverges"  # q* = ∞ above ReLU's critical σ_w² = 2, not "marginal"

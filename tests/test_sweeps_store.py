@@ -51,16 +51,32 @@ def test_a_half_written_chunk_is_redone(reference, tmp_path):
 
 def test_a_store_of_another_grid_is_refused(tmp_path):
     path = tmp_path / "sweep.zarr"
-    small = jf.Grid(depth=[2], activation=["tanh"], init=["he"], width=3, seeds=2, batch=1,
-                    metrics=["P_spectrum"])
+    small = jf.Grid(
+        depth=[2],
+        activation=["tanh"],
+        init=["he"],
+        width=3,
+        seeds=2,
+        batch=1,
+        metrics=["P_spectrum"],
+    )
     jf.sweep(small, store=path, quiet=True)
     before = sorted(p.name for p in (path / "chunks").iterdir())
-    other = jf.Grid(depth=[2, 3], activation=["tanh"], init=["he"], width=3, seeds=2, batch=1,
-                    metrics=["P_spectrum"])
+    other = jf.Grid(
+        depth=[2, 3],
+        activation=["tanh"],
+        init=["he"],
+        width=3,
+        seeds=2,
+        batch=1,
+        metrics=["P_spectrum"],
+    )
     with pytest.raises(ValueError, match=r"different grid \(depth: \[2\] vs \[2, 3\]\); refusing"):
         jf.sweep(other, store=path, quiet=True)
     assert sorted(p.name for p in (path / "chunks").iterdir()) == before
-    xr.testing.assert_identical(jf.open_sweep(path).drop_attrs(), jf.sweep(small, store=path, quiet=True).drop_attrs())
+    xr.testing.assert_identical(
+        jf.open_sweep(path).drop_attrs(), jf.sweep(small, store=path, quiet=True).drop_attrs()
+    )
     with pytest.raises(ValueError, match="chunk_size=1 differs from the store's"):
         jf.sweep(small, store=path, chunk_size=1, quiet=True)
     not_a_store = tmp_path / "data.zarr"
@@ -155,9 +171,28 @@ def test_cli_sweep_from_toml_with_plots(reference, tmp_path, capsys):
 
 
 def test_cli_sweep_from_flags(tmp_path, capsys):
-    argv = ["sweep", "--depth", "1", "2", "--activation", "tanh", "--init", "he", "1.5,0.1",
-            "--width", "3", "--seeds", "2", "--batch", "1", "--metrics", "grad_ratio", "--quiet",
-            "--out", str(tmp_path / "s.zarr")]
+    argv = [
+        "sweep",
+        "--depth",
+        "1",
+        "2",
+        "--activation",
+        "tanh",
+        "--init",
+        "he",
+        "1.5,0.1",
+        "--width",
+        "3",
+        "--seeds",
+        "2",
+        "--batch",
+        "1",
+        "--metrics",
+        "grad_ratio",
+        "--quiet",
+        "--out",
+        str(tmp_path / "s.zarr"),
+    ]
     assert main(argv) == 0
     ds = jf.open_sweep(tmp_path / "s.zarr")
     assert list(ds.init.values) == ["he", "gaussian(1.5,0.1)"] and list(ds.depth.values) == [1, 2]
@@ -167,9 +202,15 @@ def test_cli_sweep_from_flags(tmp_path, capsys):
     "text, message",
     [
         ("depth = [2]\nwidht = 3\n", "unknown key 'widht'; allowed keys are: depth, activation"),
-        ('depth = [2]\nactivation = ["swish"]\n', "activation='swish' is not allowed; valid names are:"),
+        (
+            'depth = [2]\nactivation = ["swish"]\n',
+            "activation='swish' is not allowed; valid names are:",
+        ),
         ("depth = [0]\n", "depth=0 is not allowed"),
-        ('depth = [2]\ninit = ["xavierr"]\n', "init='xavierr' is not a known initialisation; use one of"),
+        (
+            'depth = [2]\ninit = ["xavierr"]\n',
+            "init='xavierr' is not a known initialisation; use one of",
+        ),
         ("depth = [2\n", "not valid TOML"),
     ],
 )
@@ -183,8 +224,23 @@ def test_cli_bad_config_is_one_line_exit_2(tmp_path, capsys, text, message):
 
 def test_cli_refuses_another_grids_store(tmp_path, capsys):
     out = str(tmp_path / "s.zarr")
-    common = ["--activation", "tanh", "--init", "he", "--width", "3", "--seeds", "1", "--batch", "1",
-              "--metrics", "P_spectrum", "--quiet", "--out", out]
+    common = [
+        "--activation",
+        "tanh",
+        "--init",
+        "he",
+        "--width",
+        "3",
+        "--seeds",
+        "1",
+        "--batch",
+        "1",
+        "--metrics",
+        "P_spectrum",
+        "--quiet",
+        "--out",
+        out,
+    ]
     assert main(["sweep", "--depth", "2", *common]) == 0
     assert main(["sweep", "--depth", "3", *common]) == 2
     err = capsys.readouterr().err

@@ -46,7 +46,7 @@ def _np_chi1(name, sigma_w2, q):
 # ----------------------------------------------------------------------------- quadrature
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _moments(rule):
     """(E[φ²], E[uφφ′]/q, E[φ′²], E[φ′⁴]) for every registered activation, one compiled program."""
     table = solvers._registered_table()
@@ -324,7 +324,7 @@ def test_free_moments_off_criticality_match_scipy():
 # ----------------------------------------------------------------------------- the gradient bound
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bound(activation, depth, width, prefixes=False):
     model = jf.mlp(depth, width, activation=activation, init="xavier")
     fn = jax.jit(jax.vmap(lambda v, x, y: jf.gradient_bound(model, v, x, y, prefixes=prefixes)))

@@ -26,11 +26,11 @@ import jax
 import mpmath as mp
 import numpy as np
 import pytest
-from helpers import NP_ACTIVATIONS, gaussian_expectation, tol
 from numpy.polynomial import hermite_e
 from scipy import optimize
 
 import jaxflow as jf
+from helpers import NP_ACTIVATIONS, gaussian_expectation, tol
 
 # σ_w² on the critical line at σ_b² = 0.05 (the values; the references below compute χ₁
 # at each σ_w² they are given, so these need not be exact).

@@ -17,9 +17,9 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from helpers import tol
 
 import jaxflow as jf
+from helpers import tol
 
 RTOL = 50 * tol("float32", "gradient")  # float32 rounding of two runs compounds over the steps
 

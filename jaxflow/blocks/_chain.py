@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxflow._chain_kernels import METHODS as _KERNELS
 from jaxflow._numerics import HIGHEST, all_finite, scaled_norm
 from jaxflow.jacobians import JacobianChain
 from jaxflow.spectra import SpectralEstimates, mean_squared_singular_value, top_singular_value
-from jaxflow._chain_kernels import METHODS as _KERNELS
 
 MATRIX_FREE_ABOVE = 2048
 """``method="auto"`` goes matrix-free once some state has more entries than this: a float32 J of

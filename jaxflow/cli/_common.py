@@ -60,7 +60,9 @@ def _add_model_options(parser):
     from jaxflow.activations import ACTIVATIONS
     from jaxflow.initializers import INIT_SCHEMES
 
-    parser.add_argument("--model", choices=("mlp", "residual"), default="mlp", help="network family")
+    parser.add_argument(
+        "--model", choices=("mlp", "residual"), default="mlp", help="network family"
+    )
     parser.add_argument("--depth", type=_positive_int, default=20, help="number of blocks L")
     parser.add_argument("--width", type=_positive_int, default=64, help="hidden width n")
     parser.add_argument(

@@ -25,7 +25,9 @@ def _select_platform(platform):
         jax.config.update("jax_platforms", platform)
         found = jax.devices()[0].platform
     except RuntimeError as error:
-        raise UsageError(f"jaxflow: --platform {platform}: JAX cannot use it here ({error})") from None
+        raise UsageError(
+            f"jaxflow: --platform {platform}: JAX cannot use it here ({error})"
+        ) from None
     if found != platform:
         raise UsageError(
             f"jaxflow: --platform {platform} was asked for but JAX is already running on {found}"
@@ -65,8 +67,10 @@ def run_reproduce(args) -> int:
         )
         print()
     else:
-        print(f"{len(report.sections) - len(failed)} of {len(report.sections)} sections pass "
-              f"their theory checks ({report.seconds:.0f} s); report: {report.paths['markdown']}")
+        print(
+            f"{len(report.sections) - len(failed)} of {len(report.sections)} sections pass "
+            f"their theory checks ({report.seconds:.0f} s); report: {report.paths['markdown']}"
+        )
         for title in failed:
             print(f"FAILED: {title}")
     return 0 if report.passed else 1
@@ -85,16 +89,34 @@ def add_parser(commands) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    reproduce.add_argument("--out", default="jaxflow-report", metavar="DIR",
-                           help="report folder; must not exist or be empty (default: jaxflow-report)")
+    reproduce.add_argument(
+        "--out",
+        default="jaxflow-report",
+        metavar="DIR",
+        help="report folder; must not exist or be empty (default: jaxflow-report)",
+    )
     reproduce.add_argument("--quick", action="store_true", help="smaller sizes, same checks")
-    reproduce.add_argument("--platform", choices=("cpu", "gpu", "tpu"), default=None,
-                           help="JAX platform (default: what JAX finds)")
-    reproduce.add_argument("--sections", nargs="+", choices=list(SECTIONS), metavar="NAME",
-                           help=f"run only these sections: {', '.join(SECTIONS)}")
+    reproduce.add_argument(
+        "--platform",
+        choices=("cpu", "gpu", "tpu"),
+        default=None,
+        help="JAX platform (default: what JAX finds)",
+    )
+    reproduce.add_argument(
+        "--sections",
+        nargs="+",
+        choices=list(SECTIONS),
+        metavar="NAME",
+        help=f"run only these sections: {', '.join(SECTIONS)}",
+    )
     reproduce.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    reproduce.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
-                           help="sections run at once (default: min(2, cores); numbers do not change)")
+    reproduce.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="sections run at once (default: min(2, cores); numbers do not change)",
+    )
     reproduce.add_argument("--quiet", action="store_true", help="no progress lines")
     reproduce.add_argument("--json", action="store_true", help="print a JSON summary")
     reproduce.set_defaults(run=run_reproduce)

@@ -43,7 +43,9 @@ def run_spectra(args) -> int:
         "input": "x ~ N(0, I)",
     }
     if args.json:
-        json.dump({"config": config, "finite": bool(chain.finite), "layers": rows}, sys.stdout, indent=2)
+        json.dump(
+            {"config": config, "finite": bool(chain.finite), "layers": rows}, sys.stdout, indent=2
+        )
         print()
         return 0
     print(

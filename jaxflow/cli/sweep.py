@@ -45,7 +45,9 @@ def run_sweep(args) -> int:
         if flag is not None:
             values[key] = flag
     if args.plot and "grad_ratio" not in values.get("metrics", jf.METRICS):
-        raise UsageError("jaxflow sweep: --plot draws the gradient ratio; include grad_ratio in --metrics")
+        raise UsageError(
+            "jaxflow sweep: --plot draws the gradient ratio; include grad_ratio in --metrics"
+        )
     try:
         grid = jf.Grid.from_dict(values, source=source)
     except ValueError as error:
@@ -61,7 +63,9 @@ def run_sweep(args) -> int:
 
         if args.metric not in ds.data_vars or "depth" not in ds[args.metric].dims:
             choices = sorted(n for n, v in ds.data_vars.items() if "depth" in v.dims)
-            raise UsageError(f"jaxflow sweep: --metric {args.metric!r} is not in this sweep; use one of {', '.join(choices)}")
+            raise UsageError(
+                f"jaxflow sweep: --metric {args.metric!r} is not in this sweep; use one of {', '.join(choices)}"
+            )
         os.makedirs(args.plot, exist_ok=True)
         for name, draw in (
             (f"heatmap_{args.metric}.png", lambda: plot_sweep_heatmap(ds, args.metric)[0]),
@@ -128,7 +132,9 @@ def add_parser(commands) -> None:
     sweep.add_argument("config", nargs="?", help="TOML file with the grid's fields")
     sweep.add_argument("--out", help="Zarr store to write (and resume from)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
-    sweep.add_argument("--plot", metavar="DIR", help="write a heatmap and a gradient-ratio plot here")
+    sweep.add_argument(
+        "--plot", metavar="DIR", help="write a heatmap and a gradient-ratio plot here"
+    )
     sweep.add_argument(
         "--metric", default="grad_ratio", help="what the heatmap shows (default: grad_ratio)"
     )
@@ -142,13 +148,21 @@ def add_parser(commands) -> None:
         help=f"activations: {', '.join(sorted(ACTIVATIONS))}",
     )
     sweep.add_argument(
-        "--init", type=_init_arg, nargs="+", metavar="SCHEME", help="scheme names or 'sigma_w2,sigma_b2'"
+        "--init",
+        type=_init_arg,
+        nargs="+",
+        metavar="SCHEME",
+        help="scheme names or 'sigma_w2,sigma_b2'",
     )
     sweep.add_argument("--width", type=_positive_int, help="hidden width n")
     sweep.add_argument("--seeds", type=_positive_int, help="number of seeds")
     sweep.add_argument("--batch", type=_positive_int, help="inputs per seed")
     sweep.add_argument(
-        "--metrics", nargs="+", choices=METRICS, metavar="METRIC", help=f"metrics: {', '.join(METRICS)}"
+        "--metrics",
+        nargs="+",
+        choices=METRICS,
+        metavar="METRIC",
+        help=f"metrics: {', '.join(METRICS)}",
     )
     sweep.add_argument("--chunk-size", type=_positive_int, help="configurations per compiled call")
     sweep.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")

@@ -81,7 +81,9 @@ def run_theory(args) -> int:
     for row in rows:
         values = "  ".join(f"{row[k]:>10.4g}" for k in keys)
         print(f"{row['activation']:>11}  {values}  {row['status']}")
-    print("chi1 = 1 is the edge of chaos; 'crit sw2' is the sigma_w2 where chi1 = 1 at this sigma_b2")
+    print(
+        "chi1 = 1 is the edge of chaos; 'crit sw2' is the sigma_w2 where chi1 = 1 at this sigma_b2"
+    )
     return 0
 
 
@@ -100,21 +102,55 @@ def add_parser(commands) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    theory.add_argument("--activation", nargs="+", choices=sorted(ACTIVATIONS), default=["tanh"],
-                        metavar="NAME", help=f"one or more of: {', '.join(sorted(ACTIVATIONS))}")
-    theory.add_argument("--sigma-w2", type=_float_at_least(0.0, True), default=1.0,
-                        help="weight variance sigma_w2 = fan_in * Var(W) (default 1)")
-    theory.add_argument("--sigma-b2", type=_float_at_least(0.0, False), default=0.0,
-                        help="bias variance sigma_b2 (default 0)")
-    theory.add_argument("--phase-diagram", metavar="FILE.png",
-                        help="write a phase-diagram figure instead (never overwrites FILE)")
-    theory.add_argument("--quantity", choices=("chi1", "xi_c", "q_star"), default="chi1",
-                        help="what the phase diagram colours (default chi1)")
-    theory.add_argument("--sigma-w2-range", type=float, nargs=2, default=(0.5, 4.0),
-                        metavar=("LOW", "HIGH"), help="phase-diagram sigma_w2 range (default 0.5 4)")
-    theory.add_argument("--sigma-b2-range", type=float, nargs=2, default=(0.0, 0.5),
-                        metavar=("LOW", "HIGH"), help="phase-diagram sigma_b2 range (default 0 0.5)")
-    theory.add_argument("--grid", type=_positive_int, default=25,
-                        help="phase-diagram points per axis (default 25)")
+    theory.add_argument(
+        "--activation",
+        nargs="+",
+        choices=sorted(ACTIVATIONS),
+        default=["tanh"],
+        metavar="NAME",
+        help=f"one or more of: {', '.join(sorted(ACTIVATIONS))}",
+    )
+    theory.add_argument(
+        "--sigma-w2",
+        type=_float_at_least(0.0, True),
+        default=1.0,
+        help="weight variance sigma_w2 = fan_in * Var(W) (default 1)",
+    )
+    theory.add_argument(
+        "--sigma-b2",
+        type=_float_at_least(0.0, False),
+        default=0.0,
+        help="bias variance sigma_b2 (default 0)",
+    )
+    theory.add_argument(
+        "--phase-diagram",
+        metavar="FILE.png",
+        help="write a phase-diagram figure instead (never overwrites FILE)",
+    )
+    theory.add_argument(
+        "--quantity",
+        choices=("chi1", "xi_c", "q_star"),
+        default="chi1",
+        help="what the phase diagram colours (default chi1)",
+    )
+    theory.add_argument(
+        "--sigma-w2-range",
+        type=float,
+        nargs=2,
+        default=(0.5, 4.0),
+        metavar=("LOW", "HIGH"),
+        help="phase-diagram sigma_w2 range (default 0.5 4)",
+    )
+    theory.add_argument(
+        "--sigma-b2-range",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.5),
+        metavar=("LOW", "HIGH"),
+        help="phase-diagram sigma_b2 range (default 0 0.5)",
+    )
+    theory.add_argument(
+        "--grid", type=_positive_int, default=25, help="phase-diagram points per axis (default 25)"
+    )
     theory.add_argument("--json", action="store_true", help="print JSON instead of a table")
     theory.set_defaults(run=run_theory)

@@ -26,7 +26,6 @@ from jaxflow.experiments.mean_field import (
 )
 
 
-
 def __getattr__(name: str):
     if name in ("Report", "reproduce"):  # deprecated: the report sits above the experiments
         import jaxflow.report.reproduce as driver

@@ -18,7 +18,8 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -136,7 +137,7 @@ def _scheme_from_key(name, sigma_w2, sigma_b2) -> InitScheme:
     return get_init(name) if name in INIT_SCHEMES else gaussian(sigma_w2, sigma_b2)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sigmoid_bound_program(depth, width, seeds, seed_batch, schemes):
     """The whole of :func:`sigmoid_bound` (b) and (a) as one jitted program, cached per shape.
 

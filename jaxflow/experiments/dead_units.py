@@ -138,7 +138,7 @@ def relu_correlation_map(rho, depth: int) -> np.ndarray:
     return np.array(values)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _measure(depth, width, seeds, correlation, init):
     model = mlp(depth, width, activation="relu", init=init, use_bias=False)
 

@@ -229,9 +229,18 @@ def _flow_given(models: tuple, loss: Any):
             value, grads, taps = _loss_and_gradients(model, mine, xs[i], ys[i], loss_fn)
             kernels = grads["blocks"]["Dense_0"]["kernel"]
             weights = jnp.concatenate(
-                [scaled_norm(kernels, axis=(1, 2)), scaled_norm(grads["readout"]["kernel"]).reshape(1)]
+                [
+                    scaled_norm(kernels, axis=(1, 2)),
+                    scaled_norm(grads["readout"]["kernel"]).reshape(1),
+                ]
             )
-            out = (value, scaled_norm(taps, axis=(1, 2)), weights, gradient_stats(grads, mine["params"]), mine)
+            out = (
+                value,
+                scaled_norm(taps, axis=(1, 2)),
+                weights,
+                gradient_stats(grads, mine["params"]),
+                mine,
+            )
             outputs.append(jax.tree.map(lambda a: a[None], out))  # a seed axis of length 1
         return tuple(outputs)
 
@@ -348,7 +357,10 @@ def compare_activations(
         names = ("given",) * len(activations)
     else:
         schemes = _inits_for(activations, init, width)
-        models = [mlp(depth, width, activation=a, init=s) for a, s in zip(activations, schemes, strict=True)]
+        models = [
+            mlp(depth, width, activation=a, init=s)
+            for a, s in zip(activations, schemes, strict=True)
+        ]
         outputs = _run(models, batch, loss, key, notes=True)
         names = tuple(s.name for s in schemes)
     value, h_norms, weights, stats, variables = zip(*outputs, strict=True)

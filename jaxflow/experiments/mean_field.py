@@ -141,7 +141,7 @@ def _mean_field_of(model: MLP, name: str):
     return theory.mean_field(model.activation, scheme.sigma_w2, sigma_b2)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _chi1_program(model: MLP, directions: int):
     """:func:`chi1_decay`'s measurement, jitted and vmapped over seeds, cached per model."""
     n = model.width
@@ -313,7 +313,7 @@ def _ensemble(sigma_w2, sigma_b2, weights) -> InitScheme:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _isometry_program(activation, sigma_w2, sigma_b2, depth, width, names, condition):
     """:func:`dynamical_isometry`'s measurement for every ensemble, one jitted program."""
     models = [

@@ -9,7 +9,10 @@ import jax
 __all__ = ["SPECTRA_CONFIGS", "JacobianSpectra", "jacobian_spectra"]
 
 SPECTRA_CONFIGS = (
-    ("tanh", "xavier"), ("relu", "he"), ("sigmoid", "xavier"), ("linear", "orthogonal")
+    ("tanh", "xavier"),
+    ("relu", "he"),
+    ("sigmoid", "xavier"),
+    ("linear", "orthogonal"),
 )
 """(activation, init) of every network :func:`jacobian_spectra` measures by default."""
 

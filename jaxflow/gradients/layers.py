@@ -55,6 +55,7 @@ def saturated(derivative, sup_derivative, fraction: float = SATURATION):
     """
     return jnp.abs(derivative) <= fraction * sup_derivative
 
+
 # One function object per loss name, so a jitted driver keyed on it does not recompile per call.
 _loss = functools.lru_cache(maxsize=None)(_loss_fn)
 
@@ -302,6 +303,7 @@ def saturated_unit_fraction(
       >>> jf.saturated_unit_fraction(model, {"params": {"blocks": {"Dense_0": blocks}}}, x).tolist()
       [0.5, 0.0]
     """
+
     def is_number(value):
         return isinstance(value, numbers.Real) and not isinstance(value, bool)
 

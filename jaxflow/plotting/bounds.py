@@ -85,8 +85,7 @@ def plot_sigmoid_bound(result, ax=None, inits=None):
     ax.set_xlabel("depth d (the ratio spans the d − 1 Jacobians J^[2], …, J^[d])")
     ax.set_ylabel("‖∂L/∂z^[1]‖ / ‖∂L/∂z^[d]‖ (log scale)")
     ax.set_title(
-        f"Sigmoid, {ratio.shape[1]} seeds per init:\n"
-        "0.25^(d−1) is guaranteed where ∏‖W‖₂ ≤ 1",
+        f"Sigmoid, {ratio.shape[1]} seeds per init:\n0.25^(d−1) is guaranteed where ∏‖W‖₂ ≤ 1",
         fontsize=STYLE["title_fontsize"],
     )
     # One legend (colour = init, then line style = quantity) outside the axes: a single legend is

@@ -280,7 +280,9 @@ def plot_dead_units(result, ax=None):
         color="black",
         label="1/4 + arcsin(ρ_l)/(2π), ρ_l from the arc-cosine kernel",
     )
-    ax.axhline(0.5, color="gray", linestyle=":", linewidth=1, label="1/2: the two inputs aligned (ρ → 1)")
+    ax.axhline(
+        0.5, color="gray", linestyle=":", linewidth=1, label="1/2: the two inputs aligned (ρ → 1)"
+    )
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -196,7 +196,9 @@ def plot_jacobian_spectra(result, fig=None):
     axes["c0"].set_ylabel("density")
     axes["J"].set_xlabel("log10 σ(J_l), all layers pooled")
     axes["J"].set_ylabel("density")
-    axes["J"].set_title("Singular values of the per-layer Jacobians J_l = ∂h_l/∂h_{l−1}", fontsize=10)
+    axes["J"].set_title(
+        "Singular values of the per-layer Jacobians J_l = ∂h_l/∂h_{l−1}", fontsize=10
+    )
     axes["J"].legend(fontsize=8)
     fig.suptitle(
         f"Jacobian spectra against depth: J_l (top) and the products P_l = J_l⋯J_1 (bottom); "

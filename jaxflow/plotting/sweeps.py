@@ -31,7 +31,9 @@ def sweep_summary(ds, metric: str):
     """
     candidates = sorted(name for name, var in ds.data_vars.items() if "depth" in var.dims)
     if metric not in ds.data_vars or "depth" not in ds[metric].dims:
-        raise ValueError(f"metric={metric!r} is not a per-depth variable of this sweep; use one of {candidates}")
+        raise ValueError(
+            f"metric={metric!r} is not a per-depth variable of this sweep; use one of {candidates}"
+        )
     var = ds[metric]
     if "layer" in var.dims:
         var = var.where(ds["layer"] == ds["depth"]).max("layer")
@@ -89,7 +91,9 @@ def plot_sweep_heatmap(ds, metric: str = "grad_ratio", *, axes=None, log: bool =
     image = None
     for ax, activation in zip(axes, summary["activation"].values):
         panel = values[list(summary["activation"].values).index(activation)].T  # (depth, init)
-        image = ax.imshow(panel, aspect="auto", origin="lower", vmin=vmin, vmax=vmax, cmap="viridis")
+        image = ax.imshow(
+            panel, aspect="auto", origin="lower", vmin=vmin, vmax=vmax, cmap="viridis"
+        )
         ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30, ha="right")
         ax.set_yticks(range(summary.sizes["depth"]), summary["depth"].values)
         ax.set_xlabel("initialisation (σ_w² = fan_in·Var W)")
@@ -98,7 +102,9 @@ def plot_sweep_heatmap(ds, metric: str = "grad_ratio", *, axes=None, log: bool =
         ax.grid(False)
     scale = "log10 " if log else ""
     axes[0].get_figure().colorbar(
-        image, ax=list(axes), label=f"{scale}{metric} (median over seeds{', inputs' if 'example' in ds[metric].dims else ''})"
+        image,
+        ax=list(axes),
+        label=f"{scale}{metric} (median over seeds{', inputs' if 'example' in ds[metric].dims else ''})",
     )
     return axes
 
@@ -126,7 +132,9 @@ def plot_gradient_ratio(ds, *, ax=None, metric: str = "grad_ratio"):
       'log'
     """
     if metric not in ds.data_vars:
-        raise ValueError(f"metric={metric!r} is not in this sweep; run it with metrics including 'grad_ratio'")
+        raise ValueError(
+            f"metric={metric!r} is not in this sweep; run it with metrics including 'grad_ratio'"
+        )
     ax = new_axes(ax)
     ratio = ds[metric]
     depths = ds["depth"].values

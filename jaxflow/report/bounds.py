@@ -65,23 +65,44 @@ def sigmoid_bound_section(ctx: Context) -> Section:
         f"At shallow depths more Xavier seeds exceed the line in the loss's direction too (at most "
         f"{exceed[xavier, shallow]:.0%}, at d = {int(result.depths[shallow])}).",
         (
-            Check("tight construction: measured ratio / 2^−38 − 1", tight / exact - 1,
-                  "|·| < 1e-5 (float32)", abs(tight / exact - 1) < 1e-5),
-            Check("ratio ≤ worst direction ≤ ∏‖J‖₂ ≤ ∏ sup|σ′|‖W‖₂, every seed and depth",
-                  float(chain_holds), "always (1 = holds)", chain_holds),
-            Check(f"networks and depths with ∏‖W^[l]‖₂ ≤ 1 ({int(covered.sum())} of "
-                  f"{covered.size}): how many exceed 0.25^(d−1) in the worst direction",
-                  float(guaranteed_fails), "= 0: guaranteed (every orthogonal seed and depth)",
-                  guaranteed_fails == 0 and int(covered.sum()) >= seeds * 19),
-            Check("Xavier (‖W‖₂ ≈ 2), L = 20: fraction of seeds whose worst direction exceeds "
-                  "0.25^19",
-                  float(worst_exceed[xavier, -1]), "> 0.5: without ∏‖W‖₂ ≤ 1 the line can fail",
-                  float(worst_exceed[xavier, -1]) > 0.5),
-            Check("Xavier, L = 20: fraction of seeds whose loss-direction ratio exceeds 0.25^19",
-                  float(exceed[xavier, -1]), "≤ 0.05: under the line for almost every seed",
-                  float(exceed[xavier, -1]) <= 0.05),
-            Check("Xavier: median log10 ratio at L = 20 vs mean-field χ₁^(19/2)",
-                  float(median - predicted), "|Δ| < 0.5 decades", abs(median - predicted) < 0.5),
+            Check(
+                "tight construction: measured ratio / 2^−38 − 1",
+                tight / exact - 1,
+                "|·| < 1e-5 (float32)",
+                abs(tight / exact - 1) < 1e-5,
+            ),
+            Check(
+                "ratio ≤ worst direction ≤ ∏‖J‖₂ ≤ ∏ sup|σ′|‖W‖₂, every seed and depth",
+                float(chain_holds),
+                "always (1 = holds)",
+                chain_holds,
+            ),
+            Check(
+                f"networks and depths with ∏‖W^[l]‖₂ ≤ 1 ({int(covered.sum())} of "
+                f"{covered.size}): how many exceed 0.25^(d−1) in the worst direction",
+                float(guaranteed_fails),
+                "= 0: guaranteed (every orthogonal seed and depth)",
+                guaranteed_fails == 0 and int(covered.sum()) >= seeds * 19,
+            ),
+            Check(
+                "Xavier (‖W‖₂ ≈ 2), L = 20: fraction of seeds whose worst direction exceeds "
+                "0.25^19",
+                float(worst_exceed[xavier, -1]),
+                "> 0.5: without ∏‖W‖₂ ≤ 1 the line can fail",
+                float(worst_exceed[xavier, -1]) > 0.5,
+            ),
+            Check(
+                "Xavier, L = 20: fraction of seeds whose loss-direction ratio exceeds 0.25^19",
+                float(exceed[xavier, -1]),
+                "≤ 0.05: under the line for almost every seed",
+                float(exceed[xavier, -1]) <= 0.05,
+            ),
+            Check(
+                "Xavier: median log10 ratio at L = 20 vs mean-field χ₁^(19/2)",
+                float(median - predicted),
+                "|Δ| < 0.5 decades",
+                abs(median - predicted) < 0.5,
+            ),
         ),  # fmt: skip
         (ctx.save(fig, "sigmoid_bound.png"),),
         {

@@ -20,7 +20,14 @@ from jaxflow.plotting import (
 from jaxflow.report._context import Context
 from jaxflow.report.writer import Check, Section
 
-__all__ = ["chain_rule", "clipping", "gradient_flow", "gradient_table", "init_comparison", "residual"]
+__all__ = [
+    "chain_rule",
+    "clipping",
+    "gradient_flow",
+    "gradient_table",
+    "init_comparison",
+    "residual",
+]
 
 
 def chain_rule(ctx: Context) -> Section:
@@ -45,7 +52,9 @@ def chain_rule(ctx: Context) -> Section:
         "computed in float64.",
         (
             Check("max relative error, explicit vs jax.grad", worst, "< 1e-5", worst < tolerance),
-            Check("max relative error of all three vs float64", worst64, "< 1e-5", worst64 < tolerance),
+            Check(
+                "max relative error of all three vs float64", worst64, "< 1e-5", worst64 < tolerance
+            ),
         ),
         (ctx.save(ax, "chain_rule.png"),),
         {"configs": result.configs, **errors, "depth": depth, "width": width},
@@ -245,20 +254,35 @@ def residual(ctx: Context) -> Section:
         "(‖∂L/∂h_0‖/‖∂L/∂h_50‖)^(1/50), its geometric mean over seeds compared with √3, allowing "
         "1/n for the finite-width log bias plus 3 standard errors over seeds.",
         (
-            Check("plain MLP: first-to-last ratio, largest over seeds", float(plain.max()),
-                  "< 1e-10", float(plain.max()) < 1e-10),
-            Check("residual stack: first-to-last ratio, smallest over seeds", float(residual.min()),
-                  "> 1e-2", float(residual.min()) > 1e-2),
-            Check(f"He-ReLU residual: per-block growth rate (geometric mean of {seeds} seeds) vs "
-                  f"√3 = {np.sqrt(3):.4f}", rate,
-                  f"ln(rate/√3) = {miss:+.3f} within ±(1/n + 3 s.e.) = ±{allowed:.3f}",
-                  bool(abs(miss) <= allowed)),
+            Check(
+                "plain MLP: first-to-last ratio, largest over seeds",
+                float(plain.max()),
+                "< 1e-10",
+                float(plain.max()) < 1e-10,
+            ),
+            Check(
+                "residual stack: first-to-last ratio, smallest over seeds",
+                float(residual.min()),
+                "> 1e-2",
+                float(residual.min()) > 1e-2,
+            ),
+            Check(
+                f"He-ReLU residual: per-block growth rate (geometric mean of {seeds} seeds) vs "
+                f"√3 = {np.sqrt(3):.4f}",
+                rate,
+                f"ln(rate/√3) = {miss:+.3f} within ±(1/n + 3 s.e.) = ±{allowed:.3f}",
+                bool(abs(miss) <= allowed),
+            ),
         ),  # fmt: skip
         (ctx.save(fig, "residual.png"),),
-        {"plain_ratio": plain.tolist(), "residual_ratio": residual.tolist(),
-         "relu_he_residual_ratio": np.asarray(relu.residual_ratio).tolist(),
-         "relu_he_rate_per_block": rate, "relu_he_log_rate_standard_error": error,
-         "theory_rate_per_block": float(np.sqrt(3))},  # fmt: skip
+        {
+            "plain_ratio": plain.tolist(),
+            "residual_ratio": residual.tolist(),
+            "relu_he_residual_ratio": np.asarray(relu.residual_ratio).tolist(),
+            "relu_he_rate_per_block": rate,
+            "relu_he_log_rate_standard_error": error,
+            "theory_rate_per_block": float(np.sqrt(3)),
+        },  # fmt: skip
         0.0,
     )
 
@@ -284,12 +308,18 @@ def clipping(ctx: Context) -> Section:
         f"{width}, SGD at learning rate 0.05, {steps} steps, once without clipping and once with "
         "clip_by_global_norm(1.0); the loop stops at the first non-finite step and names it.",
         (
-            Check("without clipping: first non-finite step", float(plain.first_nonfinite_step
-                  if plain.first_nonfinite_step is not None else -1), "a step is reported",
-                  plain.first_nonfinite_step is not None),
-            Check("with clipping: every step finite, final loss / initial loss",
-                  final / float(clipped.loss[0]), "finite and < 1", clipped.finite and
-                  final < float(clipped.loss[0])),
+            Check(
+                "without clipping: first non-finite step",
+                float(plain.first_nonfinite_step if plain.first_nonfinite_step is not None else -1),
+                "a step is reported",
+                plain.first_nonfinite_step is not None,
+            ),
+            Check(
+                "with clipping: every step finite, final loss / initial loss",
+                final / float(clipped.loss[0]),
+                "finite and < 1",
+                clipped.finite and final < float(clipped.loss[0]),
+            ),
         ),  # fmt: skip
         (ctx.save(fig, "clipping.png"),),
         {

@@ -18,7 +18,11 @@ __all__ = ["dead_relu", "mean_field"]
 def mean_field(ctx: Context) -> Section:
     """Mean-field χ₁^l against the measured Jacobian and gradient decay."""
     seeds, smooth_width = ctx.size((32, 128), (16, 64))
-    configs = (("relu", "he", 64), ("tanh", "xavier", smooth_width), ("sigmoid", "xavier", smooth_width))
+    configs = (
+        ("relu", "he", 64),
+        ("tanh", "xavier", smooth_width),
+        ("sigmoid", "xavier", smooth_width),
+    )
     checks, numbers, results, titles = [], {}, [], []
     for index, (activation, init, width) in enumerate(configs):
         model = jf.mlp(20, width, activation=activation, init=init)
@@ -31,7 +35,10 @@ def mean_field(ctx: Context) -> Section:
         predicted, layers = np.asarray(result.predicted), np.asarray(result.layers)
         allowance = layers / width * predicted
         worst = 0.0
-        for mean, error in ((result.msv, result.msv_error), (result.grad_decay, result.grad_decay_error)):
+        for mean, error in (
+            (result.msv, result.msv_error),
+            (result.grad_decay, result.grad_decay_error),
+        ):
             miss = np.abs(np.asarray(mean) - predicted) / (5 * np.asarray(error) + allowance)
             worst = max(worst, float(miss.max()))
         checks.append(
@@ -52,7 +59,9 @@ def mean_field(ctx: Context) -> Section:
             "grad_decay_error": np.asarray(result.grad_decay_error).tolist(),
         }
     fig = plot_chi1_decay_panels(
-        results, titles, title=f"Mean-field χ₁^l against measurement: 20 layers, {seeds} seeds, ± 2 s.e."
+        results,
+        titles,
+        title=f"Mean-field χ₁^l against measurement: 20 layers, {seeds} seeds, ± 2 s.e.",
     )
     return Section(
         "mean_field",
@@ -101,16 +110,30 @@ def dead_relu(ctx: Context) -> Section:
         "prediction shifted by 20 % of its rise at "
         f"{max(np.abs(z_off).max(), abs(pooled_off)):.1f} standard errors.",
         (
-            Check("largest z = (measured − predicted)/s.e., in absolute value, over the 20 layers "
-                  "and the layer-mean",
-                  worst, "≤ 4", result.agrees()),
-            Check("predicted fraction rises with depth, layer 1 → 20", float(result.predicted[-1]),
-                  "from 1/3 towards 1/2", bool(np.all(np.diff(result.predicted) > 0))),
+            Check(
+                "largest z = (measured − predicted)/s.e., in absolute value, over the 20 layers "
+                "and the layer-mean",
+                worst,
+                "≤ 4",
+                result.agrees(),
+            ),
+            Check(
+                "predicted fraction rises with depth, layer 1 → 20",
+                float(result.predicted[-1]),
+                "from 1/3 towards 1/2",
+                bool(np.all(np.diff(result.predicted) > 0)),
+            ),
         ),  # fmt: skip
         (ctx.save(ax, "dead_relu.png"),),
-        {"layers": result.layers.tolist(), "predicted": result.predicted.tolist(),
-         "mean": result.mean.tolist(), "error": result.error.tolist(), "z": z.tolist(),
-         "z_layer_mean": pooled, "z_shifted_20_percent_of_rise": z_off.tolist(),
-         "z_layer_mean_shifted_20_percent_of_rise": pooled_off},  # fmt: skip
+        {
+            "layers": result.layers.tolist(),
+            "predicted": result.predicted.tolist(),
+            "mean": result.mean.tolist(),
+            "error": result.error.tolist(),
+            "z": z.tolist(),
+            "z_layer_mean": pooled,
+            "z_shifted_20_percent_of_rise": z_off.tolist(),
+            "z_layer_mean_shifted_20_percent_of_rise": pooled_off,
+        },  # fmt: skip
         0.0,
     )

@@ -53,14 +53,25 @@ def sweep(ctx: Context) -> Section:
         f"fixed point ({', '.join(unchecked) or 'none'}; status as jf.mean_field names it) are "
         "shown but not checked.",
         (
-            Check("max |log10 measured − log10 χ₁^(d/2)| where theory's fixed point is stable",
-                  float(miss.max()), "< 0.5 decades (width 32)", float(miss.max()) < 0.5),
-            Check("compilations for the whole grid", float(ds.attrs["compilations"]), "= 1",
-                  ds.attrs["compilations"] == 1),
+            Check(
+                "max |log10 measured − log10 χ₁^(d/2)| where theory's fixed point is stable",
+                float(miss.max()),
+                "< 0.5 decades (width 32)",
+                float(miss.max()) < 0.5,
+            ),
+            Check(
+                "compilations for the whole grid",
+                float(ds.attrs["compilations"]),
+                "= 1",
+                ds.attrs["compilations"] == 1,
+            ),
         ),  # fmt: skip
         (ctx.save(fig, "sweep.png"),),
-        {"grad_ratio_median_log10": median.tolist(), "theory_log10": theory.tolist(),
-         "theory_status": status.tolist(), "grid": grid.to_dict()},  # fmt: skip
+        {
+            "grad_ratio_median_log10": median.tolist(),
+            "theory_log10": theory.tolist(),
+            "theory_status": status.tolist(),
+            "grid": grid.to_dict(),
+        },  # fmt: skip
         0.0,
     )
-

@@ -164,7 +164,9 @@ def _html(sections: Sequence[Section], meta: dict, folder: str) -> str:
             f"<p><b>Claim.</b> {e(s.claim)}</p><p><b>Measured.</b> {e(s.method)}</p>",
         ]
         if s.checks:
-            parts.append("<table><tr><th>check</th><th>measured</th><th>theory</th><th>result</th></tr>")
+            parts.append(
+                "<table><tr><th>check</th><th>measured</th><th>theory</th><th>result</th></tr>"
+            )
             for c in s.checks:
                 ccls, cword = ("pass", "pass") if c.passed else ("fail", "FAIL")
                 parts.append(

@@ -8,7 +8,8 @@ See :mod:`jaxflow.spectra` for the references.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -331,7 +332,12 @@ def layer_spectral_estimates(
 
     def estimates(layer):
         return _estimates(
-            layer.jacobian, n, dtype, jax.random.fold_in(key, layer.index), num_iters, tol,
+            layer.jacobian,
+            n,
+            dtype,
+            jax.random.fold_in(key, layer.index),
+            num_iters,
+            tol,
             num_probes,
         )
 

@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxflow._chain_kernels import METHODS as _KERNELS
 from jaxflow._numerics import all_finite
 from jaxflow.chain import MODES, accumulate_chain
 from jaxflow.chain import log_spectrum as log_spectrum_reduction
 from jaxflow.jacobians import _batched, _check_square, _resolve
-from jaxflow._chain_kernels import METHODS as _KERNELS
 
 __all__ = ["LogSpectrum", "LyapunovSpectrum", "log_spectrum", "lyapunov_exponents"]
 

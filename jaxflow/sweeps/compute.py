@@ -175,7 +175,9 @@ def draw_network(spec: Spec, family, w_var, b_var, seed):
     k_init, k_data = jax.random.split(jax.random.key(seed))
     data = jax.random.normal(k_data, (spec.batch, spec.width + 1))  # one draw: x and y
     x, y = data[:, : spec.width], data[:, spec.width :]
-    scheme = InitScheme("sweep", _kernel_init(spec, family, w_var), _bias_init(spec, b_var), None, b_var)
+    scheme = InitScheme(
+        "sweep", _kernel_init(spec, family, w_var), _bias_init(spec, b_var), None, b_var
+    )
     variables = build_model(spec, spec.activations[0], scheme).init(k_init, x)
     return variables, x, y
 
@@ -369,7 +371,7 @@ def _kernel(spec: Spec, act_idx, family, w_var, b_var, seed):
     return jax.vmap(functools.partial(one_config, spec, act_idx, family))(w_var, b_var, seed)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled_kernel(spec: Spec, devices: tuple):
     """The jitted kernel with its configuration axis sharded over ``devices``.
 

@@ -207,8 +207,10 @@ class Grid:
         _no_duplicates("activation", activation)
         set_("activation", activation)
         init = self.init
-        if isinstance(init, (tuple, list)) and len(init) == 2 and all(
-            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in init
+        if (
+            isinstance(init, (tuple, list))
+            and len(init) == 2
+            and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in init)
         ):
             init = (tuple(init),)  # one mean-field pair, not two entries
         raw = _as_tuple("init", init)
@@ -300,7 +302,9 @@ class Grid:
         allowed = [f.name for f in dataclasses.fields(cls)]
         for key in mapping:
             if key not in allowed:
-                raise ValueError(f"{source}: unknown key {key!r}; allowed keys are: {', '.join(allowed)}")
+                raise ValueError(
+                    f"{source}: unknown key {key!r}; allowed keys are: {', '.join(allowed)}"
+                )
         values = dict(mapping)
         if isinstance(values.get("init"), list):
             values["init"] = [tuple(i) if isinstance(i, list) else i for i in values["init"]]
@@ -335,11 +339,12 @@ class Grid:
             return cls.from_dict(table, source=path)
         except ValueError as error:
             message = str(error)
-            raise ValueError(message if message.startswith(path) else f"{path}: {message}") from None
+            raise ValueError(
+                message if message.startswith(path) else f"{path}: {message}"
+            ) from None
 
 
 def same_grid_differences(a: dict, b: dict) -> list[str]:
     """Keys whose values differ between two grid dicts, as 'key: a vs b' lines."""
     keys = sorted(set(a) | set(b))
     return [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
-

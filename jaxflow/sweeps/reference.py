@@ -64,7 +64,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     import jaxflow as jf
 
-    metrics = ["J_spectrum", "P_spectrum"] + (["J_spectra", "P_spectra"] if "--spectra" in argv else [])
+    metrics = ["J_spectrum", "P_spectrum"] + (
+        ["J_spectra", "P_spectra"] if "--spectra" in argv else []
+    )
     grid = jf.Grid(**REFERENCE, metrics=metrics)
     ds = jf.sweep(grid, quiet=True)
     import resource

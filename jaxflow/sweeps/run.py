@@ -133,8 +133,12 @@ def default_memory_budget(device) -> int:
 def _family_groups(grid: Grid, spec) -> list[list[int]]:
     """Flat (init, seed) indices of each weight family's inits, in the spec's family order."""
     return [
-        [i * grid.seeds + s for i, init in enumerate(grid.init) if init_family(init) == family
-         for s in range(grid.seeds)]
+        [
+            i * grid.seeds + s
+            for i, init in enumerate(grid.init)
+            if init_family(init) == family
+            for s in range(grid.seeds)
+        ]
         for family in spec.families
     ]
 
@@ -158,11 +162,17 @@ def choose_chunk_size(grid: Grid, spec, chunk_size, memory_budget, devices) -> i
     largest = max(len(g) for g in _family_groups(grid, spec))
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size={chunk_size!r} is not allowed; it must be an integer >= 1")
+            raise ValueError(
+                f"chunk_size={chunk_size!r} is not allowed; it must be an integer >= 1"
+            )
         return min(chunk_size, largest)
     if memory_budget is None:
         memory_budget = default_memory_budget(devices[0]) * len(devices)
-    elif isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or memory_budget <= 0:
+    elif (
+        isinstance(memory_budget, bool)
+        or not isinstance(memory_budget, (int, float))
+        or memory_budget <= 0
+    ):
         raise ValueError(f"memory_budget={memory_budget!r} is not allowed; it must be bytes > 0")
     fits = int(memory_budget // compute.bytes_per_config(spec))
     if fits < 1:
@@ -389,7 +399,9 @@ def sweep(
       ('activation', 'init', 'seed', 'example', 'depth', 'layer')
     """
     if not isinstance(grid, Grid):
-        raise TypeError(f"grid is a {type(grid).__name__}; pass a jaxflow.Grid (or Grid.from_toml(path))")
+        raise TypeError(
+            f"grid is a {type(grid).__name__}; pass a jaxflow.Grid (or Grid.from_toml(path))"
+        )
     _platform.guard_cpu_thread_pool()  # before the first computation starts a backend
     start_time = time.perf_counter()
     # xarray (and pandas) take ~0.3 s to import; XLA's compilation releases the GIL, so importing
@@ -425,7 +437,9 @@ def sweep(
     padded = math.ceil(chunk_size / len(devices)) * len(devices)
     check_host_devices(devices, spec, padded)
     finished = sweep_store.finished() if sweep_store else set()
-    todo = [c for c in chunks if c.index not in finished and c.index % process_count == process_index]
+    todo = [
+        c for c in chunks if c.index not in finished and c.index % process_count == process_index
+    ]
 
     kernel = compute.compiled_kernel(spec, devices)
     traces_before = compute.TRACES[spec]

@@ -83,5 +83,7 @@ def add_theory(ds, found):
             ("activation", "init", "depth"),
             table[..., None] ** (depths[None, None, :] / 2),
         )
-        ds["theory_grad_ratio"].attrs["description"] = "mean-field ||dL/dh_0||/||dL/dh_d|| = chi_1^(d/2)"
+        ds["theory_grad_ratio"].attrs["description"] = (
+            "mean-field ||dL/dh_0||/||dL/dh_d|| = chi_1^(d/2)"
+        )
     return ds

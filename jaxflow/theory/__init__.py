@@ -36,8 +36,8 @@ from jaxflow.theory.results import (
     PhaseDiagram,
     Prediction,
     PredictionStatus,
+    status_name,  # noqa: F401  (deprecated, warns; not in __all__)
 )
-from jaxflow.theory.results import status_name  # noqa: F401  (deprecated, warns; not in __all__)
 
 __all__ = [
     "DepthScales",
@@ -56,7 +56,6 @@ __all__ = [
     "phase_diagram",
     "q_star",
 ]
-
 
 
 def _bounds(name):

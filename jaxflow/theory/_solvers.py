@@ -374,7 +374,7 @@ def _table_index(act: Activation):
     return (act,), 0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def length_program(table: tuple, rule: str, tol: float):
     """The length map (1-D quadrature only), vmapped and jitted, for every activation in
     ``table``."""
@@ -386,7 +386,7 @@ def length_program(table: tuple, rule: str, tol: float):
     return jax.jit(length_program)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mean_field_program(table: tuple, rule: str, tol: float):
     """Mean-field theory on a batch of (σ_w², σ_b², q0) and the critical σ_w² on a batch of σ_b²,
     vmapped and jitted together: the one program behind mean_field, critical_sigma_w2 and a whole
