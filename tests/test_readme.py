@@ -37,3 +37,16 @@ def test_the_tour_runs(tmp_path, monkeypatch):
     assert float(namespace["check"].explicit_error) < 1e-5
     assert (tmp_path / "runs" / "spectra.zarr").is_dir()
     assert namespace["ds"].attrs["compilations"] in (0, 1)
+
+
+def test_the_your_model_section_runs():
+    """The "Your own model" block runs as written: block_chain on a linen model, per-block norms."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Your own model", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.+?)\n```", section, re.S)
+    namespace = {}
+    exec(compile(block, "README.md (your own model)", "exec"), namespace)
+    chain, stats = namespace["chain"], namespace["block_grads"]
+    assert chain.names == tuple(f"block_{i}" for i in range(4))
+    assert [J.shape for J in chain.layers] == [(288, 288)] * 4
+    assert set(chain.names) <= set(stats.layer_names) and bool((stats.layer_norms > 0).all())
