@@ -22,6 +22,8 @@ _MODULES = [
     "jaxflow.activations",
     "jaxflow.initializers",
     "jaxflow.models",
+    "jaxflow.blocks",
+    "jaxflow.bounds",
     "jaxflow.jacobians",
     "jaxflow.gradients",
     "jaxflow.experiments.gradient_flow",
