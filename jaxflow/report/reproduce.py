@@ -39,7 +39,7 @@ class Report(NamedTuple):
     Example:
       See :func:`reproduce`; its fields:
 
-      >>> from jaxflow.experiments import Report
+      >>> from jaxflow.report.reproduce import Report
       >>> Report._fields
       ('sections', 'paths', 'seconds')
     """
@@ -112,8 +112,9 @@ def reproduce(
       ValueError: for an unknown section name.
 
     Example:
-      >>> import tempfile, jaxflow.experiments as ex
-      >>> report = ex.reproduce(tempfile.mkdtemp(), quick=True, sections=("dead_relu",), progress=None)
+      >>> import tempfile
+      >>> from jaxflow.report.reproduce import reproduce
+      >>> report = reproduce(tempfile.mkdtemp(), quick=True, sections=("dead_relu",), progress=None)
       >>> report.passed
       True
     """
