@@ -144,10 +144,11 @@ def plot_residual_comparison(result, ax=None, *, growth=None, growth_label=None)
     depth = np.shape(result.plain)[-1] - 1
     x = np.arange(depth + 1)
     for label, values in (("plain MLP", result.plain), ("residual stack", result.residual)):
-        line = _median_band(ax, x, _seed_rows(np.asarray(values)[None])[0], label)
+        _median_band(ax, x, _seed_rows(np.asarray(values)[None])[0], label)
     if growth is not None:
         top = float(np.median(_seed_rows(np.asarray(result.residual)[None])[0][:, -1]))
-        ax.plot(x, top * float(growth) ** (depth - x), color=line.get_color(),
+        # Black and on top: in the residual's own colour the line hides under the median it tracks.
+        ax.plot(x, top * float(growth) ** (depth - x), color="black", zorder=3,
                 linestyle=STYLE["theory_linestyle"], linewidth=STYLE["linewidth"],
                 label=growth_label or f"theory: ×{float(growth):.4g} per block")  # fmt: skip
     return _finish_log_plot(
