@@ -65,26 +65,23 @@ def test_reproduce_unknown_section_is_a_usage_error(tmp_path, capsys):
     assert "invalid choice: 'nope'" in capsys.readouterr().err
 
 
-def test_reproduce_quick_in_a_real_process(tmp_path):
-    """The README's main job at quick sizes, as a user runs it: every section passes its theory."""
+def _reproduce_in_a_real_process(out, *options):
+    """`python -m jaxflow.cli reproduce --quick --json OPTIONS` in a fresh process, as a user runs it."""
     import os
     import subprocess
     import sys
 
-    out = tmp_path / "report"
     root = pathlib.Path(__file__).resolve().parent.parent
     env = {k: v for k, v in os.environ.items() if k not in ("NPROC", "XLA_FLAGS")}
     env["PYTHONPATH"] = str(root)
     result = subprocess.run(
-        [sys.executable, "-m", "jaxflow.cli", "reproduce", "--quick", "--out", str(out), "--json"],
+        [sys.executable, "-m", "jaxflow.cli", "reproduce", "--quick", "--out", str(out), "--json",
+         *options],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout)
     assert summary["passed"] and all(summary["sections"].values())
-    from jaxflow.report.reproduce import SECTIONS
-
-    assert list(summary["sections"]) == list(SECTIONS)
     numbers = json.loads((out / "numbers.json").read_text())
     for key, section in numbers["sections"].items():
         assert section["checks"], f"{key} has no theory check"
@@ -94,4 +91,24 @@ def test_reproduce_quick_in_a_real_process(tmp_path):
     assert html.count("data:image/png;base64,") == sum(
         len(s["figures"]) for s in numbers["sections"].values()
     )
+    return summary, result
+
+
+def test_reproduce_one_section_in_a_real_process(tmp_path):
+    """The command line end to end on one section: JSON summary, figures, numbers, HTML."""
+    summary, result = _reproduce_in_a_real_process(tmp_path / "report", "--sections", "chain_rule")
+    assert list(summary["sections"]) == ["chain_rule"]
+    assert "reproducing 1 section (quick sizes" in result.stderr  # the progress display
+
+
+@pytest.mark.slow
+def test_reproduce_quick_in_a_real_process(tmp_path):
+    """The README's main job at quick sizes, as a user runs it: every section passes its theory.
+
+    Slow (a minute on 2 cores beside the rest of the suite): ``.ci/run`` runs it after the suite.
+    """
+    from jaxflow.report.reproduce import SECTIONS
+
+    summary, result = _reproduce_in_a_real_process(tmp_path / "report")
+    assert list(summary["sections"]) == list(SECTIONS)
     assert "reproducing 11 sections" in result.stderr  # the progress display

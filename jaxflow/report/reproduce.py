@@ -148,7 +148,7 @@ def reproduce(
     # Sections are independent and mostly compile, which XLA does outside the GIL on one core:
     # running `jobs` at a time keeps every core compiling. Results keep the report's order.
     if progress is not None:
-        print(f"reproducing {len(keys)} sections ({'quick' if quick else 'full'} sizes, "
+        print(f"reproducing {len(keys)} section{'' if len(keys) == 1 else 's'} ({'quick' if quick else 'full'} sizes, "
               f"{jobs} at a time) into {folder}", file=progress, flush=True)  # fmt: skip
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(run, keys))
