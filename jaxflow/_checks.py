@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numbers
 
+import jax.numpy as jnp
+
 
 def positive_int(name: str, value, minimum: int = 1) -> int:
     """``value`` as an int, or ``ValueError`` naming ``name`` unless it is an integer ≥ minimum
@@ -12,3 +14,15 @@ def positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name}={value!r} is not allowed; it must be an integer >= {minimum}")
     return int(value)
+
+
+def model_input(name: str, x, features: int) -> None:
+    """``ValueError`` naming ``name`` unless ``x`` is one input (features,) or a batch
+    (…, features) of a model that takes ``features`` input features (read from the shape alone,
+    so it works on tracers too)."""
+    shape = jnp.shape(x)
+    if len(shape) == 0 or shape[-1] != features:
+        raise ValueError(
+            f"{name} has shape {shape}; its last dimension must be the model's input size "
+            f"{features} (shape ({features},) or (batch, {features}))"
+        )

@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxflow._checks import model_input
 from jaxflow._numerics import HIGHEST, all_finite, safe_log, scaled_norm
 from jaxflow.activations import get_activation
 from jaxflow.chain import (
@@ -53,8 +54,8 @@ from jaxflow.chain import (
     spectral_norms,
     statistic,
 )
-from jaxflow.jacobians import _loss_fn
-from jaxflow.models import MLP, _check_input
+from jaxflow.jacobians import get_loss
+from jaxflow.models import MLP
 
 __all__ = ["GradientBound", "gradient_bound"]
 
@@ -228,7 +229,7 @@ def gradient_bound(
             f"model is a {type(model).__name__}; gradient_bound takes a jaxflow MLP (jf.mlp): the "
             "bound is stated for the pre-activation chain J^[l] = W^[l] diag(φ′(z^[l−1]))"
         )
-    _check_input(x, model.input_dim, "x")
+    model_input("x", x, model.input_dim)
     stack = model.decompose(variables, wrt="preactivation")
     batch = jnp.shape(x)[:-1]
     out_shape = (model.out_dim,) if model.out_dim is not None else (model.width,)
@@ -239,7 +240,7 @@ def gradient_bound(
             f"y has shape {jnp.shape(y)}; for x of shape {jnp.shape(x)} it must be "
             f"{batch + out_shape}"
         )
-    loss_fn = _loss_fn(loss)
+    loss_fn = get_loss(loss)
     sup = get_activation(model.activation).sup_derivative
     with jax.default_matmul_precision("float32"):
         weight_norms = singular_values(stack.blocks["params"]["kernel"])[:, 0]

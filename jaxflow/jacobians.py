@@ -27,12 +27,14 @@ The log-domain spectra of :mod:`jaxflow.spectra` have neither limit at any depth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxflow._chain_inputs import check_square, per_example, resolve
+from jaxflow._checks import model_input
 from jaxflow._numerics import HIGHEST, all_finite, relative_error
 from jaxflow.chain import (
     accumulate_chain,
@@ -43,7 +45,7 @@ from jaxflow.chain import (
     scan_chain,
     singular_values,
 )
-from jaxflow.models import Network, Stack, _check_input
+from jaxflow.models import Network
 
 __all__ = [
     "ChainRuleCheck",
@@ -141,52 +143,6 @@ class LinearGrads(NamedTuple):
     input: jax.Array
 
 
-def _check_square(block_fn, blocks, h0):
-    first = jax.tree.map(lambda a: a[0], blocks)
-    out = jax.eval_shape(block_fn, first, h0)
-    if getattr(out, "shape", None) != jnp.shape(h0):
-        raise ValueError(
-            f"block_fn maps h of shape {jnp.shape(h0)} to {getattr(out, 'shape', out)}; a Jacobian "
-            "chain needs a square stack, every block mapping h to the same shape"
-        )
-
-
-def _resolve(model, variables, x, wrt) -> tuple[Stack, jax.Array, bool]:
-    """(stack, h0 or x, is_model) for a jaxflow model or a block function."""
-    if isinstance(model, Network):
-        _check_input(x, model.input_dim, "x")
-        return model.decompose(variables, wrt), x, True
-    if isinstance(model, nn.Module):
-        raise TypeError(
-            f"model is a {type(model).__name__}; jacobian_chain takes a jaxflow model (jf.mlp, "
-            "jf.residual_stack) or a block function block_fn(block_params, h) -> h"
-        )
-    if not callable(model):
-        raise TypeError(
-            f"model={model!r} is neither a jaxflow model nor a block function block_fn(params, h)"
-        )
-    if wrt != "postactivation":
-        raise ValueError("wrt= applies to jaxflow MLPs; a block function defines its own chain")
-    leaves = jax.tree.leaves(variables)
-    if not leaves:
-        raise ValueError("stacked block params are empty; they need a leading depth axis")
-    depth = jnp.shape(leaves[0])[0] if jnp.ndim(leaves[0]) else 0
-    if depth < 1 or any(jnp.ndim(a) == 0 or jnp.shape(a)[0] != depth for a in leaves):
-        raise ValueError(
-            "stacked block params must all share a leading depth axis of length >= 1; got "
-            f"shapes {[jnp.shape(a) for a in leaves]}"
-        )
-    if jnp.ndim(x) not in (1, 2):
-        raise ValueError(f"h0 has shape {jnp.shape(x)}; it must be (n,) or (batch, n)")
-    stack = Stack(lambda h: h, model, variables, lambda h: h, int(depth))
-    return stack, x, False
-
-
-def _batched(fn, x):
-    """Applies ``fn`` to one example, or maps it over a leading batch axis."""
-    return jax.vmap(fn)(x) if jnp.ndim(x) == 2 else fn(x)
-
-
 def layer_jacobians(
     model, variables, x, *, wrt: str = "postactivation", mode: str = "rev"
 ) -> jax.Array:
@@ -210,17 +166,17 @@ def layer_jacobians(
       >>> jf.layer_jacobians(model, model.init(jax.random.key(0), x), x).shape
       (5, 8, 8)
     """
-    stack, x, _ = _resolve(model, variables, x, wrt)
+    stack, x = resolve(model, variables, x, wrt)
 
     def one(x):
         h0 = stack.input_map(x)
-        _check_square(stack.block_fn, stack.blocks, h0)
+        check_square(stack.block_fn, stack.blocks, h0)
         with jax.default_matmul_precision("float32"):
             return accumulate_chain(
                 stack.block_fn, stack.blocks, h0, jacobians(), mode=mode
             ).emitted
 
-    return _batched(one, x)
+    return per_example(one, x)
 
 
 def jacobian_chain(
@@ -259,11 +215,11 @@ def jacobian_chain(
       >>> bool(chain.layer_singular_values.max() <= 0.25 * 4)  # ‖J_l‖ ≤ sup|φ′|·‖W_l‖
       True
     """
-    stack, x, _ = _resolve(model, variables, x, wrt)
+    stack, x = resolve(model, variables, x, wrt)
 
     def one(x):
         h0 = stack.input_map(x)
-        _check_square(stack.block_fn, stack.blocks, h0)
+        check_square(stack.block_fn, stack.blocks, h0)
         with jax.default_matmul_precision("float32"):
             _, _, (layers, products_) = accumulate_chain(
                 stack.block_fn, stack.blocks, h0, (jacobians(), products()), mode=mode
@@ -277,17 +233,47 @@ def jacobian_chain(
         finite = all_finite(x, variables, layers, products_)
         return JacobianChain(layers, products_, layer_sv, product_sv, finite, resolved, underflow)
 
-    return _batched(one, x)
+    return per_example(one, x)
 
 
 LOSSES = ("mse",)
+"""The loss names :func:`get_loss` knows."""
 
 
-def _loss_fn(loss):
+def _mse(prediction, y):
+    return jnp.mean(jnp.square(prediction - y))
+
+
+def get_loss(loss: Any) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """The per-example loss ``loss(prediction, y) -> scalar`` that a loss name stands for.
+
+    jaxflow's one definition of its loss names, used wherever a loss is differentiated
+    (:func:`chain_rule_check`, :func:`~jaxflow.gradient_bound`, the gradient measurements, the
+    training loop and the gradient-flow experiments). A name always gives the same function
+    object, so a compiled driver keyed on it does not recompile from one call to the next.
+
+    Args:
+      loss: ``"mse"`` (the mean over outputs of the squared error; its batch mean is PyTorch's
+        ``nn.MSELoss()``) or a callable ``loss(prediction, y) -> scalar``, returned as it is.
+
+    Returns:
+      The loss function, for one example.
+
+    Raises:
+      ValueError: if ``loss`` is neither a name in :data:`LOSSES` nor a callable.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxflow.jacobians import get_loss
+      >>> float(get_loss("mse")(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0])))  # (1 + 4) / 2
+      2.5
+      >>> get_loss("mse") is get_loss("mse")
+      True
+    """
     if callable(loss):
         return loss
     if loss == "mse":
-        return lambda pred, y: jnp.mean(jnp.square(pred - y))
+        return _mse
     raise ValueError(f"loss={loss!r} is not a known loss; use one of {LOSSES} or a callable")
 
 
@@ -322,8 +308,8 @@ def chain_rule_check(model, variables, x, y, loss: Any = "mse") -> ChainRuleChec
         raise TypeError(
             f"model is a {type(model).__name__}; chain_rule_check takes a jaxflow model"
         )
-    _check_input(x, model.input_dim, "x")
-    loss_fn = _loss_fn(loss)
+    model_input("x", x, model.input_dim)
+    loss_fn = get_loss(loss)
     stack = model.decompose(variables)
 
     def one(x, y):

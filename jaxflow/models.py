@@ -36,7 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxflow._checks import positive_int
+from jaxflow._checks import model_input, positive_int
 from jaxflow.activations import get_activation
 from jaxflow.initializers import InitScheme, get_init
 
@@ -210,7 +210,7 @@ class Network(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        _check_input(x, self.input_dim, "x")
+        model_input("x", x, self.input_dim)
         h = x if self.in_dim is None else self._edge("input", self.width, self.input_dim)(x)
         scanned = nn.scan(
             self.block_class,
@@ -343,18 +343,6 @@ class ResidualStack(Network):
             use_bias=self.use_bias,
             param_dtype=self.param_dtype,
             train=train,
-        )
-
-
-_check_positive_int = positive_int  # the name other modules import until they use jaxflow._checks
-
-
-def _check_input(x, features, name):
-    shape = jnp.shape(x)
-    if len(shape) == 0 or shape[-1] != features:
-        raise ValueError(
-            f"{name} has shape {shape}; its last dimension must be the model's input size "
-            f"{features} (shape ({features},) or (batch, {features}))"
         )
 
 

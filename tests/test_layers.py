@@ -29,7 +29,8 @@ LAYERS = (
                 "jaxflow.activations", "jaxflow.initializers")),
     ("theory", ("jaxflow.theory",)),
     ("models", ("jaxflow.models",)),
-    ("chain engine", ("jaxflow.jacobians", "jaxflow.chain", "jaxflow._chain_kernels")),
+    ("chain engine", ("jaxflow.jacobians", "jaxflow.chain", "jaxflow._chain_inputs",
+                      "jaxflow._chain_kernels")),
     ("measurements", ("jaxflow.gradients", "jaxflow.spectra", "jaxflow.bounds", "jaxflow.blocks")),
     ("drivers", ("jaxflow.sweeps", "jaxflow.experiments")),
     ("public API", ("jaxflow",)),
@@ -39,6 +40,7 @@ LAYERS = (
 
 # Private modules any module may import from.
 SHARED_PRIVATE = (
+    "jaxflow._chain_inputs",
     "jaxflow._chain_kernels",
     "jaxflow._checks",
     "jaxflow._deprecation",
@@ -60,19 +62,7 @@ ALLOWED = {
         ("jaxflow.theory", "jaxflow.bounds"),
         ("jaxflow.sweeps.reference", "jaxflow"),  # a script: python -m jaxflow.sweeps.reference
     },
-    "private": {
-        ("jaxflow.gradients.layers", "jaxflow.jacobians:_loss_fn"),
-        ("jaxflow.gradients.layers", "jaxflow.models:_check_input"),
-        ("jaxflow.gradients.training", "jaxflow.models:_check_input"),
-        ("jaxflow.experiments.dead_units", "jaxflow.models:_check_positive_int"),
-        ("jaxflow.experiments.gradient_flow", "jaxflow.gradients.layers:_loss"),
-        ("jaxflow.experiments.gradient_flow", "jaxflow.gradients.layers:_loss_and_gradients"),
-        ("jaxflow.spectra.matrix_free", "jaxflow.jacobians:_check_square"),
-        ("jaxflow.spectra.matrix_free", "jaxflow.jacobians:_resolve"),
-        ("jaxflow.spectra.stable", "jaxflow.jacobians:_batched"),
-        ("jaxflow.spectra.stable", "jaxflow.jacobians:_check_square"),
-        ("jaxflow.spectra.stable", "jaxflow.jacobians:_resolve"),
-    },
+    "private": set(),
     "cycle": set(),
 }
 

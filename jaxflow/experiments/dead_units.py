@@ -34,8 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxflow._checks import positive_int
 from jaxflow.gradients import dead_unit_fraction
-from jaxflow.models import _check_positive_int, mlp
+from jaxflow.models import mlp
 
 __all__ = ["DeadUnits", "dead_relu_fraction", "relu_correlation_map"]
 
@@ -132,7 +133,7 @@ def relu_correlation_map(rho, depth: int) -> np.ndarray:
     if not -1.0 <= float(rho) <= 1.0:
         raise ValueError(f"rho={rho!r} is not a correlation; it must be in [-1, 1]")
     values = [float(rho)]
-    for _ in range(_check_positive_int("depth", depth) - 1):
+    for _ in range(positive_int("depth", depth) - 1):
         r = values[-1]
         values.append((math.sqrt(max(0.0, 1.0 - r * r)) + (math.pi - math.acos(r)) * r) / math.pi)
     return np.array(values)
@@ -192,9 +193,9 @@ def dead_relu_fraction(
     """
     if not -1.0 < float(correlation) < 1.0:
         raise ValueError(f"correlation={correlation!r} is not allowed; it must be in (-1, 1)")
-    depth = _check_positive_int("depth", depth, minimum=2)
-    width = _check_positive_int("width", width)
-    seeds = _check_positive_int("seeds", seeds)
+    depth = positive_int("depth", depth, minimum=2)
+    width = positive_int("width", width)
+    seeds = positive_int("seeds", seeds)
     keys = jax.random.split(jax.random.key(0) if key is None else key, seeds)
     measured = np.asarray(_measure(depth, width, seeds, float(correlation), init)(keys), np.float64)
     rho = relu_correlation_map(correlation, depth)

@@ -13,7 +13,7 @@ each seed key, ``k_init, k_x, k_y = jax.random.split(key, 3)``; x ~ N(0, 1) of s
 model of the experiment is ``model.init(k_init, x)``: the data are shared by the models of one
 seed (the notes draw fresh data per activation; sharing them makes the comparison paired).
 Gradients with respect to the weights and to every hidden vector h_l come from one backward pass
-(:func:`jaxflow.activation_gradient_norms` explains the zero taps).
+(:func:`jaxflow.gradients.layers.loss_and_gradients` explains the zero taps).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ import jax.numpy as jnp
 
 from jaxflow._checks import positive_int
 from jaxflow._numerics import scaled_norm
-from jaxflow.gradients.layers import _loss, _loss_and_gradients
+from jaxflow.gradients.layers import loss_and_gradients
 from jaxflow.gradients.stats import GradientStats, gradient_stats
 from jaxflow.initializers import InitScheme, get_init
+from jaxflow.jacobians import get_loss
 from jaxflow.models import mlp, residual_stack
 
 __all__ = [
@@ -191,7 +192,7 @@ def _names(values, what):
 def _flow(models: tuple, batch: int, loss: Any, notes: bool):
     """The one compiled call: keys (S,) → per model (loss, ∂L/∂h_l norms, and for ``notes`` (the
     notes' MLPs) also the Linear weight-gradient norms, GradientStats and variables)."""
-    loss_fn = _loss(loss)
+    loss_fn = get_loss(loss)
 
     def one(model, key):
         k_init, k_x, k_y = jax.random.split(key, 3)
@@ -200,7 +201,7 @@ def _flow(models: tuple, batch: int, loss: Any, notes: bool):
         return measure(model, model.init(k_init, x), x, y)
 
     def measure(model, variables, x, y):
-        value, grads, taps = _loss_and_gradients(model, variables, x, y, loss_fn)
+        value, grads, taps = loss_and_gradients(model, variables, x, y, loss_fn)
         h_norms = scaled_norm(taps, axis=(1, 2))
         if not notes:
             return value, h_norms
@@ -220,13 +221,13 @@ def _flow(models: tuple, batch: int, loss: Any, notes: bool):
 @functools.cache
 def _flow_given(models: tuple, loss: Any):
     """The notes' measurement on given weights and data: variables, x, y stacked over models."""
-    loss_fn = _loss(loss)
+    loss_fn = get_loss(loss)
 
     def run(variables, xs, ys):
         outputs = []
         for i, model in enumerate(models):
             mine = jax.tree.map(lambda a, i=i: a[i], variables)
-            value, grads, taps = _loss_and_gradients(model, mine, xs[i], ys[i], loss_fn)
+            value, grads, taps = loss_and_gradients(model, mine, xs[i], ys[i], loss_fn)
             kernels = grads["blocks"]["Dense_0"]["kernel"]
             weights = jnp.concatenate(
                 [
@@ -353,7 +354,7 @@ def compare_activations(
     if all(given):
         _given(activations, depth, width, batch, variables, x, y)
         models = tuple(mlp(depth, width, activation=a) for a in activations)
-        outputs = _flow_given(models, _loss(loss))(variables, jnp.asarray(x), jnp.asarray(y))
+        outputs = _flow_given(models, get_loss(loss))(variables, jnp.asarray(x), jnp.asarray(y))
         names = ("given",) * len(activations)
     else:
         schemes = _inits_for(activations, init, width)

@@ -59,8 +59,9 @@ Conventions (they change numbers, so they are fixed here and tested):
   ``float0`` leaves (what ``jax.grad(..., allow_int=True)`` returns for integers), empty arrays,
   and the non-array leaves and PRNG keys above.
 * **Losses** are per example, ``loss(prediction, y) -> scalar`` (``"mse"``: the mean over outputs of
-  the squared error, as in :func:`jaxflow.chain_rule_check`); a batch's loss is their mean, which
-  for ``"mse"`` is PyTorch's ``nn.MSELoss()``.
+  the squared error, as in :func:`jaxflow.chain_rule_check`; the names are
+  :func:`jaxflow.jacobians.get_loss`'s); a batch's loss is their mean, which for ``"mse"`` is
+  PyTorch's ``nn.MSELoss()``.
 * **Activation gradients** ∂L/∂h_l are taken for l = 0…L, h_0 the output of the input map and h_L
   the input of the readout (the chain convention of :mod:`jaxflow.jacobians`).
 """

@@ -8,21 +8,24 @@ from __future__ import annotations
 import functools
 import numbers
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from jaxflow._checks import model_input
 from jaxflow._numerics import scaled_norm
 from jaxflow.activations import get_activation
 from jaxflow.chain import accumulate_chain, backward_chain, outputs
-from jaxflow.jacobians import _loss_fn
-from jaxflow.models import MLP, Network, _check_input
+from jaxflow.jacobians import get_loss
+from jaxflow.models import MLP, Network
 
 __all__ = [
     "SATURATION",
+    "LossAndGradients",
     "activation_gradient_norms",
     "dead_unit_fraction",
+    "loss_and_gradients",
     "saturated",
     "saturated_unit_fraction",
 ]
@@ -56,10 +59,6 @@ def saturated(derivative, sup_derivative, fraction: float = SATURATION):
     return jnp.abs(derivative) <= fraction * sup_derivative
 
 
-# One function object per loss name, so a jitted driver keyed on it does not recompile per call.
-_loss = functools.lru_cache(maxsize=None)(_loss_fn)
-
-
 # Every h_l of a batch: the chain's forward scan with the block mapped over examples.
 
 
@@ -91,15 +90,68 @@ def _tap_shape(stack, x):
     return jax.ShapeDtypeStruct((stack.depth + 1,) + h0.shape, h0.dtype)
 
 
-def _loss_and_gradients(model, variables, x, y, loss_fn, reduce="mean"):
-    """(loss, ∂loss/∂params, ∂loss/∂h_l for l = 0…L (L+1, B, n)) from one backward pass.
+class LossAndGradients(NamedTuple):
+    """A batch's loss with its gradients, from one backward pass (see :func:`loss_and_gradients`).
 
-    Zero taps are added to every h_l inside the chain's forward scan, so ``jax.grad`` with respect
-    to them gives every ∂loss/∂h_l alongside the parameter gradient.
-
-    x: (B, d), y: (B, out); the loss is the ``reduce`` ("mean" or "sum") over examples of
-    ``loss_fn(prediction, y)``.
+    Attributes:
+      loss: (), the batch's loss.
+      param_grads: ∂loss/∂params, shaped like ``variables["params"]``.
+      activation_grads: (L+1, batch, n), ∂loss/∂h_l for l = 0…L (h_0 the input map's output, h_L
+        the readout's input); (L+1, n) for one example.
     """
+
+    loss: jax.Array
+    param_grads: Any
+    activation_grads: jax.Array
+
+
+def loss_and_gradients(
+    model, variables, x, y, loss: Any = "mse", *, reduce: str = "mean"
+) -> LossAndGradients:
+    """A batch's loss, its gradient with respect to the parameters and to every h_l, at once.
+
+    Zero taps t_l are added to every h_l inside the chain's forward scan
+    (:func:`~jaxflow.accumulate_chain`), so ``jax.grad`` with respect to them gives every
+    ∂loss/∂h_l = ∂loss/∂t_l alongside the parameter gradient, from the one backward pass that
+    training takes anyway. :func:`activation_gradient_norms` gives the per-example norms instead
+    (each example's own loss, by one reverse scan of the blocks); this is the batch loss's
+    gradient, the one an optimizer sees.
+
+    Pure and jit-compatible (the gradient-flow experiments call it inside their compiled call).
+
+    Args:
+      model: a jaxflow model (:func:`~jaxflow.mlp`, :func:`~jaxflow.residual_stack`).
+      variables: its variables (a ``"params"`` entry, and ``"batch_stats"`` for BatchNorm, which
+        runs in inference mode).
+      x: a batch (batch, d), or one input (d,).
+      y: the targets, (batch, out) or (out,) (the width n when the model has no readout).
+      loss: ``"mse"`` or a per-example ``loss(prediction, y) -> scalar``
+        (:func:`jaxflow.jacobians.get_loss`).
+      reduce: how the per-example losses make the batch's loss, ``"mean"`` (for ``"mse"``:
+        PyTorch's ``nn.MSELoss()``) or ``"sum"``.
+
+    Returns:
+      A :class:`LossAndGradients`.
+
+    Example:
+      Two linear blocks h_l = W h_{l−1} with W = I/2 and no readout: each step back halves the
+      gradient.
+
+      >>> import jax.numpy as jnp, jaxflow as jf
+      >>> from jaxflow.gradients.layers import loss_and_gradients
+      >>> model = jf.mlp(2, 2, activation="linear", out_dim=None)
+      >>> W = {"kernel": 0.5 * jnp.stack([jnp.eye(2)] * 2), "bias": jnp.zeros((2, 2))}
+      >>> variables = {"params": {"blocks": {"Dense_0": W}}}
+      >>> x, y = jnp.array([1.0, 1.0]), jnp.array([0.25, -0.75])  # h_2 = (0.25, 0.25)
+      >>> result = loss_and_gradients(model, variables, x, y)
+      >>> float(result.loss), result.activation_grads.tolist()  # loss (0² + 1²) / 2
+      (0.5, [[0.0, 0.25], [0.0, 0.5], [0.0, 1.0]])
+    """
+    _check_model(model, "loss_and_gradients")
+    if reduce not in ("mean", "sum"):
+        raise ValueError(f"reduce={reduce!r} is not allowed; use 'mean' or 'sum'")
+    x, y, single = _batch_xy(model, x, y)
+    loss_fn = get_loss(loss)
     rest = {k: v for k, v in variables.items() if k != "params"}
     reduce_fn = jnp.mean if reduce == "mean" else jnp.sum
 
@@ -113,7 +165,7 @@ def _loss_and_gradients(model, variables, x, y, loss_fn, reduce="mean"):
     value, (param_grads, tap_grads) = jax.value_and_grad(objective, argnums=(0, 1))(
         variables["params"], taps
     )
-    return value, param_grads, tap_grads
+    return LossAndGradients(value, param_grads, tap_grads[:, 0] if single else tap_grads)
 
 
 def _check_model(model, fn):
@@ -126,7 +178,7 @@ def _check_model(model, fn):
 
 def _batch_xy(model, x, y):
     """x as (B, d) and y as (B, out), checked against the model; and whether x was one example."""
-    _check_input(x, model.input_dim, "x")
+    model_input("x", x, model.input_dim)
     x, y = jnp.asarray(x), jnp.asarray(y)
     single = x.ndim == 1
     if x.ndim not in (1, 2):
@@ -177,7 +229,7 @@ def activation_gradient_norms(model, variables, x, y, loss: Any = "mse") -> jax.
     """
     _check_model(model, "activation_gradient_norms")
     x, y, single = _batch_xy(model, x, y)
-    norms = _activation_gradient_norms(model, variables, x, y, _loss(loss))
+    norms = _activation_gradient_norms(model, variables, x, y, get_loss(loss))
     return norms[0] if single else norms
 
 
@@ -217,7 +269,7 @@ def _preactivation_derivatives(model, variables, x, fn):
             f"{fn} needs an MLP of depth >= 2 (it reads z_1…z_L from "
             f"model.decompose(wrt='preactivation')); this model has depth={model.depth}"
         )
-    _check_input(x, model.input_dim, "x")
+    model_input("x", x, model.input_dim)
     x = jnp.asarray(x)
     return _derivatives(model, variables, x[None] if x.ndim == 1 else x)
 

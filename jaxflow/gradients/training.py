@@ -17,8 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxflow._checks import positive_int
-from jaxflow.gradients.layers import _loss
+from jaxflow._checks import model_input, positive_int
 from jaxflow.gradients.stats import (
     GradientStats,
     GradientStatus,
@@ -31,7 +30,8 @@ from jaxflow.gradients.stats import (
     _plan,
     gradient_stats,
 )
-from jaxflow.models import Network, _check_input
+from jaxflow.jacobians import get_loss
+from jaxflow.models import Network
 
 __all__ = ["TrainResult", "train"]
 
@@ -321,7 +321,7 @@ def _train_data(model, data):
         raise TypeError("data must be a pair (x, y) of arrays")
     x, y = (jnp.asarray(a) for a in data)
     if isinstance(model, Network):
-        _check_input(x, model.input_dim, "data x")
+        model_input("data x", x, model.input_dim)
     if x.ndim == 2 and y.ndim == 2:
         x, y = x[None], y[None]
     if x.ndim != 3 or y.ndim != 3 or x.shape[:2] != y.shape[:2]:
@@ -623,7 +623,7 @@ def train(
         params = variables["params"]
         state = {k: v for k, v in variables.items() if k != "params"}
         train_mode = isinstance(model, Network) and "batch_stats" in state
-        objective = _ModelObjective(model, _loss(loss), train_mode)
+        objective = _ModelObjective(model, get_loss(loss), train_mode)
         # N batches of B as N·B examples, B per step: step t uses batch t mod N.
         batch_size = xs.shape[1]
         data = (xs.reshape((-1,) + xs.shape[2:]), ys.reshape((-1,) + ys.shape[2:]))

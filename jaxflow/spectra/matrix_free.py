@@ -15,9 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxflow._chain_inputs import check_square, resolve
+from jaxflow._checks import positive_int
 from jaxflow._numerics import HIGHEST, scaled_norm
 from jaxflow.chain import accumulate_chain, statistic
-from jaxflow.jacobians import _check_square, _resolve
 
 __all__ = [
     "HutchinsonEstimate",
@@ -175,8 +176,7 @@ def top_singular_value(
     matvec, rmatvec, n, dtype = _linear_operator(
         matrix_or_matvec, dim, dtype, precision, "top_singular_value"
     )
-    if isinstance(num_iters, bool) or not isinstance(num_iters, numbers.Integral) or num_iters < 1:
-        raise ValueError(f"num_iters={num_iters!r} is not allowed; it must be an integer >= 1")
+    num_iters = positive_int("num_iters", num_iters)
     if tol is not None and not tol > 0:
         raise ValueError(f"tol={tol!r} is not allowed; it must be > 0 (or None for 100 ε)")
     if v0 is None:
@@ -247,12 +247,7 @@ def mean_squared_singular_value(
     matvec, _, n, dtype = _linear_operator(
         matrix_or_matvec, dim, dtype, precision, "mean_squared_singular_value"
     )
-    if (
-        isinstance(num_probes, bool)
-        or not isinstance(num_probes, numbers.Integral)
-        or num_probes < 2
-    ):
-        raise ValueError(f"num_probes={num_probes!r} is not allowed; it must be an integer >= 2")
+    num_probes = positive_int("num_probes", num_probes, 2)
     probes = jax.random.rademacher(key, (num_probes, n), dtype)
     squares = jnp.sum(jnp.square(jax.vmap(matvec)(probes)), axis=-1) / n
     return HutchinsonEstimate(
@@ -269,13 +264,13 @@ def _check_key(key, name):
 
 def _stack_and_h0(model, variables, x, wrt, name, key):
     _check_key(key, name)
-    stack, x, _ = _resolve(model, variables, x, wrt)
+    stack, x = resolve(model, variables, x, wrt)
     if jnp.ndim(x) != 1:
         raise ValueError(
             f"x has shape {jnp.shape(x)}; {name} takes one input (jax.vmap it for a batch)"
         )
     h0 = stack.input_map(x)
-    _check_square(stack.block_fn, stack.blocks, h0)
+    check_square(stack.block_fn, stack.blocks, h0)
     return stack, h0
 
 

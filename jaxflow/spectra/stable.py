@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxflow._chain_inputs import check_square, per_example, resolve
 from jaxflow._chain_kernels import METHODS as _KERNELS
 from jaxflow._numerics import all_finite
 from jaxflow.chain import MODES, accumulate_chain
 from jaxflow.chain import log_spectrum as log_spectrum_reduction
-from jaxflow.jacobians import _batched, _check_square, _resolve
 
 __all__ = ["LogSpectrum", "LyapunovSpectrum", "log_spectrum", "lyapunov_exponents"]
 
@@ -154,7 +154,7 @@ def log_spectrum(
         raise ValueError(f"method={method!r} is not a known method; use one of {METHODS}")
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not allowed here; use one of {MODES}")
-    stack, x, _ = _resolve(model, variables, x, wrt)
+    stack, x = resolve(model, variables, x, wrt)
     selected = _selected_layers(layers, stack.depth)
     wanted = np.zeros(stack.depth, bool)
     wanted[selected - 1] = True
@@ -164,7 +164,7 @@ def log_spectrum(
 
     def one(x):
         h0 = stack.input_map(x)
-        _check_square(stack.block_fn, stack.blocks, h0)
+        check_square(stack.block_fn, stack.blocks, h0)
         with jax.default_matmul_precision("float32"):
             h_last, _, values = accumulate_chain(
                 stack.block_fn, stack.blocks, h0, reduction, mode=mode
@@ -174,7 +174,7 @@ def log_spectrum(
         # (φ′(NaN) is 0 for ReLU), so the trajectory's end is part of what must be finite.
         return LogSpectrum(values, jnp.asarray(selected), all_finite(x, variables, h_last, values))
 
-    return _batched(one, x)
+    return per_example(one, x)
 
 
 def lyapunov_exponents(
@@ -209,7 +209,7 @@ def lyapunov_exponents(
       >>> [round(v, 4) for v in spectrum.exponents.tolist()]  # ln 2, ln 0.5
       [0.6931, -0.6931]
     """
-    stack, _, _ = _resolve(model, variables, x, wrt)
+    stack, _ = resolve(model, variables, x, wrt)
     depth = stack.depth
     if (
         isinstance(batches, bool)
