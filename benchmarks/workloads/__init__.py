@@ -60,6 +60,16 @@ from .spectra import (
     spectra_data,
     spectra_reference,
 )
+from .trainability import (
+    TRAINABILITY,
+    TRAINABILITY_RTOL,
+    Trainability,
+    TrainabilityData,
+    digits_split,
+    initial_parameters,
+    trainability_checksum,
+    trainability_data,
+)
 
 __all__ = [
     "CHECKSUM_RTOL",
@@ -78,6 +88,10 @@ __all__ = [
     "SpectraChecksum",
     "SpectraData",
     "SpectraSweep",
+    "TRAINABILITY",
+    "TRAINABILITY_RTOL",
+    "Trainability",
+    "TrainabilityData",
     "TrainingMonitor",
     "WORKLOADS",
     "Workload",
@@ -85,9 +99,11 @@ __all__ = [
     "deep_chain_checksum",
     "deep_chain_data",
     "deep_chain_reference",
+    "digits_split",
     "draw_weights",
     "get_spec",
     "get_workload",
+    "initial_parameters",
     "load_data",
     "mlp_variables",
     "monitor_checksum",
@@ -98,4 +114,6 @@ __all__ = [
     "save_data",
     "spectra_data",
     "spectra_reference",
+    "trainability_checksum",
+    "trainability_data",
 ]

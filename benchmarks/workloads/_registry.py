@@ -13,16 +13,25 @@ from .deep_chain import DEEP, DeepChainData, deep_chain_data, deep_chain_referen
 from .monitor import MONITOR, monitor_data
 from .notes import NOTES, NotesData, notes_data, notes_reference
 from .spectra import SPECTRA, SpectraData, spectra_data, spectra_reference
+from .trainability import (
+    NUM_CLASSES,
+    TRAINABILITY,
+    TRAINABILITY_RTOL,
+    TrainabilityData,
+    trainability_data,
+)
 
 
 class Workload(NamedTuple):
-    """One workload: its specs by scale, how to draw its data, and its float64 reference."""
+    """One workload: its specs by scale, how to draw its data, its float64 reference, and the
+    relative tolerance its checksums must meet."""
 
     name: str
     specs: dict
     draw: object
     data_type: type
     reference: object | None
+    rtol: float = CHECKSUM_RTOL
 
 
 WORKLOADS = {
@@ -33,6 +42,16 @@ WORKLOADS = {
     ),
     # The monitor's two variants must agree bit for bit; there is no separate reference.
     "monitor": Workload("monitor", MONITOR, monitor_data, NotesData, None),
+    # Training is compared by its configuration means; jaxflow draws its own weights, so the
+    # tolerance is statistical (see workloads.trainability). No float64 reference.
+    "trainability": Workload(
+        "trainability",
+        TRAINABILITY,
+        trainability_data,
+        TrainabilityData,
+        None,
+        TRAINABILITY_RTOL,
+    ),
 }
 """name → :class:`Workload`."""
 
@@ -111,6 +130,22 @@ def _shapes(name, spec) -> dict:
             "weights": (c, spec.seeds, d, n, n),
             "biases": (c, spec.seeds, d, n),
             "inputs": (spec.seeds, n),
+        }
+    if name == "trainability":
+        n, s, d, c = spec.width, spec.seeds, spec.max_depth, NUM_CLASSES
+        n_test = int(round(spec.test_fraction * 1797))  # the digits: 1,797 images of 64 pixels
+        return {
+            "x_train": (1797 - n_test, 64),
+            "y_train": (1797 - n_test,),
+            "x_test": (n_test, 64),
+            "y_test": (n_test,),
+            "batches": (spec.steps, spec.batch_size),
+            "g_in": (s, n, 64),
+            "g_hidden": (s, d, n, n),
+            "g_out": (s, c, n),
+            "b_in": (s, n),
+            "b_hidden": (s, d, n),
+            "b_out": (s, c),
         }
     if name == "notes":
         a, d, n, b = len(spec.activations), spec.depth, spec.width, spec.batch
