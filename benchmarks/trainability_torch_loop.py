@@ -45,17 +45,20 @@ def build(layers, device):
     return nn.Sequential(*modules).to(device)
 
 
+def to_tensor(array, dtype, device):
+    """A tensor on ``device`` holding a copy of ``array`` (the runner's files are read-only maps)."""
+    return torch.from_numpy(np.array(array, dtype=dtype)).to(device)
+
+
 def main(argv=None) -> int:
     args = parser(__doc__.splitlines()[0], devices=("cpu", "gpu")).parse_args(argv)
     device = torch_device(args.device)
     spec = workloads.get_spec("trainability", args.scale)
     with phases.time("data_s"):
         data = workloads.load_data("trainability", args.scale, args.data)
-        x_train, x_test = (torch.from_numpy(np.array(a)).to(device)
-                           for a in (data.x_train, data.x_test))  # fmt: skip
-        y_train, y_test = (torch.from_numpy(np.asarray(a, np.int64)).to(device)
-                           for a in (data.y_train, data.y_test))  # fmt: skip
-        batches = torch.from_numpy(np.asarray(data.batches, np.int64)).to(device)
+        x_train, x_test = (to_tensor(a, np.float32, device) for a in (data.x_train, data.x_test))
+        y_train, y_test = (to_tensor(a, np.int64, device) for a in (data.y_train, data.y_test))
+        batches = to_tensor(data.batches, np.int64, device)
     shape = (len(spec.depths), len(spec.sigma_w2), spec.seeds)
     final_loss, test_accuracy = np.empty(shape), np.empty(shape)
     with phases.time("run_s"):

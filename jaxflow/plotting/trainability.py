@@ -106,8 +106,10 @@ def trainability_map(ds, *, activation=None, step: int = -1, metric: str = "test
     sub = ds.isel(init=np.flatnonzero(gaussian))
     biases = np.unique(sub["sigma_b2"].values)
     if len(biases) != 1:
-        raise ValueError(f"the Gaussian initialisations have several σ_b² {list(biases)}; one map "
-                         "shows one σ_b²: select the inits of one with ds.sel(init=...)")  # fmt: skip
+        raise ValueError(
+            f"the Gaussian initialisations have several σ_b² {list(biases)}; one map shows one "
+            "σ_b²: select the inits of one with ds.sel(init=...)"
+        )
     order = np.argsort(sub["sigma_w2"].values, kind="stable")
     sub = sub.isel(init=order)
     if len(np.unique(sub["sigma_w2"].values)) != sub.sizes["init"]:
@@ -341,8 +343,14 @@ def plot_isometry(
             runs = runs.transpose("seed", "step").values.astype(float)
             name = "orthogonal" if family == "orthogonal" else "Gaussian"
             label = f"{activation}, {name} (σ_w²={w:g}, σ_b²={b:g})"
-            curves.plot(steps, runs.mean(0), color=color, linestyle=linestyle,
-                        linewidth=STYLE["linewidth"], label=label)  # fmt: skip
+            curves.plot(
+                steps,
+                runs.mean(0),
+                color=color,
+                linestyle=linestyle,
+                linewidth=STYLE["linewidth"],
+                label=label,
+            )
             if len(runs) > 1:
                 curves.fill_between(steps, runs.min(0), runs.max(0), color=color, alpha=0.15)
             jac = ds["jacobian_spread"].sel(activation=activation, init=init)
