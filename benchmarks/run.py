@@ -13,7 +13,7 @@ For each workload the runner
    landed reports ``unavailable`` here and is skipped, clearly reported), then ``--repeats``
    timed rounds that alternate the implementations A B C A B C …;
 4. **refuses** any implementation whose checksum disagrees with the reference or with the
-   baseline (``workloads.CHECKSUM_RTOL``): its times are not reported and the exit status is 1;
+   baseline (``workloads.CHECKSUM_RTOL``, or the spec's statistical ``checksum_rtol``): its times are not reported and the exit status is 1;
 5. reports per implementation the median [min–max] whole-process wall time, the in-process
    compile and steady-state times the script reports (``protocol.py``), peak RSS (the child's
    ``VmHWM``), and the ratio to the workload's baseline (jaxflow; for the monitor, the plain
@@ -234,7 +234,7 @@ def bench_workload(name: str, args, interpreters: dict, env: dict, data_root: st
         return result
     data_dir = workloads.save_data(data, os.path.join(data_root, name))
     reference_fn = workloads.get_workload(name).reference
-    rtol = workloads.get_workload(name).rtol
+    rtol = workloads.checksum_rtol(spec)
     reference = None
     if reference_fn is not None and (
         args.reference == "always" or (args.reference == "auto" and args.scale != "gpu")

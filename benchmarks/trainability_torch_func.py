@@ -98,9 +98,10 @@ def main(argv=None) -> int:
                 accuracy = (predicted == y_test).double().mean(dim=-1)
             final_loss[d] = loss.double().cpu().numpy().reshape(shape[1:])
             test_accuracy[d] = accuracy.cpu().numpy().reshape(shape[1:])
-    checksums = workloads.trainability_checksum(final_loss, test_accuracy)
+    checksums = workloads.trainability_checksum(final_loss)
     info = {
         "configs": spec.num_configs,
+        "final_test_accuracy_mean": float(test_accuracy.mean()),
         "final_train_loss_by_depth": final_loss.mean(axis=(1, 2)).tolist(),
         "final_test_accuracy_by_depth": test_accuracy.mean(axis=(1, 2)).tolist(),
     }

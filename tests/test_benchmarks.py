@@ -270,14 +270,15 @@ def test_trainability_parameters_have_the_stated_distributions(tmp_path):
 
 
 def test_trainability_checksum_and_tolerance():
-    checksums = workloads.trainability_checksum([[1.0, float("nan")]], [[0.5, 0.25]])
-    assert checksums["final_train_loss_mean"] == pytest.approx((1.0 + math.log(10)) / 2)
-    assert checksums["final_test_accuracy_mean"] == pytest.approx(0.375)
-    rtol = workloads.get_workload("trainability").rtol
-    assert rtol == workloads.TRAINABILITY_RTOL > workloads.CHECKSUM_RTOL
-    assert workloads.checksums_agree({"a": 1.0}, {"a": 1.0 + rtol / 2}, rtol)[0]
-    assert not workloads.checksums_agree({"a": 1.0}, {"a": 1.0 + 2 * rtol}, rtol)[0]
+    checksums = workloads.trainability_checksum([[1.0, float("nan")]])
+    assert checksums == {"final_train_loss_mean": pytest.approx((1.0 + math.log(10)) / 2)}
+    for scale in workloads.SCALES:
+        spec = workloads.get_spec("trainability", scale)
+        rtol = workloads.checksum_rtol(spec)
+        assert rtol == spec.checksum_rtol and 0.01 <= rtol <= 0.3
+        assert workloads.checksums_agree({"a": 1.0}, {"a": 1.0 + rtol / 2}, rtol)[0]
+        assert not workloads.checksums_agree({"a": 1.0}, {"a": 1.0 + 2 * rtol}, rtol)[0]
     # Every other workload keeps the strict tolerance.
-    assert {w.rtol for n, w in workloads.WORKLOADS.items() if n != "trainability"} == {
-        workloads.CHECKSUM_RTOL
-    }
+    for name in ("spectra", "notes", "deep-chain", "monitor"):
+        spec = workloads.get_spec(name, "full")
+        assert workloads.checksum_rtol(spec) == workloads.CHECKSUM_RTOL

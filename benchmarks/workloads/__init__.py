@@ -28,6 +28,7 @@ from ._common import (
 from ._registry import (
     WORKLOADS,
     Workload,
+    checksum_rtol,
     checksums_agree,
     get_spec,
     get_workload,
@@ -62,7 +63,6 @@ from .spectra import (
 )
 from .trainability import (
     TRAINABILITY,
-    TRAINABILITY_RTOL,
     Trainability,
     TrainabilityData,
     digits_split,
@@ -89,12 +89,12 @@ __all__ = [
     "SpectraData",
     "SpectraSweep",
     "TRAINABILITY",
-    "TRAINABILITY_RTOL",
     "Trainability",
     "TrainabilityData",
     "TrainingMonitor",
     "WORKLOADS",
     "Workload",
+    "checksum_rtol",
     "checksums_agree",
     "deep_chain_checksum",
     "deep_chain_data",

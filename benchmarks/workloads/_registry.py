@@ -16,22 +16,22 @@ from .spectra import SPECTRA, SpectraData, spectra_data, spectra_reference
 from .trainability import (
     NUM_CLASSES,
     TRAINABILITY,
-    TRAINABILITY_RTOL,
     TrainabilityData,
     trainability_data,
 )
 
 
 class Workload(NamedTuple):
-    """One workload: its specs by scale, how to draw its data, its float64 reference, and the
-    relative tolerance its checksums must meet."""
+    """One workload: its specs by scale, how to draw its data, and its float64 reference.
+
+    Checksums must agree to :data:`CHECKSUM_RTOL`, or to the spec's own ``checksum_rtol`` where it
+    has one (see :func:`checksum_rtol`)."""
 
     name: str
     specs: dict
     draw: object
     data_type: type
     reference: object | None
-    rtol: float = CHECKSUM_RTOL
 
 
 WORKLOADS = {
@@ -42,15 +42,10 @@ WORKLOADS = {
     ),
     # The monitor's two variants must agree bit for bit; there is no separate reference.
     "monitor": Workload("monitor", MONITOR, monitor_data, NotesData, None),
-    # Training is compared by its configuration means; jaxflow draws its own weights, so the
-    # tolerance is statistical (see workloads.trainability). No float64 reference.
+    # Training is compared by a configuration mean; jaxflow draws its own weights, so the
+    # tolerance is statistical, per scale (Trainability.checksum_rtol). No float64 reference.
     "trainability": Workload(
-        "trainability",
-        TRAINABILITY,
-        trainability_data,
-        TrainabilityData,
-        None,
-        TRAINABILITY_RTOL,
+        "trainability", TRAINABILITY, trainability_data, TrainabilityData, None
     ),
 }
 """name → :class:`Workload`."""
@@ -61,6 +56,12 @@ def get_workload(name: str) -> Workload:
     if name not in WORKLOADS:
         raise ValueError(f"workload={name!r} is not defined; use one of {list(WORKLOADS)}")
     return WORKLOADS[name]
+
+
+def checksum_rtol(spec) -> float:
+    """The relative tolerance on a workload's checksums: the spec's ``checksum_rtol`` if it has
+    one (a statistical comparison), else :data:`CHECKSUM_RTOL`."""
+    return float(getattr(spec, "checksum_rtol", CHECKSUM_RTOL))
 
 
 def get_spec(name: str, scale: str):

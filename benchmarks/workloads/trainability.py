@@ -32,17 +32,20 @@ class Trainability:
     batches; jaxflow's ``experiments.trainability`` draws its own weights from ``jax.random`` keys
     and its own minibatches, so it trains *other samples of the same distribution*.
 
-    **Checksums** (float64, over every depth × σ_w² × seed configuration):
+    **Checksum** (float64): ``final_train_loss_mean``, the mean over every depth × σ_w² × seed
+    configuration of the mean cross-entropy on the evaluation subset (the first ``eval_size``
+    training images) after the last step; a configuration whose loss is not finite counts as
+    ln 10 (chance). The mean test accuracy is reported beside it (``info``), not compared: over
+    few networks it varies too much from one draw of the weights to the next.
 
-    * ``final_train_loss_mean`` — the mean over configurations of the mean cross-entropy on the
-      evaluation subset (the first ``eval_size`` training images) after the last step; a
-      configuration whose loss is not finite counts as ln 10 (chance);
-    * ``final_test_accuracy_mean`` — the mean over configurations of the test accuracy after the
-      last step.
-
-    Two programs training the same weights on the same batches agree to float32 rounding
-    amplified by the steps (a few 1e-5 relative, measured); jaxflow's different samples agree
-    only statistically, hence this workload's tolerance :data:`TRAINABILITY_RTOL`.
+    The comparison is statistical. Two programs training the same weights on the same batches
+    differ only by float32 rounding, but training amplifies it where the forward pass is chaotic:
+    the two PyTorch scripts agree to 3e-8 relative at the quick scale and only to 2% at the full
+    scale (their depth-32 means differ by 4%, depth 4 by 1e-8). jaxflow draws other weights and
+    minibatches, so it agrees only within the spread over draws. ``checksum_rtol`` is the
+    tolerance at each scale: about four standard deviations of the difference between two
+    independent draws, measured with ``trainability_torch_func.py`` (comments in
+    ``TRAINABILITY``). A wrong loss, learning rate or init variance moves the mean by more.
     """
 
     activation: str = "tanh"
@@ -57,6 +60,9 @@ class Trainability:
     eval_size: int = 512
     data_seed: int = 0
     test_fraction: float = 0.25
+    # Six weight draws (2026-12-04): mean final loss 0.656 ± 0.025 (0.614–0.675), 3.8% per draw,
+    # 5.4% for the difference of two; 0.2 is ~3.7 standard deviations.
+    checksum_rtol: float = 0.2
 
     ID = 5
 
@@ -71,7 +77,11 @@ class Trainability:
 
 TRAINABILITY = {
     "full": Trainability(),
-    "quick": Trainability(depths=(2, 4), sigma_w2=(1.0, 2.0), seeds=1, width=16, steps=20),
+    # Six weight draws gave a mean final loss of 1.82 ± 0.09 (1.71–1.92): 4.7% per draw, 6.7% for
+    # the difference of two, so 0.3 is ~4.5 standard deviations.
+    "quick": Trainability(
+        depths=(2, 4), sigma_w2=(1.0, 2.0), seeds=1, width=16, steps=20, checksum_rtol=0.3
+    ),
     "gpu": Trainability(
         depths=tuple(range(10, 101, 10)),
         sigma_w2=tuple(float(w) for w in np.round(np.linspace(0.5, 4.0, 15), 2)),
@@ -79,15 +89,10 @@ TRAINABILITY = {
         width=256,
         steps=1000,
         batch_size=128,
+        # Not measured: 12.5× the full scale's networks shrink its spread ~3.5×, to ~1.5%.
+        checksum_rtol=0.08,
     ),
 }
-
-TRAINABILITY_RTOL = 0.05
-"""Relative tolerance on this workload's checksums. Implementations that train the shared NumPy
-weights (the PyTorch scripts) agree far closer (see :class:`Trainability`); jaxflow trains its
-own draws, whose configuration-mean final loss and accuracy differ from these by sampling alone
-(at the full scale, seed-to-seed variation of the means measured a few per cent at most); a wrong
-learning rate, init variance or loss moves them by far more."""
 
 
 class TrainabilityData(NamedTuple):
@@ -191,18 +196,13 @@ def initial_parameters(spec: Trainability, data: TrainabilityData, depth, sigma_
     return layers
 
 
-def trainability_checksum(final_loss, final_test_accuracy) -> dict:
-    """The checksums of :class:`Trainability` from per-configuration results (any shape).
+def trainability_checksum(final_loss) -> dict:
+    """The checksum of :class:`Trainability` from per-configuration final losses (any shape).
 
     Args:
       final_loss: the evaluation-subset cross-entropy after the last step, per configuration
         (non-finite entries count as ln 10).
-      final_test_accuracy: the test accuracy after the last step, per configuration.
     """
     loss = np.asarray(final_loss, np.float64).ravel()
     loss = np.where(np.isfinite(loss), loss, math.log(NUM_CLASSES))
-    accuracy = np.asarray(final_test_accuracy, np.float64).ravel()
-    return {
-        "final_train_loss_mean": float(loss.mean()),
-        "final_test_accuracy_mean": float(accuracy.mean()),
-    }
+    return {"final_train_loss_mean": float(loss.mean())}
