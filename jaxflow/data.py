@@ -21,6 +21,7 @@ scikit-learn is imported inside :func:`digits`.
 from __future__ import annotations
 
 import gzip
+import numbers
 import os
 import pickle
 from typing import NamedTuple
@@ -53,7 +54,7 @@ class Dataset(NamedTuple):
 
 
 def _fraction(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
         raise ValueError(f"{name}={value!r} is not allowed; it must be a number in (0, 1)")
     return float(value)
 
