@@ -11,7 +11,11 @@
 # 3. runs the spectra sweep at the GPU scale (workloads.SPECTRA["gpu"]: width 256, depths to
 #    100, 288 chains) for jaxflow and torch.func on the same GPU, alternating, with jaxflow's
 #    SVD set to the fastest jax algorithm of step 2; checksums must agree or the result is
-#    refused.
+#    refused;
+# 4. trains the trainability grid at the GPU scale (workloads.TRAINABILITY["gpu"]: tanh, width 256,
+#    depths 10…100, 15 σ_w², 4 seeds = 600 networks, 1,000 SGD steps of 128 digits) with jaxflow's
+#    one call against torch.func + vmap, alternating (needs scikit-learn for the digits; without
+#    it, or before jaxflow.experiments.trainability lands, the runner reports the step skipped).
 #
 # Results go to $OUT (default benchmarks/results): the runner's <machine>-<date>.json/.md, and
 # gpu-roofline.jsonl. Exit status 1 if any step failed. Knobs: GPU_REPEATS (default 3),
@@ -97,6 +101,12 @@ MACHINE="gpu-$(echo "$NAME" | tr -cs 'A-Za-z0-9' '-' | sed 's/-*$//')"
   --repeats "$REPEATS" --timeout "$TIMEOUT" --out "$OUT" --machine "$MACHINE" \
   --note "benchmarks/gpu.sh on $NAME; jaxflow SVD algorithm: $JAXFLOW_BENCH_SVD" \
   || step_failed "the spectra sweep (see the runner's messages above)"
+
+# 5. The trainability grid (header item 4): jaxflow's one compiled call against torch.func + vmap.
+"$PY" benchmarks/run.py --scale "$SCALE" --device "$DEVICE" --workload trainability --impl jaxflow torch-func \
+  --repeats "$REPEATS" --timeout "$TIMEOUT" --out "$OUT" --machine "$MACHINE" \
+  --note "benchmarks/gpu.sh on $NAME: the trainability grid" \
+  || step_failed "the trainability grid (see the runner's messages above)"
 
 [ "$status" = 0 ] && echo "gpu.sh: done; results in $OUT" || echo "gpu.sh: finished WITH FAILURES; partial results in $OUT" >&2
 exit "$status"

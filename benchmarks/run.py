@@ -13,7 +13,7 @@ For each workload the runner
    landed reports ``unavailable`` here and is skipped, clearly reported), then ``--repeats``
    timed rounds that alternate the implementations A B C A B C …;
 4. **refuses** any implementation whose checksum disagrees with the reference or with the
-   baseline (``workloads.CHECKSUM_RTOL``): its times are not reported and the exit status is 1;
+   baseline (``workloads.CHECKSUM_RTOL``, or the spec's statistical ``checksum_rtol``): its times are not reported and the exit status is 1;
 5. reports per implementation the median [min–max] whole-process wall time, the in-process
    compile and steady-state times the script reports (``protocol.py``), peak RSS (the child's
    ``VmHWM``), and the ratio to the workload's baseline (jaxflow; for the monitor, the plain
@@ -79,6 +79,11 @@ IMPLEMENTATIONS = {
         Implementation("jaxflow", "deep_chain_jaxflow.py", "jax"),
         Implementation("torch-func", "deep_chain_torch.py", "torch"),
     ],
+    "trainability": [
+        Implementation("jaxflow", "trainability_jaxflow.py", "jax"),
+        Implementation("torch-func", "trainability_torch_func.py", "torch"),
+        Implementation("torch-loop", "trainability_torch_loop.py", "torch"),
+    ],
     "monitor": [
         Implementation("optax", "monitor_jaxflow.py", "jax", ("--variant", "plain")),
         Implementation("jaxflow-monitor", "monitor_jaxflow.py", "jax", ("--variant", "monitor")),
@@ -90,6 +95,7 @@ TARGETS = {
     ("spectra", "torch-func"): ("whole", 2.0, "jaxflow ≥ 2× faster than the best PyTorch"),
     ("spectra", "torch-tutorial"): ("whole", 10.0, "jaxflow ≥ 10× faster than the tutorial loop"),
     ("notes", "torch-notes"): ("whole", 1.0, "jaxflow no slower than the notes' PyTorch"),
+    ("trainability", "torch-func"): ("whole", 3.0, "jaxflow ≥ 3× faster than the best PyTorch"),
     ("monitor", "jaxflow-monitor"): ("steady", 1.1, "the monitor adds ≤ 10% to a step"),
 }
 """(workload, implementation) → (which time, bound on ratio, what the issue asks). Competitor
@@ -198,12 +204,13 @@ def _stats(values: list[float]) -> dict | None:
     }
 
 
-def _verify(record: dict, reference: dict | None, baseline: dict | None) -> str | None:
-    """None if the record's checksums agree with the reference and the baseline, else why not."""
+def _verify(record: dict, reference: dict | None, baseline: dict | None, rtol: float) -> str | None:
+    """None if the record's checksums agree with the reference and the baseline to ``rtol`` (the
+    workload's), else why not."""
     for label, expected in (("the float64 reference", reference), ("the baseline", baseline)):
         if expected is None:
             continue
-        ok, message = workloads.checksums_agree(record["checksums"], expected)
+        ok, message = workloads.checksums_agree(record["checksums"], expected, rtol)
         if not ok:
             return f"checksum disagrees with {label}: {message}"
     return None
@@ -215,9 +222,19 @@ def bench_workload(name: str, args, interpreters: dict, env: dict, data_root: st
     impls = [i for i in IMPLEMENTATIONS[name] if not args.impl or i.name in args.impl]
     result = {"spec": spec.__dict__ | {"name": name}, "implementations": {}, "ratios": {}}
     log(f"\n== {name} ({args.scale}): {spec}")
-    data = workloads.get_workload(name).draw(spec)
+    try:
+        data = workloads.get_workload(name).draw(spec)
+    except ImportError as exc:  # an optional package the data needs (the digits: scikit-learn)
+        reason = f"its data cannot be drawn here: {exc}"
+        log(f"   skipped: {reason}")
+        result["implementations"] = {
+            i.name: {"status": "skipped", "reason": reason, "runs": [], "script": i.script}
+            for i in impls
+        }
+        return result
     data_dir = workloads.save_data(data, os.path.join(data_root, name))
     reference_fn = workloads.get_workload(name).reference
+    rtol = workloads.checksum_rtol(spec)
     reference = None
     if reference_fn is not None and (
         args.reference == "always" or (args.reference == "auto" and args.scale != "gpu")
@@ -268,7 +285,7 @@ def bench_workload(name: str, args, interpreters: dict, env: dict, data_root: st
             log(f"   {impl.name}: not available in this checkout: {run.record['reason']}")
             continue
         is_baseline = impl.name == baseline_name
-        problem = _verify(run.record, reference, None if is_baseline else baseline_checksums)
+        problem = _verify(run.record, reference, None if is_baseline else baseline_checksums, rtol)
         entry["checksums"] = run.record["checksums"]
         if problem:
             entry.update(status="refused", reason=problem)
@@ -289,7 +306,7 @@ def bench_workload(name: str, args, interpreters: dict, env: dict, data_root: st
             if entry["status"] != "ok":
                 continue
             run = run_process(command(impl), env, args.timeout)
-            problem = run.error or _verify(run.record, reference, baseline_checksums)
+            problem = run.error or _verify(run.record, reference, baseline_checksums, rtol)
             if problem:
                 entry.update(status="refused" if not run.error else "failed", reason=problem)
                 log(f"   {impl.name} round {r + 1}: {entry['status'].upper()}: {problem}")

@@ -33,6 +33,8 @@ workloads = _load("workloads")
 run = _load("run")
 
 TORCH = importlib.util.find_spec("torch") is not None
+SKLEARN = importlib.util.find_spec("sklearn") is not None
+NO_SKLEARN = "scikit-learn is not installed (pip install 'jaxflow[data]')"
 
 
 def test_runner_quick_checksums(tmp_path):
@@ -80,6 +82,13 @@ def test_runner_quick_checksums(tmp_path):
         ("deep-chain", "torch-func"),
     ):
         assert report[name]["implementations"][impl]["status"] == ("ok" if TORCH else "skipped")
+    trainability = report["trainability"]["implementations"]
+    if not SKLEARN:  # the digits cannot be drawn: every implementation is skipped, saying why
+        assert {e["status"] for e in trainability.values()} == {"skipped"}
+        assert "scikit-learn" in trainability["jaxflow"]["reason"]
+    else:
+        assert trainability["jaxflow"]["status"] in ("ok", "unavailable")
+        assert trainability["torch-func"]["status"] == ("ok" if TORCH else "skipped")
 
 
 FAKE = """
@@ -219,3 +228,57 @@ def test_notes_reference_agrees_with_autodiff():
     got = workloads.notes_checksum(weight_grad_norms(params, data.x, data.y))["log_grad_norm"]
     expected = workloads.notes_reference(spec, data)["log_grad_norm"]
     assert got == pytest.approx(expected, rel=tol(np.float32, "checksum"))
+
+
+def test_trainability_data_is_jaxflows_digits_split():
+    pytest.importorskip("sklearn", reason=NO_SKLEARN)
+    from jaxflow.data import digits
+
+    expected = digits(seed=0, test_fraction=0.25)
+    x_train, y_train, x_test, y_test = workloads.digits_split(0, 0.25)
+    np.testing.assert_array_equal(x_train, expected.x_train)
+    np.testing.assert_array_equal(y_train, expected.y_train)
+    np.testing.assert_array_equal(x_test, expected.x_test)
+    np.testing.assert_array_equal(y_test, expected.y_test)
+
+
+def test_trainability_parameters_have_the_stated_distributions(tmp_path):
+    pytest.importorskip("sklearn", reason=NO_SKLEARN)
+    spec = workloads.Trainability(depths=(3, 40), sigma_w2=(1.5,), seeds=2, width=32, steps=5)
+    data = workloads.trainability_data(spec)
+    again = workloads.trainability_data(spec)
+    for field in data._fields:
+        np.testing.assert_array_equal(getattr(data, field), getattr(again, field))
+    assert data.batches.shape == (5, 32) and data.batches.max() < len(data.x_train)
+    deep = workloads.initial_parameters(spec, data, 40, 1.5, seed=1)
+    shallow = workloads.initial_parameters(spec, data, 3, 1.5, seed=1)
+    assert [w.shape for w, _ in deep] == [(32, 64)] + [(32, 32)] * 40 + [(10, 32)]
+    # A depth-3 network is the deepest one's input map, first 3 hidden layers and readout.
+    for (w, b), (w_ref, b_ref) in zip(shallow, deep[:4] + deep[-1:]):
+        np.testing.assert_array_equal(w, w_ref)
+        np.testing.assert_array_equal(b, b_ref)
+    hidden = np.stack([w for w, _ in deep[1:-1]]).astype(np.float64)
+    biases = np.stack([b for _, b in deep[1:-1]]).astype(np.float64)
+    # Var(W) = σ_w²/fan_in over 40 × 32 × 32 entries; Var(b) = σ_b² over 1,280: 5% / 15% margins
+    # are > 5 standard errors.
+    assert np.var(hidden) * 32 == pytest.approx(1.5, rel=0.05)
+    assert np.var(biases) == pytest.approx(spec.sigma_b2, rel=0.15)
+    assert np.var(deep[0][0].astype(np.float64)) * 64 == pytest.approx(1.5, rel=0.15)
+    path = workloads.save_data(data, str(tmp_path / "trainability"))
+    with pytest.raises(ValueError, match="not the quick scale's"):
+        workloads.load_data("trainability", "quick", path)
+
+
+def test_trainability_checksum_and_tolerance():
+    checksums = workloads.trainability_checksum([[1.0, float("nan")]])
+    assert checksums == {"final_train_loss_mean": pytest.approx((1.0 + math.log(10)) / 2)}
+    for scale in workloads.SCALES:
+        spec = workloads.get_spec("trainability", scale)
+        rtol = workloads.checksum_rtol(spec)
+        assert rtol == spec.checksum_rtol and 0.01 <= rtol <= 0.3
+        assert workloads.checksums_agree({"a": 1.0}, {"a": 1.0 + rtol / 2}, rtol)[0]
+        assert not workloads.checksums_agree({"a": 1.0}, {"a": 1.0 + 2 * rtol}, rtol)[0]
+    # Every other workload keeps the strict tolerance.
+    for name in ("spectra", "notes", "deep-chain", "monitor"):
+        spec = workloads.get_spec(name, "full")
+        assert workloads.checksum_rtol(spec) == workloads.CHECKSUM_RTOL

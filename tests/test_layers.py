@@ -26,7 +26,7 @@ PACKAGE = ROOT / "jaxflow"
 LAYERS = (
     ("leaves", ("jaxflow._checks", "jaxflow._deprecation", "jaxflow._numerics",
                 "jaxflow._platform", "jaxflow._registry", "jaxflow._status", "jaxflow._text",
-                "jaxflow.activations", "jaxflow.initializers")),
+                "jaxflow.activations", "jaxflow.data", "jaxflow.initializers")),
     ("theory", ("jaxflow.theory",)),
     ("models", ("jaxflow.models",)),
     ("chain engine", ("jaxflow.jacobians", "jaxflow.chain", "jaxflow._chain_inputs",

@@ -28,6 +28,7 @@ from ._common import (
 from ._registry import (
     WORKLOADS,
     Workload,
+    checksum_rtol,
     checksums_agree,
     get_spec,
     get_workload,
@@ -60,6 +61,15 @@ from .spectra import (
     spectra_data,
     spectra_reference,
 )
+from .trainability import (
+    TRAINABILITY,
+    Trainability,
+    TrainabilityData,
+    digits_split,
+    initial_parameters,
+    trainability_checksum,
+    trainability_data,
+)
 
 __all__ = [
     "CHECKSUM_RTOL",
@@ -78,16 +88,22 @@ __all__ = [
     "SpectraChecksum",
     "SpectraData",
     "SpectraSweep",
+    "TRAINABILITY",
+    "Trainability",
+    "TrainabilityData",
     "TrainingMonitor",
     "WORKLOADS",
     "Workload",
+    "checksum_rtol",
     "checksums_agree",
     "deep_chain_checksum",
     "deep_chain_data",
     "deep_chain_reference",
+    "digits_split",
     "draw_weights",
     "get_spec",
     "get_workload",
+    "initial_parameters",
     "load_data",
     "mlp_variables",
     "monitor_checksum",
@@ -98,4 +114,6 @@ __all__ = [
     "save_data",
     "spectra_data",
     "spectra_reference",
+    "trainability_checksum",
+    "trainability_data",
 ]

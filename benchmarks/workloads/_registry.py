@@ -13,10 +13,19 @@ from .deep_chain import DEEP, DeepChainData, deep_chain_data, deep_chain_referen
 from .monitor import MONITOR, monitor_data
 from .notes import NOTES, NotesData, notes_data, notes_reference
 from .spectra import SPECTRA, SpectraData, spectra_data, spectra_reference
+from .trainability import (
+    NUM_CLASSES,
+    TRAINABILITY,
+    TrainabilityData,
+    trainability_data,
+)
 
 
 class Workload(NamedTuple):
-    """One workload: its specs by scale, how to draw its data, and its float64 reference."""
+    """One workload: its specs by scale, how to draw its data, and its float64 reference.
+
+    Checksums must agree to :data:`CHECKSUM_RTOL`, or to the spec's own ``checksum_rtol`` where it
+    has one (see :func:`checksum_rtol`)."""
 
     name: str
     specs: dict
@@ -33,6 +42,11 @@ WORKLOADS = {
     ),
     # The monitor's two variants must agree bit for bit; there is no separate reference.
     "monitor": Workload("monitor", MONITOR, monitor_data, NotesData, None),
+    # Training is compared by a configuration mean; jaxflow draws its own weights, so the
+    # tolerance is statistical, per scale (Trainability.checksum_rtol). No float64 reference.
+    "trainability": Workload(
+        "trainability", TRAINABILITY, trainability_data, TrainabilityData, None
+    ),
 }
 """name → :class:`Workload`."""
 
@@ -42,6 +56,12 @@ def get_workload(name: str) -> Workload:
     if name not in WORKLOADS:
         raise ValueError(f"workload={name!r} is not defined; use one of {list(WORKLOADS)}")
     return WORKLOADS[name]
+
+
+def checksum_rtol(spec) -> float:
+    """The relative tolerance on a workload's checksums: the spec's ``checksum_rtol`` if it has
+    one (a statistical comparison), else :data:`CHECKSUM_RTOL`."""
+    return float(getattr(spec, "checksum_rtol", CHECKSUM_RTOL))
 
 
 def get_spec(name: str, scale: str):
@@ -111,6 +131,22 @@ def _shapes(name, spec) -> dict:
             "weights": (c, spec.seeds, d, n, n),
             "biases": (c, spec.seeds, d, n),
             "inputs": (spec.seeds, n),
+        }
+    if name == "trainability":
+        n, s, d, c = spec.width, spec.seeds, spec.max_depth, NUM_CLASSES
+        n_test = int(round(spec.test_fraction * 1797))  # the digits: 1,797 images of 64 pixels
+        return {
+            "x_train": (1797 - n_test, 64),
+            "y_train": (1797 - n_test,),
+            "x_test": (n_test, 64),
+            "y_test": (n_test,),
+            "batches": (spec.steps, spec.batch_size),
+            "g_in": (s, n, 64),
+            "g_hidden": (s, d, n, n),
+            "g_out": (s, c, n),
+            "b_in": (s, n),
+            "b_hidden": (s, d, n),
+            "b_out": (s, c),
         }
     if name == "notes":
         a, d, n, b = len(spec.activations), spec.depth, spec.width, spec.batch

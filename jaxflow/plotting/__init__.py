@@ -38,6 +38,7 @@ from jaxflow.plotting.sweeps import (
     plot_sweep_summary,
     sweep_summary,
 )
+from jaxflow.plotting.trainability import plot_isometry, plot_trainability, trainability_map
 
 __all__ = [
     "new_axes",
@@ -51,6 +52,7 @@ __all__ = [
     "plot_gradient_flow",
     "plot_gradient_ratio",
     "plot_init_comparison",
+    "plot_isometry",
     "plot_jacobian_spectra",
     "plot_log_singular_values",
     "plot_lyapunov_spectrum",
@@ -61,6 +63,8 @@ __all__ = [
     "plot_sweep_summary",
     "plot_tight_construction",
     "plot_training",
+    "plot_trainability",
     "save_figure",
     "sweep_summary",
+    "trainability_map",
 ]
