@@ -120,10 +120,10 @@ def digits(*, test_fraction: float = 0.25, seed: int = 0, standardize: bool = Tr
       Alpaydin & Kaynak, Optical Recognition of Handwritten Digits, UCI Machine Learning
       Repository, 1998 (the test part of that set is what scikit-learn ships).
 
-    Example (needs scikit-learn, so not run as a doctest; ``tests/test_data.py`` runs it):
+    Example (needs scikit-learn, part of the ``test`` extra):
       >>> from jaxflow.data import digits
-      >>> data = digits(seed=0)  # doctest: +SKIP
-      >>> data.x_train.shape, data.x_test.shape, data.num_classes  # doctest: +SKIP
+      >>> data = digits(seed=0)
+      >>> data.x_train.shape, data.x_test.shape, data.num_classes
       ((1348, 64), (449, 64), 10)
     """
     test_fraction, seed = _fraction("test_fraction", test_fraction), _seed(seed)
