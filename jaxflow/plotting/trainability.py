@@ -9,11 +9,18 @@ Both figures read the dataset :func:`jaxflow.experiments.trainability` returns: 
 
 from __future__ import annotations
 
+import functools
+
 from jaxflow.plotting._common import STYLE, new_axes
 
 __all__ = ["plot_isometry", "plot_trainability", "trainability_map"]
 
-_CURVE_POINTS = 400
+# The 6ξ_c curve: evenly spaced points over the plot's σ_w² range plus points packed
+# geometrically towards the critical σ_w² from both sides, where ξ_c diverges. Mean-field theory
+# costs ~15 ms per point on a CPU core (a fixed point and a 2-D Gaussian integral each), so the
+# curve is computed once per (activation, σ_b², range) in a process.
+_CURVE_EVEN = 64
+_CURVE_NEAR = 24
 _METRICS = ("test_accuracy", "train_accuracy", "train_loss")
 
 
@@ -207,13 +214,12 @@ def plot_trainability(
     if chance is not None:
         colorbar.ax.axhline(float(chance), color="white", linewidth=1.5)
     if theory:
-        from jaxflow.theory import critical_sigma_w2, depth_scales
+        from jaxflow.theory import critical_sigma_w2
 
-        fine = np.linspace(x_edges[0], x_edges[-1], _CURVE_POINTS)
-        fine = fine[fine > 0]
-        xi_c = np.asarray(depth_scales(activation, fine, sigma_b2).xi_c, dtype=float)
-        ax.plot(fine, 6 * xi_c, color="white", linewidth=2.0, label="6ξ_c (mean field)")
         critical = float(critical_sigma_w2(activation, sigma_b2).value)
+        fine, xi_c = _xi_c_curve(activation, float(sigma_b2), float(x_edges[0]),
+                                 float(x_edges[-1]), critical)  # fmt: skip
+        ax.plot(fine, 6 * xi_c, color="white", linewidth=2.0, label="6ξ_c (mean field)")
         if np.isfinite(critical):
             ax.axvline(
                 critical,
@@ -233,6 +239,25 @@ def plot_trainability(
         f"{activation}, σ_b² = {sigma_b2:g}: which networks train", fontsize=STYLE["title_fontsize"]
     )
     return ax
+
+
+@functools.lru_cache(maxsize=32)
+def _xi_c_curve(activation, sigma_b2, lo, hi, critical):
+    """(σ_w² points, ξ_c there) for the heat map's theory curve; deterministic, so cached."""
+    import numpy as np
+
+    from jaxflow.theory import depth_scales
+
+    fine = np.linspace(lo, hi, _CURVE_EVEN)
+    if np.isfinite(critical) and lo < critical < hi:
+        offsets = np.geomspace(1e-3, 1.0, _CURVE_NEAR)
+        fine = np.concatenate([fine, critical - offsets * (critical - lo),
+                               critical + offsets * (hi - critical)])  # fmt: skip
+    fine = np.unique(fine[(fine > 0) & (fine >= lo) & (fine <= hi)])
+    xi_c = np.asarray(depth_scales(activation, fine, sigma_b2).xi_c, dtype=float)
+    fine.setflags(write=False)
+    xi_c.setflags(write=False)
+    return fine, xi_c
 
 
 def _critical_pairs(ds, activation):
