@@ -59,10 +59,21 @@ def _no_duplicates(key, values, labels=None):
 
 
 def init_label(init) -> str:
-    """The coordinate label of an init entry: its name, or ``"gaussian(σ_w², σ_b²)"``."""
+    """The coordinate label of an init entry: its name, ``"gaussian(σ_w², σ_b²)"`` or
+    ``"orthogonal(σ_w², σ_b²)"``."""
     if isinstance(init, str):
         return get_init(init).name
+    if len(init) == 3:
+        return f"orthogonal({init[1]:g},{init[2]:g})"
     return f"gaussian({init[0]:g},{init[1]:g})"
+
+
+def _is_orthogonal_triple(init) -> bool:
+    return isinstance(init, (tuple, list)) and len(init) == 3 and init[0] == "orthogonal"
+
+
+def _are_variances(values) -> bool:
+    return all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)
 
 
 # The bias families the sweep kernel can draw (N(0, σ_b²) with σ_b² as data, or none).
@@ -95,13 +106,22 @@ def _normalise_init(init):
     if isinstance(init, str):
         return _scheme(init).name  # raises, listing the valid names
     if isinstance(init, (tuple, list)) and len(init) == 2:
-        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in init):
+        if not _are_variances(init):
             raise ValueError(f"init entry {init!r} must be two numbers (sigma_w2, sigma_b2)")
         get_init(tuple(float(v) for v in init))  # validates the variances
         return (float(init[0]), float(init[1]))
+    if _is_orthogonal_triple(init):
+        if not _are_variances(init[1:]):
+            raise ValueError(
+                f"init entry {init!r} must be 'orthogonal' and two numbers (sigma_w2, sigma_b2)"
+            )
+        entry = ("orthogonal", float(init[1]), float(init[2]))
+        get_init(entry)  # validates the variances
+        return entry
     raise ValueError(
         f"init entry {init!r} is not allowed; use a scheme name "
-        f"({', '.join(INIT_SCHEMES)}) or a pair (sigma_w2, sigma_b2)"
+        f"({', '.join(INIT_SCHEMES)}), a pair (sigma_w2, sigma_b2) or a triple "
+        "('orthogonal', sigma_w2, sigma_b2)"
     )
 
 
@@ -134,9 +154,10 @@ def kernel_variances(init, width: int, out_dim: int = 1) -> tuple[float, float, 
 
 
 def init_variances(init) -> tuple[float, float]:
-    """(σ_w², σ_b²) of an init entry for a square layer (orthogonal: gain², 0)."""
+    """(σ_w², σ_b²) of an init entry for a square layer (orthogonal: gain² and 0, or the
+    triple's σ_b²)."""
     if isinstance(init, tuple):
-        return init
+        return init[-2:]
     scheme = _scheme(init)
     return float(scheme.sigma_w2), float(scheme.sigma_b2)
 
@@ -151,8 +172,11 @@ class Grid:
     Attributes:
       depth: depths to report, each ≥ 1, distinct (sorted ascending).
       activation: activation names from :data:`jaxflow.ACTIVATIONS`, distinct.
-      init: scheme names (``"xavier"``, ``"he"``, ``"orthogonal"``, ...) or mean-field pairs
-        ``(sigma_w2, sigma_b2)`` of variances, distinct.
+      init: scheme names (``"xavier"``, ``"he"``, ``"orthogonal"``, ...), mean-field pairs
+        ``(sigma_w2, sigma_b2)`` of variances (Gaussian weights), or triples
+        ``("orthogonal", sigma_w2, sigma_b2)`` (orthogonal weights of gain √σ_w², N(0, σ_b²)
+        biases: :func:`jaxflow.initializers.orthogonal_at`), distinct. Labels: the name,
+        ``"gaussian(1.5,0.05)"``, ``"orthogonal(1,0.05)"``.
       model: ``"mlp"`` or ``"residual"``.
       width: hidden width n.
       seeds: number of seeds; seed s draws weights and data from ``jax.random.key(s)``.
@@ -207,12 +231,10 @@ class Grid:
         _no_duplicates("activation", activation)
         set_("activation", activation)
         init = self.init
-        if (
-            isinstance(init, (tuple, list))
-            and len(init) == 2
-            and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in init)
+        if (isinstance(init, (tuple, list)) and len(init) == 2 and _are_variances(init)) or (
+            _is_orthogonal_triple(init)
         ):
-            init = (tuple(init),)  # one mean-field pair, not two entries
+            init = (tuple(init),)  # one pair or triple, not two or three entries
         raw = _as_tuple("init", init)
         init = tuple(_normalise_init(i) for i in raw)
         _no_duplicates("init", raw, [init_label(i) for i in init])  # aliases count as duplicates
