@@ -26,12 +26,14 @@ PACKAGE = ROOT / "jaxflow"
 LAYERS = (
     ("leaves", ("jaxflow._checks", "jaxflow._deprecation", "jaxflow._numerics",
                 "jaxflow._platform", "jaxflow._registry", "jaxflow._status", "jaxflow._text",
-                "jaxflow.activations", "jaxflow.initializers")),
+                "jaxflow.activations", "jaxflow.initializers",
+                "jaxflow.data")),  # numpy only (the trainability experiments read it)
     ("theory", ("jaxflow.theory",)),
     ("models", ("jaxflow.models",)),
     ("chain engine", ("jaxflow.jacobians", "jaxflow.chain", "jaxflow._chain_kernels")),
     ("measurements", ("jaxflow.gradients", "jaxflow.spectra", "jaxflow.bounds", "jaxflow.blocks")),
-    ("drivers", ("jaxflow.sweeps", "jaxflow.experiments")),
+    ("drivers", ("jaxflow.sweeps", "jaxflow.experiments",
+                 "jaxflow.sweeps.train", "jaxflow.experiments.trainability")),
     ("public API", ("jaxflow",)),
     ("presentation", ("jaxflow.report", "jaxflow.plotting")),
     ("CLI", ("jaxflow.cli", "jaxflow.__main__")),

@@ -11,7 +11,7 @@ from jaxflow._checks import positive_int
 from jaxflow.activations import ACTIVATIONS, get_activation
 from jaxflow.initializers import FAMILIES, INIT_SCHEMES, InitScheme, get_init
 
-__all__ = ["DEFAULT_METRICS", "FAMILIES", "Grid", "METRICS"]
+__all__ = ["DEFAULT_METRICS", "FAMILIES", "Grid", "METRICS", "TRAINING_METRICS"]
 
 MODELS = ("mlp", "residual")
 NORMS = (None, "layer")
@@ -30,6 +30,11 @@ METRICS = (
     "theory",
 )
 """Every metric a sweep can compute, by name (see :func:`jaxflow.sweep` for what each one is)."""
+
+TRAINING_METRICS = ("training",)
+"""Metrics that train the grid's networks (``jaxflow.sweep(grid, data=..., training=...)``):
+``"training"`` records the training curves, the first non-finite step and the initial Jacobian
+spread of :func:`jaxflow.experiments.trainability`. Never a default (it needs data)."""
 
 FULL_SPECTRA = ("J_spectra", "P_spectra")
 DEFAULT_METRICS = tuple(m for m in METRICS if m not in FULL_SPECTRA)
@@ -181,8 +186,10 @@ class Grid:
       width: hidden width n.
       seeds: number of seeds; seed s draws weights and data from ``jax.random.key(s)``.
       batch: inputs per seed, x ~ N(0, I_n) (and targets y ~ N(0, 1) for the loss).
-      metrics: metric names from :data:`METRICS`; ``None`` means every default metric that
-        applies to the model and activations (the full spectra excluded, ``"theory"`` included).
+      metrics: metric names from :data:`METRICS`, or ``"training"`` (:data:`TRAINING_METRICS`:
+        train every network, which ``jaxflow.sweep`` then needs ``data=`` and ``training=``
+        for); ``None`` means every default metric that applies to the model and activations
+        (the full spectra and training excluded, ``"theory"`` included).
       saturation: a unit is saturated when |φ′(z)| ≤ ``saturation``·sup|φ′| for every input.
       branch_depth: Dense layers per residual branch (``model="residual"``).
       norm: ``None`` or ``"layer"`` (residual branch LayerNorm).
@@ -263,8 +270,10 @@ class Grid:
             return tuple(m for m in DEFAULT_METRICS if m not in skip)
         metrics = _as_tuple("metrics", self.metrics)
         for m in metrics:
-            if m not in METRICS:
-                _fail("metrics", m, f"valid metrics are: {', '.join(METRICS)}")
+            if m not in METRICS + TRAINING_METRICS:
+                _fail("metrics", m, f"valid metrics are: {', '.join(METRICS + TRAINING_METRICS)}")
+        if "training" in metrics and self.model != "mlp":
+            raise ValueError("metrics='training' is defined for model='mlp' only")
         _no_duplicates("metrics", metrics)
         for m in set(metrics) & set(needs_output):
             if self.model != "mlp":
@@ -274,7 +283,7 @@ class Grid:
                     f"metrics={m!r} needs φ′ written in terms of φ's output, which "
                     f"{', '.join(lacking)} lack; drop the metric or those activations"
                 )
-        return tuple(m for m in METRICS if m in metrics)  # canonical order
+        return tuple(m for m in METRICS + TRAINING_METRICS if m in metrics)  # canonical order
 
     @property
     def max_depth(self) -> int:

@@ -460,6 +460,8 @@ def sweep(
     callback: Callable[[int, int], None] | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
+    data=None,
+    training=None,
 ):
     """Runs every network of ``grid`` in one compiled, chunked, sharded call per chunk.
 
@@ -481,6 +483,11 @@ def sweep(
       (χ₁^l) and ``theory_grad_ratio`` (χ₁^{d/2}) beside the measurements. Computed on the host,
       on a second thread while the kernel compiles; without the module, ``ds.attrs["theory"]``
       says so.
+    * ``training`` (never a default; needs ``data=`` and ``training=``) — trains every network
+      on ``data`` and returns what :func:`jaxflow.experiments.trainability` returns (training
+      curves over a ``step`` dimension, ``first_nonfinite_step``, ``jacobian_spread``, ``chi1``,
+      ``xi_c``). With other metrics beside it, both runs are made and their datasets merged
+      (without a store: a training run keeps a store of its own).
 
     The loss of a depth-d network is the batch-mean squared error of its readout of h_d against
     targets y ~ N(0, 1). Seed s draws ``k_init, k_data = jax.random.split(jax.random.key(s))``;
@@ -508,6 +515,8 @@ def sweep(
       process_index, process_count: this process's place in a multi-host sweep (default:
         ``jax.process_index()``, ``jax.process_count()``); process p computes the chunks
         ``index % process_count == p``.
+      data: the data set of the ``"training"`` metric (a ``jaxflow.data.Dataset``).
+      training: the :class:`~jaxflow.Training` of the ``"training"`` metric.
 
     Returns:
       An ``xarray.Dataset`` with dimensions ``activation``, ``init`` (with ``sigma_w2`` and
@@ -533,6 +542,20 @@ def sweep(
     if not isinstance(grid, Grid):
         raise TypeError(
             f"grid is a {type(grid).__name__}; pass a jaxflow.Grid (or Grid.from_toml(path))"
+        )
+    if "training" in grid.metrics or data is not None or training is not None:
+        return _sweep_with_training(
+            grid,
+            store,
+            data,
+            training,
+            chunk_size=chunk_size,
+            memory_budget=memory_budget,
+            devices=devices,
+            quiet=quiet,
+            callback=callback,
+            process_index=process_index,
+            process_count=process_count,
         )
     _platform.guard_cpu_thread_pool()  # before the first computation starts a backend
     start_time = time.perf_counter()
@@ -599,3 +622,48 @@ def sweep(
     if sweep_store is not None and process_index == 0:
         sweep_store.write_result(ds)
     return ds
+
+
+def _sweep_with_training(grid: Grid, store, data, training, **options):
+    """:func:`sweep` of a grid whose metrics include ``"training"``."""
+    import dataclasses
+
+    from .train import trainability
+
+    if "training" not in grid.metrics:
+        raise ValueError(
+            "data= and training= are for the 'training' metric, which grid.metrics lacks; add "
+            "'training' to the grid's metrics (or drop data= and training=)"
+        )
+    if data is None or training is None:
+        given = (("data=", data), ("training=", training))
+        missing = " and ".join(name for name, value in given if value is None)
+        raise ValueError(
+            f"grid.metrics asks for 'training' but {missing} is missing: training metrics need a "
+            "data set (e.g. jaxflow.data.digits()) and a jaxflow.Training"
+        )
+    others = tuple(m for m in grid.metrics if m != "training")
+    if others and store is not None:
+        raise ValueError(
+            f"store={store!r} with 'training' and {', '.join(others)}: a store holds one kind of "
+            "run; sweep the other metrics and the training separately, each with its store"
+        )
+    if options["process_count"] not in (None, 1) or options["process_index"] not in (None, 0):
+        raise ValueError("process_index/process_count: a training run takes them from jax")
+    trained = trainability(
+        grid,
+        data,
+        training,
+        store=store,
+        devices=options["devices"],
+        memory_budget=options["memory_budget"],
+        chunk_size=options["chunk_size"],
+        progress=not options["quiet"],
+        callback=options["callback"],
+    )
+    if not others:
+        return trained
+    import xarray as xr
+
+    measured = sweep(dataclasses.replace(grid, metrics=others), **options)
+    return xr.merge([measured, trained], combine_attrs="drop_conflicts")
