@@ -101,10 +101,9 @@ class SchoenholzHeatmap(NamedTuple):
       result: the engine's ``xarray.Dataset`` (every curve, seed and recorded step).
 
     Example:
-      >>> from jaxflow.experiments.trainability import schoenholz_heatmap
-      >>> heat = schoenholz_heatmap(quick=True, scale=0.25)   # a few seconds
-      >>> heat.accuracy.shape == (2, len(heat.depth), len(heat.sigma_w2))
-      True
+      >>> from jaxflow.experiments.trainability import SchoenholzHeatmap
+      >>> SchoenholzHeatmap._fields[:4]
+      ('depth', 'sigma_w2', 'steps', 'accuracy')
     """
 
     depth: np.ndarray
@@ -172,10 +171,13 @@ def schoenholz_heatmap(
       Fig. 5 (accuracy over depth × σ_w² with 6ξ_c drawn on top).
 
     Example:
+      A tiny version (the report's is ``quick=True`` or the default):
+
       >>> from jaxflow.experiments.trainability import schoenholz_heatmap
-      >>> heat = schoenholz_heatmap(quick=True, scale=0.25)
-      >>> heat.fraction_below_train.shape, bool(0 <= heat.fraction_above_fail[1] <= 1)
-      ((2,), True)
+      >>> heat = schoenholz_heatmap(depths=(2, 8), sigma_w2=(0.5, 1.76), steps=(10, 20),
+      ...                           width=8, seeds=1)
+      >>> heat.accuracy.shape, heat.fraction_below_train.shape
+      ((2, 2, 2), (2,))
     """
     from jaxflow import theory
 
@@ -268,10 +270,9 @@ class IsometrySpeedup(NamedTuple):
       result: the engine's ``xarray.Dataset``.
 
     Example:
-      >>> from jaxflow.experiments.trainability import isometry_speedup
-      >>> iso = isometry_speedup(quick=True, scale=0.25)
-      >>> iso.loss.shape[:3] == (2, 2, len(iso.depth))
-      True
+      >>> from jaxflow.experiments.trainability import IsometrySpeedup
+      >>> IsometrySpeedup._fields[:5]
+      ('activation', 'depth', 'sigma_w2', 'step', 'loss')
     """
 
     activation: tuple
@@ -342,10 +343,12 @@ def isometry_speedup(
       training speed; ReLU cannot reach isometry).
 
     Example:
+      A tiny version (the report's is ``quick=True`` or the default):
+
       >>> from jaxflow.experiments.trainability import isometry_speedup
-      >>> iso = isometry_speedup(quick=True, scale=0.25)
-      >>> iso.activation, iso.speedup.shape == (2, len(iso.depth))
-      (('tanh', 'relu'), True)
+      >>> iso = isometry_speedup(depths=(4,), steps=20, width=8, seeds=1)
+      >>> iso.activation, iso.loss.shape[:3], iso.speedup.shape
+      (('tanh', 'relu'), (2, 2, 1), (2, 1))
     """
     from jaxflow import theory
 
