@@ -263,8 +263,8 @@ class IsometrySpeedup(NamedTuple):
         a run never reaches the target its count is taken as the run's length, so the value is a
         lower bound if only the Gaussian one misses it).
       loss_ratio: (A, K) final loss Gaussian / orthogonal.
-      no_speedup: (A,) whether the speed-up at the deepest depth is below ``none_below``
-        (ReLU: expected True).
+      no_speedup: (A,) whether the speed-up at the deepest depth is below ``none_below`` (the
+        final-loss ratio where neither init reaches the target there); ReLU: expected True.
       none_below: the speed-up under which an activation counts as gaining nothing.
       sigma_b2: the bias variance.
       result: the engine's ``xarray.Dataset``.
@@ -400,6 +400,9 @@ def isometry_speedup(
     counted = np.where(np.isnan(first), step[-1], first)
     speedup = counted[:, 0] / np.maximum(counted[:, 1], 1)
     speedup = np.where(np.isnan(first[:, 0]) & np.isnan(first[:, 1]), np.nan, speedup)
+    ratio = loss[:, 0, :, -1] / loss[:, 1, :, -1]
+    # Where neither init reaches the target at the deepest depth, the final-loss ratio stands in.
+    deepest = np.where(np.isnan(speedup[:, -1]), ratio[:, -1], speedup[:, -1])
     return IsometrySpeedup(
         activation=activations,
         depth=np.asarray(sorted(depths)),
@@ -410,8 +413,8 @@ def isometry_speedup(
         target_loss=target_loss,
         steps_to_target=first,
         speedup=speedup,
-        loss_ratio=loss[:, 0, :, -1] / loss[:, 1, :, -1],
-        no_speedup=~(speedup[:, -1] >= none_below),
+        loss_ratio=ratio,
+        no_speedup=~(deepest >= none_below),
         none_below=float(none_below),
         sigma_b2=float(sigma_b2),
         result=ds,
