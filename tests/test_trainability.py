@@ -297,6 +297,12 @@ def test_the_sweep_metric_runs_the_same_training(result):
     ds = jf.sweep(grid, data=DATA, training=TRAINING, quiet=True)
     assert ds.attrs["compilations"] == 0
     np.testing.assert_array_equal(ds.test_accuracy.values, result.test_accuracy.values)
+    both = dataclasses.replace(GRID, metrics=["P_spectrum", "training"], batch=1)
+    merged = jf.sweep(both, data=DATA, training=TRAINING, quiet=True)
+    assert merged.P_sv_max.dims == ("activation", "init", "seed", "example", "depth", "layer")
+    np.testing.assert_array_equal(merged.test_accuracy.values, result.test_accuracy.values)
+    with pytest.raises(ValueError, match="a store holds one kind of run"):
+        jf.sweep(both, "unused.zarr", data=DATA, training=TRAINING)
     with pytest.raises(ValueError, match="'training' but data= is missing"):
         jf.sweep(grid, training=TRAINING)
     with pytest.raises(ValueError, match="which grid.metrics lacks"):

@@ -256,7 +256,7 @@ class IsometrySpeedup(NamedTuple):
       step: (T,) recorded steps.
       loss: (A, 2, K, T) training loss (mean over seeds); axis 1 is (gaussian, orthogonal).
       jacobian_spread: (A, 2, K) initial std of ln σ_i(P_d) (mean over seeds).
-      target_loss: the loss threshold of the steps-to-target measure.
+      target_loss: (A,) the loss threshold of the steps-to-target measure, per activation.
       steps_to_target: (A, 2, K) first recorded step at which the loss is ≤ ``target_loss``
         (NaN: never within the run).
       speedup: (A, K) steps_to_target Gaussian / orthogonal (> 1: orthogonal is faster; where
@@ -281,7 +281,7 @@ class IsometrySpeedup(NamedTuple):
     step: np.ndarray
     loss: np.ndarray
     jacobian_spread: np.ndarray
-    target_loss: float
+    target_loss: np.ndarray
     steps_to_target: np.ndarray
     speedup: np.ndarray
     loss_ratio: np.ndarray
@@ -329,8 +329,8 @@ def isometry_speedup(
       learning_rate, optimizer, batch_size: the training (see :class:`~jaxflow.Training`).
       width: hidden width (default 32, quick 16, times √scale).
       seeds: seeds (default 2, times scale).
-      target: the steps-to-target threshold as a fraction of the initial loss (mean over every
-        network of the run at step 0).
+      target: the steps-to-target threshold as a fraction of the initial loss (per activation,
+        the mean over its networks at step 0).
       none_below: a speed-up below this counts as none.
       quick, scale, store, devices, progress: as for :func:`schoenholz_heatmap`.
 
@@ -394,8 +394,9 @@ def isometry_speedup(
         spread.append(cell.jacobian_spread.transpose("init", "depth").values)
     loss, spread = np.asarray(loss, dtype=float), np.asarray(spread, dtype=float)
     step = np.asarray(ds.step.values)
-    target_loss = float(target * np.nanmean(loss[..., 0]))
-    reached = loss <= target_loss
+    # Each activation's own target: ReLU and tanh networks start from different losses.
+    target_loss = target * np.nanmean(loss[..., 0], axis=(1, 2))
+    reached = loss <= target_loss[:, None, None, None]
     first = np.where(reached.any(-1), step[np.argmax(reached, axis=-1)], np.nan)
     counted = np.where(np.isnan(first), step[-1], first)
     speedup = counted[:, 0] / np.maximum(counted[:, 1], 1)

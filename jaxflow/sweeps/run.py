@@ -666,4 +666,6 @@ def _sweep_with_training(grid: Grid, store, data, training, **options):
     import xarray as xr
 
     measured = sweep(dataclasses.replace(grid, metrics=others), **options)
-    return xr.merge([measured, trained], combine_attrs="drop_conflicts")
+    return xr.merge(
+        [measured, trained], compat="no_conflicts", join="outer", combine_attrs="drop_conflicts"
+    )

@@ -622,7 +622,9 @@ def trainability(
     Returns:
       An ``xarray.Dataset`` with dims ``depth``, ``activation``, ``init``, ``seed``, ``step``;
       coords ``sigma_w2``, ``sigma_b2``, ``family`` on ``init``; data vars ``train_loss``,
-      ``train_accuracy``, ``test_accuracy`` (depth, activation, init, seed, step) float32,
+      ``train_accuracy``, ``test_accuracy`` (depth, activation, init, seed, step) float32 (a
+      prediction whose logits are not all finite counts as wrong, so a diverged network scores
+      0 and its ``train_loss`` is NaN from its first non-finite step on),
       ``first_nonfinite_step`` (depth, activation, init, seed) int32 (-1: stayed finite),
       ``jacobian_spread`` (depth, activation, init, seed) float32, ``chi1`` and ``xi_c``
       (activation, init); attrs ``grid``, ``training`` (JSON), ``dataset``, ``num_classes``,
