@@ -392,3 +392,27 @@ def test_orthogonal_grid_entries():
         jf.Grid(init=[("orthogonal", "a", 0.0)])
     with pytest.raises(ValueError, match="lists .* twice"):
         jf.Grid(init=[("orthogonal", 1, 0), ("orthogonal", 1.0, 0.0)])
+
+
+def test_chunks_are_sized_by_the_training_memory_estimate():
+    from jaxflow.sweeps import run
+
+    spec = train.spec_of(GRID, DATA, TRAINING)
+    per_config = train.bytes_per_config(spec)
+    devices = jax.devices()[:1]
+    # Parameters (with the gradient, the updated copy and SGD's empty state) and the activations
+    # that backprop keeps for every padded block: it grows with depth, width and batch.
+    deeper = spec._replace(max_depth=2 * spec.max_depth)
+    assert train.bytes_per_config(deeper) > per_config
+    assert train.bytes_per_config(spec._replace(optimizer="adam")) > per_config
+    size = run.choose_chunk_size(
+        GRID, spec, None, 3.5 * per_config, devices, per_config_bytes=per_config, per=2
+    )
+    assert size == 3
+    with pytest.raises(ValueError, match="below one configuration's estimated"):
+        run.choose_chunk_size(
+            GRID, spec, None, per_config / 2, devices, per_config_bytes=per_config, per=2
+        )
+    chunks = run.plan_chunks(GRID, spec, 6, per=2)  # (init, seed) pairs × 2 depths
+    assert sum(len(c.configs) for c in chunks) == GRID.num_configs * 2
+    assert [len(c.configs) for c in chunks] == [6, 6, 6, 6]
