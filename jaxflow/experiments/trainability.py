@@ -213,8 +213,10 @@ def schoenholz_heatmap(
         jacobian_inputs=0,
     )
     ds = trainability(grid, data, training, store=store, devices=devices, progress=progress)
-    acc = ds.test_accuracy.isel(activation=0).sel(step=list(steps)).transpose(
-        "step", "depth", "init", "seed"
+    acc = (
+        ds.test_accuracy.isel(activation=0)
+        .sel(step=list(steps))
+        .transpose("step", "depth", "init", "seed")
     )
     acc = np.asarray(acc.values, dtype=float)  # (2, K, W, S)
     chance = float(ds.attrs["chance_accuracy"])

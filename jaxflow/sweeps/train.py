@@ -279,9 +279,9 @@ def one_config(spec: TrainSpec, act_idx, family, learning_rate, data, w_vars, b_
 def _kernel(spec: TrainSpec, act_idx, family, learning_rate, data, w_vars, b_var, seed, depth):
     TRACES[spec] += 1  # runs only while tracing: counts compilations
     with jax.default_matmul_precision("float32"):
-        return jax.vmap(
-            functools.partial(one_config, spec, act_idx, family, learning_rate, data)
-        )(w_vars, b_var, seed, depth)
+        return jax.vmap(functools.partial(one_config, spec, act_idx, family, learning_rate, data))(
+            w_vars, b_var, seed, depth
+        )
 
 
 @functools.cache
