@@ -26,3 +26,21 @@ def model_input(name: str, x, features: int) -> None:
             f"{name} has shape {shape}; its last dimension must be the model's input size "
             f"{features} (shape ({features},) or (batch, {features}))"
         )
+
+
+def known_keys(source: str, mapping, allowed) -> None:
+    """Raises ``ValueError`` naming ``source`` for the first key of ``mapping`` not in ``allowed``.
+
+    Example:
+      >>> from jaxflow._checks import known_keys
+      >>> known_keys("grid.toml", {"depth": 3}, ["depth", "width"])
+      >>> known_keys("grid.toml", {"dept": 3}, ["depth", "width"])
+      Traceback (most recent call last):
+      ValueError: grid.toml: unknown key 'dept'; allowed keys are: depth, width
+    """
+    allowed = list(allowed)
+    for key in mapping:
+        if key not in allowed:
+            raise ValueError(
+                f"{source}: unknown key {key!r}; allowed keys are: {', '.join(allowed)}"
+            )

@@ -7,7 +7,7 @@ import json
 import numbers
 import os
 
-from jaxflow._checks import positive_int
+from jaxflow._checks import known_keys, positive_int
 from jaxflow.activations import ACTIVATIONS, get_activation
 from jaxflow.initializers import FAMILIES, INIT_SCHEMES, InitScheme, get_init
 
@@ -330,12 +330,7 @@ class Grid:
         Raises:
           ValueError: for an unknown key (listing the allowed ones) or an invalid value.
         """
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        for key in mapping:
-            if key not in allowed:
-                raise ValueError(
-                    f"{source}: unknown key {key!r}; allowed keys are: {', '.join(allowed)}"
-                )
+        known_keys(source, mapping, (f.name for f in dataclasses.fields(cls)))
         values = dict(mapping)
         if isinstance(values.get("init"), list):
             values["init"] = [tuple(i) if isinstance(i, list) else i for i in values["init"]]

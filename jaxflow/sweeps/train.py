@@ -287,23 +287,8 @@ def _kernel(spec: TrainSpec, act_idx, family, learning_rate, data, w_vars, b_var
 @functools.cache
 def compiled_kernel(spec: TrainSpec, devices: tuple):
     """The jitted training kernel, its configuration axis sharded over ``devices`` (cached)."""
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    mesh = Mesh(np.asarray(devices), ("config",))
-    per_config = NamedSharding(mesh, PartitionSpec("config"))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    options = None
-    if devices[0].platform == "cpu":
-        # As for the sweep kernel: LLVM's -O2 over the threefry draws and the scanned training
-        # step is most of the compile time; -O1 halves it (measured: 12.2 → 6.0 s for a 6-config
-        # tanh grid on a loaded 2-core CPU) and the run time is unchanged within noise (the
-        # matmuls are Eigen's either way).
-        options = {"xla_backend_optimization_level": 1}
-    return jax.jit(
-        functools.partial(_kernel, spec),
-        in_shardings=(replicated,) * 4 + (per_config,) * 4,
-        out_shardings=per_config,
-        compiler_options=options,
+    return compute.sharded_jit(
+        functools.partial(_kernel, spec), devices, replicated=4, per_config=4
     )
 
 

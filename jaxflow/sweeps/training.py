@@ -7,7 +7,7 @@ import json
 import math
 import numbers
 
-from jaxflow._checks import positive_int
+from jaxflow._checks import known_keys, positive_int
 
 __all__ = ["OPTIMIZERS", "Training", "record_steps"]
 
@@ -101,10 +101,5 @@ class Training:
         Raises:
           ValueError: for an unknown key (listing the allowed ones) or an invalid value.
         """
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        for key in mapping:
-            if key not in allowed:
-                raise ValueError(
-                    f"{source}: unknown key {key!r}; allowed keys are: {', '.join(allowed)}"
-                )
+        known_keys(source, mapping, (f.name for f in dataclasses.fields(cls)))
         return cls(**mapping)
