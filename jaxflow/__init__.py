@@ -42,6 +42,7 @@ from jaxflow.initializers import (
     he_uniform,
     lecun_normal,
     orthogonal,
+    orthogonal_at,
     pytorch_default,
     xavier_normal,
     xavier_uniform,
@@ -72,7 +73,7 @@ from jaxflow.spectra import (
     product_spectral_estimates,
     top_singular_value,
 )
-from jaxflow.sweeps import METRICS, Grid, open_sweep, sweep
+from jaxflow.sweeps import METRICS, Grid, Training, open_sweep, sweep
 from jaxflow.theory import (
     DepthScales,
     FixedPoint,
@@ -164,6 +165,7 @@ __all__ = [
     "SpectralEstimates",
     "Stack",
     "TrainResult",
+    "Training",
     "accumulate_chain",
     "activation_gradient_norms",
     "backward_chain",
@@ -199,6 +201,7 @@ __all__ = [
     "mlp",
     "open_sweep",
     "orthogonal",
+    "orthogonal_at",
     "phase_diagram",
     "product_spectral_estimates",
     "pytorch_default",

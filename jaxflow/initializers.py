@@ -50,6 +50,7 @@ __all__ = [
     "he_uniform",
     "lecun_normal",
     "orthogonal",
+    "orthogonal_at",
     "pytorch_default",
     "xavier_normal",
     "xavier_uniform",
@@ -339,6 +340,46 @@ def gaussian(sigma_w2: Any, sigma_b2: Any = 0.0) -> InitScheme:
     )
 
 
+def orthogonal_at(sigma_w2: Any, sigma_b2: Any = 0.0) -> InitScheme:
+    """Orthogonal weights at a mean-field variance: W = √σ_w²·(Haar orthogonal), b ~ N(0, σ_b²).
+
+    The orthogonal counterpart of :func:`gaussian` (the same σ_w² and σ_b², so the same mean-field
+    q* and χ₁), the initialisation of dynamical isometry. ``get_init(("orthogonal", σ_w², σ_b²))``
+    returns it.
+
+    Args:
+      sigma_w2: gain², the common squared singular value of a square W; must be > 0.
+      sigma_b2: bias variance; must be ≥ 0 (0: zero biases).
+
+    Returns:
+      An :class:`InitScheme` of family ``"orthogonal"``.
+
+    References:
+      Pennington, Schoenholz & Ganguli, "Resurrecting the sigmoid in deep learning through
+      dynamical isometry", NeurIPS 2017.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxflow as jf
+      >>> scheme = jf.get_init(("orthogonal", 2.0, 0.05))
+      >>> w = scheme.kernel_init(jax.random.key(0), (8, 8))
+      >>> scheme.family, bool(jnp.allclose(w.T @ w, 2.0 * jnp.eye(8), atol=1e-5))
+      ('orthogonal', True)
+    """
+    gaussian(sigma_w2, sigma_b2)  # validates both variances, naming the bad one
+    zero_bias = isinstance(sigma_b2, numbers.Real) and sigma_b2 == 0
+    return InitScheme(
+        "orthogonal",
+        orthogonal(math.sqrt(sigma_w2)),
+        _zeros if zero_bias else _normal(sigma_b2),
+        sigma_w2,
+        sigma_b2,
+        True,
+        "orthogonal",
+        "fan_in",
+        "zeros" if zero_bias else "normal",
+    )
+
+
 def pytorch_default() -> InitScheme:
     """PyTorch's ``nn.Linear`` default: W and b ~ U(±1/√fan_in).
 
@@ -421,7 +462,8 @@ def get_init(init: str | InitScheme | tuple) -> InitScheme:
 
     Args:
       init: a scheme name (see :data:`INIT_SCHEMES` and the aliases ``glorot``, ``kaiming``,
-        ``*_normal``), an :class:`InitScheme`, or a mean-field pair ``(sigma_w2, sigma_b2)``.
+        ``*_normal``), an :class:`InitScheme`, a mean-field pair ``(sigma_w2, sigma_b2)`` or a
+        triple ``("orthogonal", sigma_w2, sigma_b2)`` (:func:`orthogonal_at`).
 
     Returns:
       The :class:`InitScheme`.
@@ -442,8 +484,11 @@ def get_init(init: str | InitScheme | tuple) -> InitScheme:
             return INIT_SCHEMES[name]
     elif isinstance(init, (tuple, list)) and len(init) == 2:
         return gaussian(*init)
+    elif isinstance(init, (tuple, list)) and len(init) == 3 and init[0] == "orthogonal":
+        return orthogonal_at(*init[1:])
     valid = sorted(set(INIT_SCHEMES) | set(_ALIASES))
     raise ValueError(
         f"init={init!r} is not a known initialisation; use one of {', '.join(valid)}, "
-        "an InitScheme, or a mean-field pair (sigma_w2, sigma_b2)"
+        "an InitScheme, a mean-field pair (sigma_w2, sigma_b2) or a triple "
+        "('orthogonal', sigma_w2, sigma_b2)"
     )

@@ -38,6 +38,10 @@ TOLERANCES = {
         # A benchmark checksum (a sum of hundreds of float32 results of one sign) against the
         # float64 reference, relative; benchmarks/workloads.py CHECKSUM_RTOL is the runner's copy.
         "checksum": 1e-6,
+        # Training curves (loss, accuracies) of a network trained in the vmapped, padded kernel
+        # against the same network trained alone by a Python loop, after 200 SGD steps: two
+        # compilations round differently and the steps carry the differences forward.
+        "training": 1e-4,
     },
     "float64": {
         "elementwise": 1e-12,
@@ -54,6 +58,7 @@ TOLERANCES = {
         "bound": 1e-10,
         "tight": 1e-10,
         "checksum": 1e-12,  # two float64 routes to the same checksum, relative
+        "training": 1e-10,
     },
 }
 

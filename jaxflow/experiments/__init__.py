@@ -2,7 +2,8 @@
 
 Experiments are drivers: they build models, jit and vmap (over seeds, activations or inits) and
 return NamedTuples of labelled numbers that the plotting functions and ``jaxflow reproduce`` read.
-Each submodule holds the experiments of one theme; their public names are re-exported here, so
+Each submodule holds the experiments of one theme (:mod:`jaxflow.experiments.trainability`: which
+deep networks train, and how fast, beside signal propagation); their public names are re-exported here, so
 ``jaxflow.experiments.<name>`` is the import path whatever the submodule. The report
 (``reproduce``, ``Report``) now lives in :mod:`jaxflow.report`; the old names here warn for one
 release.
@@ -24,6 +25,13 @@ from jaxflow.experiments.mean_field import (
     chi1_decay,
     dynamical_isometry,
 )
+from jaxflow.experiments.trainability import (
+    IsometrySpeedup,
+    SchoenholzHeatmap,
+    isometry_speedup,
+    schoenholz_heatmap,
+    trainability,
+)
 
 
 def __getattr__(name: str):
@@ -42,7 +50,9 @@ __all__ = [
     "DeadUnits",
     "DynamicalIsometry",
     "InitComparison",
+    "IsometrySpeedup",
     "ResidualComparison",
+    "SchoenholzHeatmap",
     "SigmoidBound",
     "chi1_decay",
     "compare_activations",
@@ -50,6 +60,9 @@ __all__ = [
     "compare_residual",
     "dead_relu_fraction",
     "dynamical_isometry",
+    "isometry_speedup",
     "relu_correlation_map",
+    "schoenholz_heatmap",
     "sigmoid_bound",
+    "trainability",
 ]

@@ -18,6 +18,9 @@ How it runs:
   ``NamedSharding``), padded to a multiple of their number.
 * **Store**: with ``store="path.zarr"`` every finished chunk is written as it completes and a rerun
   resumes (:mod:`jaxflow.sweeps.store`).
+* **Training** (:mod:`jaxflow.sweeps.train`): with ``"training"`` in the grid's metrics and
+  ``data=``/``training=`` (a :class:`Training`), every network is trained in the same chunked,
+  sharded, resumable way (:func:`jaxflow.experiments.trainability`).
 
 Multi-host: call ``jax.distributed.initialize()`` in every process, then ``jaxflow.sweep(grid,
 store=shared_path)`` in every process with the same grid. Each process computes the chunks
@@ -33,5 +36,6 @@ many CPU devices as cores that would deadlock jaxlib's batched SVD is refused wi
 from .grid import METRICS, Grid
 from .run import sweep
 from .store import open_sweep
+from .train import Training
 
-__all__ = ["Grid", "METRICS", "open_sweep", "sweep"]
+__all__ = ["Grid", "METRICS", "Training", "open_sweep", "sweep"]

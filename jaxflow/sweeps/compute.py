@@ -111,16 +111,23 @@ def spec_of(grid) -> Spec:
     )
 
 
-def _kernel_init(spec, family, w_vars):
+def _kernel_init(spec, family, w_vars, shapes=None):
     """A kernel initialiser with the family index (unbatched) and the variances as data.
 
     ``w_vars`` is (Var(W) of a hidden width×width kernel, Var(W) of the width×1 readout kernel),
     computed on the host exactly as the scheme computes them (xavier's fan_avg differs between the
-    two); for orthogonal both are gain².
+    two); for orthogonal both are gain². With ``shapes`` (a tuple of kernel shapes, e.g. input
+    map, hidden, readout), ``w_vars[k]`` is the variance of a kernel of shape ``shapes[k]``
+    (shapes that coincide have equal variances under every scheme: they depend on the fans only).
     """
 
+    def variance(shape):
+        if shapes is not None:
+            return w_vars[shapes.index(tuple(shape))]
+        return w_vars[0] if shape[0] == shape[1] else w_vars[1]
+
     def draw(name, key, shape, dtype):
-        w_var = (w_vars[0] if shape[0] == shape[1] else w_vars[1]).astype(dtype)
+        w_var = variance(shape).astype(dtype)
         if name == "normal":  # jax.nn.initializers.variance_scaling(..., "normal")
             return jax.random.normal(key, shape, dtype) * jnp.sqrt(w_var)
         if name == "uniform":  # variance_scaling(..., "uniform")

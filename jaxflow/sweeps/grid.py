@@ -11,7 +11,7 @@ from jaxflow._checks import positive_int
 from jaxflow.activations import ACTIVATIONS, get_activation
 from jaxflow.initializers import FAMILIES, INIT_SCHEMES, InitScheme, get_init
 
-__all__ = ["DEFAULT_METRICS", "FAMILIES", "Grid", "METRICS"]
+__all__ = ["DEFAULT_METRICS", "FAMILIES", "Grid", "METRICS", "TRAINING_METRICS"]
 
 MODELS = ("mlp", "residual")
 NORMS = (None, "layer")
@@ -30,6 +30,11 @@ METRICS = (
     "theory",
 )
 """Every metric a sweep can compute, by name (see :func:`jaxflow.sweep` for what each one is)."""
+
+TRAINING_METRICS = ("training",)
+"""Metrics that train the grid's networks (``jaxflow.sweep(grid, data=..., training=...)``):
+``"training"`` records the training curves, the first non-finite step and the initial Jacobian
+spread of :func:`jaxflow.experiments.trainability`. Never a default (it needs data)."""
 
 FULL_SPECTRA = ("J_spectra", "P_spectra")
 DEFAULT_METRICS = tuple(m for m in METRICS if m not in FULL_SPECTRA)
@@ -59,10 +64,21 @@ def _no_duplicates(key, values, labels=None):
 
 
 def init_label(init) -> str:
-    """The coordinate label of an init entry: its name, or ``"gaussian(σ_w², σ_b²)"``."""
+    """The coordinate label of an init entry: its name, ``"gaussian(σ_w², σ_b²)"`` or
+    ``"orthogonal(σ_w², σ_b²)"``."""
     if isinstance(init, str):
         return get_init(init).name
+    if len(init) == 3:
+        return f"orthogonal({init[1]:g},{init[2]:g})"
     return f"gaussian({init[0]:g},{init[1]:g})"
+
+
+def _is_orthogonal_triple(init) -> bool:
+    return isinstance(init, (tuple, list)) and len(init) == 3 and init[0] == "orthogonal"
+
+
+def _are_variances(values) -> bool:
+    return all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)
 
 
 # The bias families the sweep kernel can draw (N(0, σ_b²) with σ_b² as data, or none).
@@ -95,13 +111,22 @@ def _normalise_init(init):
     if isinstance(init, str):
         return _scheme(init).name  # raises, listing the valid names
     if isinstance(init, (tuple, list)) and len(init) == 2:
-        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in init):
+        if not _are_variances(init):
             raise ValueError(f"init entry {init!r} must be two numbers (sigma_w2, sigma_b2)")
         get_init(tuple(float(v) for v in init))  # validates the variances
         return (float(init[0]), float(init[1]))
+    if _is_orthogonal_triple(init):
+        if not _are_variances(init[1:]):
+            raise ValueError(
+                f"init entry {init!r} must be 'orthogonal' and two numbers (sigma_w2, sigma_b2)"
+            )
+        entry = ("orthogonal", float(init[1]), float(init[2]))
+        get_init(entry)  # validates the variances
+        return entry
     raise ValueError(
         f"init entry {init!r} is not allowed; use a scheme name "
-        f"({', '.join(INIT_SCHEMES)}) or a pair (sigma_w2, sigma_b2)"
+        f"({', '.join(INIT_SCHEMES)}), a pair (sigma_w2, sigma_b2) or a triple "
+        "('orthogonal', sigma_w2, sigma_b2)"
     )
 
 
@@ -134,9 +159,10 @@ def kernel_variances(init, width: int, out_dim: int = 1) -> tuple[float, float, 
 
 
 def init_variances(init) -> tuple[float, float]:
-    """(σ_w², σ_b²) of an init entry for a square layer (orthogonal: gain², 0)."""
+    """(σ_w², σ_b²) of an init entry for a square layer (orthogonal: gain² and 0, or the
+    triple's σ_b²)."""
     if isinstance(init, tuple):
-        return init
+        return init[-2:]
     scheme = _scheme(init)
     return float(scheme.sigma_w2), float(scheme.sigma_b2)
 
@@ -151,14 +177,19 @@ class Grid:
     Attributes:
       depth: depths to report, each ≥ 1, distinct (sorted ascending).
       activation: activation names from :data:`jaxflow.ACTIVATIONS`, distinct.
-      init: scheme names (``"xavier"``, ``"he"``, ``"orthogonal"``, ...) or mean-field pairs
-        ``(sigma_w2, sigma_b2)`` of variances, distinct.
+      init: scheme names (``"xavier"``, ``"he"``, ``"orthogonal"``, ...), mean-field pairs
+        ``(sigma_w2, sigma_b2)`` of variances (Gaussian weights), or triples
+        ``("orthogonal", sigma_w2, sigma_b2)`` (orthogonal weights of gain √σ_w², N(0, σ_b²)
+        biases: :func:`jaxflow.initializers.orthogonal_at`), distinct. Labels: the name,
+        ``"gaussian(1.5,0.05)"``, ``"orthogonal(1,0.05)"``.
       model: ``"mlp"`` or ``"residual"``.
       width: hidden width n.
       seeds: number of seeds; seed s draws weights and data from ``jax.random.key(s)``.
       batch: inputs per seed, x ~ N(0, I_n) (and targets y ~ N(0, 1) for the loss).
-      metrics: metric names from :data:`METRICS`; ``None`` means every default metric that
-        applies to the model and activations (the full spectra excluded, ``"theory"`` included).
+      metrics: metric names from :data:`METRICS`, or ``"training"`` (:data:`TRAINING_METRICS`:
+        train every network, which ``jaxflow.sweep`` then needs ``data=`` and ``training=``
+        for); ``None`` means every default metric that applies to the model and activations
+        (the full spectra and training excluded, ``"theory"`` included).
       saturation: a unit is saturated when |φ′(z)| ≤ ``saturation``·sup|φ′| for every input.
       branch_depth: Dense layers per residual branch (``model="residual"``).
       norm: ``None`` or ``"layer"`` (residual branch LayerNorm).
@@ -207,12 +238,10 @@ class Grid:
         _no_duplicates("activation", activation)
         set_("activation", activation)
         init = self.init
-        if (
-            isinstance(init, (tuple, list))
-            and len(init) == 2
-            and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in init)
+        if (isinstance(init, (tuple, list)) and len(init) == 2 and _are_variances(init)) or (
+            _is_orthogonal_triple(init)
         ):
-            init = (tuple(init),)  # one mean-field pair, not two entries
+            init = (tuple(init),)  # one pair or triple, not two or three entries
         raw = _as_tuple("init", init)
         init = tuple(_normalise_init(i) for i in raw)
         _no_duplicates("init", raw, [init_label(i) for i in init])  # aliases count as duplicates
@@ -241,8 +270,10 @@ class Grid:
             return tuple(m for m in DEFAULT_METRICS if m not in skip)
         metrics = _as_tuple("metrics", self.metrics)
         for m in metrics:
-            if m not in METRICS:
-                _fail("metrics", m, f"valid metrics are: {', '.join(METRICS)}")
+            if m not in METRICS + TRAINING_METRICS:
+                _fail("metrics", m, f"valid metrics are: {', '.join(METRICS + TRAINING_METRICS)}")
+        if "training" in metrics and self.model != "mlp":
+            raise ValueError("metrics='training' is defined for model='mlp' only")
         _no_duplicates("metrics", metrics)
         for m in set(metrics) & set(needs_output):
             if self.model != "mlp":
@@ -252,7 +283,7 @@ class Grid:
                     f"metrics={m!r} needs φ′ written in terms of φ's output, which "
                     f"{', '.join(lacking)} lack; drop the metric or those activations"
                 )
-        return tuple(m for m in METRICS if m in metrics)  # canonical order
+        return tuple(m for m in METRICS + TRAINING_METRICS if m in metrics)  # canonical order
 
     @property
     def max_depth(self) -> int:

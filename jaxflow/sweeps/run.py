@@ -130,36 +130,48 @@ def default_memory_budget(device) -> int:
     return CPU_MEMORY_BUDGET
 
 
-def _family_groups(grid: Grid, spec) -> list[list[int]]:
-    """Flat (init, seed) indices of each weight family's inits, in the spec's family order."""
+def _family_groups(grid: Grid, spec, per: int = 1) -> list[list[int]]:
+    """Flat (init, seed) indices of each weight family's inits, in the spec's family order.
+
+    With ``per`` > 1 every (init, seed) is ``per`` configurations (a training run's depths), flat
+    index ``(init * seeds + seed) * per + k``.
+    """
     return [
         [
-            i * grid.seeds + s
+            (i * grid.seeds + s) * per + k
             for i, init in enumerate(grid.init)
             if init_family(init) == family
             for s in range(grid.seeds)
+            for k in range(per)
         ]
         for family in spec.families
     ]
 
 
-def plan_chunks(grid: Grid, spec, chunk_size: int) -> list[Chunk]:
+def plan_chunks(grid: Grid, spec, chunk_size: int, per: int = 1) -> list[Chunk]:
     """Chunks of at most ``chunk_size`` configurations, never mixing activations or families."""
     chunks = []
     for a in range(len(grid.activation)):
-        for f, group in enumerate(_family_groups(grid, spec)):
+        for f, group in enumerate(_family_groups(grid, spec, per)):
             for start in range(0, len(group), chunk_size):
                 chunks.append(Chunk(len(chunks), a, f, tuple(group[start : start + chunk_size])))
     return chunks
 
 
-def choose_chunk_size(grid: Grid, spec, chunk_size, memory_budget, devices) -> int:
+def choose_chunk_size(
+    grid: Grid, spec, chunk_size, memory_budget, devices, per_config_bytes=None, per: int = 1
+) -> int:
     """The configurations per chunk: ``chunk_size``, or as many as ``memory_budget`` holds.
 
     The default is capped at the smallest family group (seeds × that family's inits), so chunks of
     one size tile every group without padding when the groups are multiples of it.
+    ``per_config_bytes`` is one configuration's memory (default: the sweep kernel's,
+    :func:`jaxflow.sweeps.compute.bytes_per_config`); ``per`` as for :func:`plan_chunks`.
     """
-    largest = max(len(g) for g in _family_groups(grid, spec))
+    groups = _family_groups(grid, spec, per)
+    if per_config_bytes is None:
+        per_config_bytes = compute.bytes_per_config(spec)
+    largest = max(len(g) for g in groups)
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(
@@ -174,13 +186,13 @@ def choose_chunk_size(grid: Grid, spec, chunk_size, memory_budget, devices) -> i
         or memory_budget <= 0
     ):
         raise ValueError(f"memory_budget={memory_budget!r} is not allowed; it must be bytes > 0")
-    fits = int(memory_budget // compute.bytes_per_config(spec))
+    fits = int(memory_budget // per_config_bytes)
     if fits < 1:
         raise ValueError(
             f"memory_budget={memory_budget} bytes is below one configuration's estimated "
-            f"{compute.bytes_per_config(spec)} bytes; raise it or shrink width/batch"
+            f"{per_config_bytes} bytes; raise it or shrink width/batch"
         )
-    return min(min(len(g) for g in _family_groups(grid, spec)), fits)
+    return min(min(len(g) for g in groups), fits)
 
 
 def chunk_inputs(grid: Grid, chunk: Chunk, padded: int):
@@ -198,16 +210,20 @@ def chunk_inputs(grid: Grid, chunk: Chunk, padded: int):
     )
 
 
-def chunk_dataset(grid: Grid, chunk: Chunk, outputs: dict):
-    """One chunk's raw results as an xarray.Dataset over its flat ``config`` dimension."""
+def chunk_dataset(grid: Grid, chunk: Chunk, outputs: dict, per: int = 1, dims_of=None):
+    """One chunk's raw results as an xarray.Dataset over its flat ``config`` dimension.
+
+    ``dims_of(name)`` names the dimensions of an output after ``config`` (default: the sweep's).
+    """
     import xarray as xr
 
+    dims_of = _raw_dims if dims_of is None else dims_of
     size = len(chunk.configs)
-    offset = chunk.activation * len(grid.init) * grid.seeds
+    offset = chunk.activation * len(grid.init) * grid.seeds * per
     data = {}
     for name, value in outputs.items():
         value = np.asarray(value)[:size]
-        dims = ("config",) + _raw_dims(name)[: value.ndim - 1]
+        dims = ("config",) + dims_of(name)[: value.ndim - 1]
         data[name] = (dims, value)
     coords = {"config": offset + np.asarray(chunk.configs)}
     return xr.Dataset(data, coords=coords)
@@ -305,16 +321,132 @@ def _versions() -> dict:
     return out
 
 
-def _progress(total_configs: int, total_chunks: int, done_chunks: int, quiet: bool):
+def _progress(
+    total_configs: int, total_chunks: int, done_chunks: int, quiet: bool, desc: str = "sweep"
+):
     """A tqdm bar (configurations, their rate and ETA; chunks in the postfix), or None."""
     stream = sys.stderr
     if quiet or not (hasattr(stream, "isatty") and stream.isatty()):
         return None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total_configs, unit="config", desc="sweep", file=stream, dynamic_ncols=True)
+    bar = tqdm(total=total_configs, unit="config", desc=desc, file=stream, dynamic_ncols=True)
     bar.set_postfix_str(f"chunks {done_chunks}/{total_chunks}")
     return bar
+
+
+def plan(grid: Grid, spec, identity, store, chunk_size, memory_budget, devices, **sizing):
+    """(chunk size, chunks, store or ``None``) of a chunked run over ``grid``'s configurations.
+
+    Args:
+      grid, spec: the grid and its kernel's static spec.
+      identity: what the store records and checks on resume (``identity.to_json()``): the grid
+        itself for a sweep, the grid with its training and data for a training run.
+      store: a store path or ``None``.
+      chunk_size, memory_budget, devices: as for :func:`sweep`.
+      **sizing: ``per_config_bytes`` and ``per`` for :func:`choose_chunk_size` and
+        :func:`plan_chunks` (a training run: the depths are configurations too).
+    """
+    per = sizing.get("per", 1)
+
+    def sizes(requested):
+        size = choose_chunk_size(grid, spec, requested, memory_budget, devices, **sizing)
+        return size, len(plan_chunks(grid, spec, size, per))
+
+    sweep_store = None
+    if store is not None:
+        from .store import SweepStore
+
+        requested = None if chunk_size is None else sizes(chunk_size)[0]
+        sweep_store = SweepStore.open(store, identity, requested, sizes)
+        chunk_size = sweep_store.chunk_size
+    else:
+        chunk_size = sizes(chunk_size)[0]
+    return chunk_size, plan_chunks(grid, spec, chunk_size, per), sweep_store
+
+
+def run_chunks(
+    dispatch,
+    to_dataset,
+    chunks,
+    sweep_store,
+    *,
+    quiet,
+    callback,
+    process_index,
+    process_count,
+    desc="sweep",
+    after_loop=None,
+):
+    """Runs this process's unfinished chunks, writes or keeps each, and returns every chunk's data.
+
+    Args:
+      dispatch: ``chunk -> outputs``: starts the compiled call (asynchronously, as jax does).
+      to_dataset: ``(chunk, host outputs) -> xarray.Dataset`` over a flat ``config`` dimension.
+      chunks: the plan; sweep_store: a :class:`~jaxflow.sweeps.store.SweepStore` or ``None``.
+      quiet, callback, process_index, process_count: as for :func:`sweep`.
+      desc: the progress bar's label.
+      after_loop: called once the last chunk is finished (before any multi-host barrier).
+
+    Returns:
+      ``(raw, done)``: every chunk's dataset concatenated over ``config``, and the indices of the
+      chunks computed in this call.
+    """
+    finished = sweep_store.finished() if sweep_store else set()
+    todo = [
+        c for c in chunks if c.index not in finished and c.index % process_count == process_index
+    ]
+    bar = _progress(sum(len(c.configs) for c in todo), len(chunks), len(finished), quiet, desc)
+    results = {}
+
+    def finish(chunk, outputs):
+        ds = to_dataset(chunk, jax.device_get(outputs))
+        if sweep_store is not None:
+            sweep_store.write_chunk(chunk.index, ds)
+        else:
+            results[chunk.index] = ds
+        if bar is not None:
+            bar.update(len(chunk.configs))
+            bar.set_postfix_str(f"chunks {len(finished) + len(done) + 1}/{len(chunks)}")
+        done.append(chunk.index)
+        if callback is not None:
+            callback(chunk.index, len(chunks))
+
+    done: list[int] = []
+    in_flight = None
+    try:
+        for chunk in todo:
+            # Dispatch the next chunk before finishing the previous one: the device computes
+            # while the host converts and writes.
+            outputs = dispatch(chunk)
+            if in_flight is not None:
+                finish(*in_flight)
+            in_flight = (chunk, outputs)
+        if in_flight is not None:
+            finish(*in_flight)
+    finally:
+        if bar is not None:
+            bar.close()
+    if after_loop is not None:
+        after_loop()
+    import xarray as xr
+
+    if process_count > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"jaxflow.{desc}: every chunk written")
+    if sweep_store is not None:
+        missing = sorted({c.index for c in chunks} - sweep_store.finished())
+        if missing:
+            raise RuntimeError(
+                f"chunks {missing} are not in the store {sweep_store.path!r} after every process "
+                "finished; a process of this multi-host sweep failed — rerun to resume"
+            )
+        parts = [sweep_store.read_chunk(c.index) for c in chunks]
+    else:
+        parts = [results[c.index] for c in chunks]
+    raw = xr.concat(parts, dim="config") if len(parts) > 1 else parts[0]
+    return raw, done
 
 
 def sweep(
@@ -328,6 +460,8 @@ def sweep(
     callback: Callable[[int, int], None] | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
+    data=None,
+    training=None,
 ):
     """Runs every network of ``grid`` in one compiled, chunked, sharded call per chunk.
 
@@ -349,6 +483,11 @@ def sweep(
       (χ₁^l) and ``theory_grad_ratio`` (χ₁^{d/2}) beside the measurements. Computed on the host,
       on a second thread while the kernel compiles; without the module, ``ds.attrs["theory"]``
       says so.
+    * ``training`` (never a default; needs ``data=`` and ``training=``) — trains every network
+      on ``data`` and returns what :func:`jaxflow.experiments.trainability` returns (training
+      curves over a ``step`` dimension, ``first_nonfinite_step``, ``jacobian_spread``, ``chi1``,
+      ``xi_c``). With other metrics beside it, both runs are made and their datasets merged
+      (without a store: a training run keeps a store of its own).
 
     The loss of a depth-d network is the batch-mean squared error of its readout of h_d against
     targets y ~ N(0, 1). Seed s draws ``k_init, k_data = jax.random.split(jax.random.key(s))``;
@@ -376,6 +515,8 @@ def sweep(
       process_index, process_count: this process's place in a multi-host sweep (default:
         ``jax.process_index()``, ``jax.process_count()``); process p computes the chunks
         ``index % process_count == p``.
+      data: the data set of the ``"training"`` metric (a ``jaxflow.data.Dataset``).
+      training: the :class:`~jaxflow.Training` of the ``"training"`` metric.
 
     Returns:
       An ``xarray.Dataset`` with dimensions ``activation``, ``init`` (with ``sigma_w2`` and
@@ -402,6 +543,20 @@ def sweep(
         raise TypeError(
             f"grid is a {type(grid).__name__}; pass a jaxflow.Grid (or Grid.from_toml(path))"
         )
+    if "training" in grid.metrics or data is not None or training is not None:
+        return _sweep_with_training(
+            grid,
+            store,
+            data,
+            training,
+            chunk_size=chunk_size,
+            memory_budget=memory_budget,
+            devices=devices,
+            quiet=quiet,
+            callback=callback,
+            process_index=process_index,
+            process_count=process_count,
+        )
     _platform.guard_cpu_thread_pool()  # before the first computation starts a backend
     start_time = time.perf_counter()
     # xarray (and pandas) take ~0.3 s to import; XLA's compilation releases the GIL, so importing
@@ -419,82 +574,26 @@ def sweep(
         )
     devices = resolve_devices(devices)  # this process's own devices, also in a multi-host sweep
     spec = compute.spec_of(grid)
-
-    def sizes(requested):
-        size = choose_chunk_size(grid, spec, requested, memory_budget, devices)
-        return size, len(plan_chunks(grid, spec, size))
-
-    sweep_store = None
-    if store is not None:
-        from .store import SweepStore
-
-        requested = None if chunk_size is None else sizes(chunk_size)[0]
-        sweep_store = SweepStore.open(store, grid, requested, sizes)
-        chunk_size = sweep_store.chunk_size
-    else:
-        chunk_size = sizes(chunk_size)[0]
-    chunks = plan_chunks(grid, spec, chunk_size)
+    chunk_size, chunks, sweep_store = plan(
+        grid, spec, grid, store, chunk_size, memory_budget, devices
+    )
     padded = math.ceil(chunk_size / len(devices)) * len(devices)
     check_host_devices(devices, spec, padded)
-    finished = sweep_store.finished() if sweep_store else set()
-    todo = [
-        c for c in chunks if c.index not in finished and c.index % process_count == process_index
-    ]
-
     kernel = compute.compiled_kernel(spec, devices)
     traces_before = compute.TRACES[spec]
-    bar = _progress(sum(len(c.configs) for c in todo), len(chunks), len(finished), quiet)
-    results = {}
-
-    def finish(chunk, outputs):
-        ds = chunk_dataset(grid, chunk, jax.device_get(outputs))
-        if sweep_store is not None:
-            sweep_store.write_chunk(chunk.index, ds)
-        else:
-            results[chunk.index] = ds
-        if bar is not None:
-            bar.update(len(chunk.configs))
-            bar.set_postfix_str(f"chunks {len(finished) + len(done) + 1}/{len(chunks)}")
-        done.append(chunk.index)
-        if callback is not None:
-            callback(chunk.index, len(chunks))
-
-    done: list[int] = []
-    in_flight = None
-    try:
-        for chunk in todo:
-            # Dispatch the next chunk before finishing the previous one: the device computes
-            # while the host converts and writes.
-            outputs = kernel(*chunk_inputs(grid, chunk, padded))
-            if in_flight is not None:
-                finish(*in_flight)
-            in_flight = (chunk, outputs)
-        if in_flight is not None:
-            finish(*in_flight)
-    finally:
-        if bar is not None:
-            bar.close()
-
-    prefetch.join()
+    raw, done = run_chunks(
+        lambda chunk: kernel(*chunk_inputs(grid, chunk, padded)),
+        lambda chunk, outputs: chunk_dataset(grid, chunk, outputs),
+        chunks,
+        sweep_store,
+        quiet=quiet,
+        callback=callback,
+        process_index=process_index,
+        process_count=process_count,
+        after_loop=prefetch.join,
+    )
     if "error" in theory:
         raise theory["error"]
-    import xarray as xr
-
-    if process_count > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices("jaxflow.sweep: every chunk written")
-    if sweep_store is not None:
-        missing = sorted({c.index for c in chunks} - sweep_store.finished())
-        if missing:
-            raise RuntimeError(
-                f"chunks {missing} are not in the store {sweep_store.path!r} after every process "
-                "finished; a process of this multi-host sweep failed — rerun to resume"
-            )
-        parts = [sweep_store.read_chunk(c.index) for c in chunks]
-    else:
-        parts = [results[c.index] for c in chunks]
-    raw = xr.concat(parts, dim="config") if len(parts) > 1 else parts[0]
     device = devices[0]
     attrs = {
         "grid": grid.to_json(),
@@ -523,3 +622,50 @@ def sweep(
     if sweep_store is not None and process_index == 0:
         sweep_store.write_result(ds)
     return ds
+
+
+def _sweep_with_training(grid: Grid, store, data, training, **options):
+    """:func:`sweep` of a grid whose metrics include ``"training"``."""
+    import dataclasses
+
+    from .train import trainability
+
+    if "training" not in grid.metrics:
+        raise ValueError(
+            "data= and training= are for the 'training' metric, which grid.metrics lacks; add "
+            "'training' to the grid's metrics (or drop data= and training=)"
+        )
+    if data is None or training is None:
+        given = (("data=", data), ("training=", training))
+        missing = " and ".join(name for name, value in given if value is None)
+        raise ValueError(
+            f"grid.metrics asks for 'training' but {missing} is missing: training metrics need a "
+            "data set (e.g. jaxflow.data.digits()) and a jaxflow.Training"
+        )
+    others = tuple(m for m in grid.metrics if m != "training")
+    if others and store is not None:
+        raise ValueError(
+            f"store={store!r} with 'training' and {', '.join(others)}: a store holds one kind of "
+            "run; sweep the other metrics and the training separately, each with its store"
+        )
+    if options["process_count"] not in (None, 1) or options["process_index"] not in (None, 0):
+        raise ValueError("process_index/process_count: a training run takes them from jax")
+    trained = trainability(
+        grid,
+        data,
+        training,
+        store=store,
+        devices=options["devices"],
+        memory_budget=options["memory_budget"],
+        chunk_size=options["chunk_size"],
+        progress=not options["quiet"],
+        callback=options["callback"],
+    )
+    if not others:
+        return trained
+    import xarray as xr
+
+    measured = sweep(dataclasses.replace(grid, metrics=others), **options)
+    return xr.merge(
+        [measured, trained], compat="no_conflicts", join="outer", combine_attrs="drop_conflicts"
+    )
