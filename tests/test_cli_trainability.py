@@ -17,8 +17,8 @@ from jaxflow.cli import main
 from jaxflow.data import teacher_student
 from jaxflow.experiments import trainability
 
-GRID = ["--depth", "1", "3", "--activation", "tanh", "--width", "8", "--seeds", "2",
-        "--init", "1,0.05", "orthogonal:1,0.05", "--sigma-w2", "2", "--sigma-b2", "0.02"]  # fmt: skip
+GRID = ["--depth", "1", "3", "--activation", "tanh", "--width", "8", "--seeds", "2", "--init",
+        "1,0.05", "orthogonal:1,0.05", "--sigma-w2", "2", "--sigma-b2", "0.02"]  # fmt: skip
 TRAINING = ["--steps", "20", "--record-every", "10", "--batch-size", "8", "--learning-rate", "0.1"]
 ARGV = ["trainability", *GRID, *TRAINING, "--data", "teacher-student", "--chunk-size", "4"]
 

@@ -132,9 +132,8 @@ def _figures(grid):
     """[(file name, kind, activation)] of the figures ``--plot`` draws for ``grid``."""
     from jaxflow.sweeps.grid import init_family, init_variances
 
-    families = [init_family(i) for i in grid.init]
-    gaussian = [init_variances(i) for i, f in zip(grid.init, families) if f == "normal"]
-    orthogonal = [init_variances(i) for i, f in zip(grid.init, families) if f == "orthogonal"]
+    gaussian = [init_variances(i) for i in grid.init if init_family(i) == "normal"]
+    orthogonal = [init_variances(i) for i in grid.init if init_family(i) == "orthogonal"]
     figures = []
     one_bias = len({b for _, b in gaussian}) == 1 and len(set(gaussian)) == len(gaussian)
     if gaussian and one_bias:
