@@ -21,7 +21,7 @@ import jax
 
 import jaxflow as jf
 from jaxflow import _platform
-from jaxflow.report import bounds, gradient_flow, mean_field, spectra, sweep
+from jaxflow.report import bounds, gradient_flow, mean_field, spectra, sweep, trainability
 from jaxflow.report._context import Context
 from jaxflow.report.writer import Section, write_report
 
@@ -66,6 +66,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "clipping": gradient_flow.clipping,
     "dead_relu": mean_field.dead_relu,
     "sweep": sweep.sweep,
+    "trainability": trainability.trainability,
 }
 """The report's sections, in order."""
 
