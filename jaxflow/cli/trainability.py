@@ -13,8 +13,8 @@ from jaxflow.cli._common import UsageError, _float_at_least, _init_arg, _positiv
 
 EXAMPLES = """examples:
   jaxflow trainability --depth 2 6 12 24 --sigma-w2 0.5 1 1.76 3 4 --steps 300 --plot figures/
-  jaxflow trainability --activation tanh relu --depth 8 24 --init 1.76,0.001 \\
-      orthogonal:1.76,0.001 --data teacher-student --out runs/iso.zarr --json
+  jaxflow trainability --depth 8 24 48 --init 1.19,0.001 orthogonal:1.19,0.001 \\
+      --data teacher-student --out runs/iso.zarr --plot figures/ --json   # tanh at criticality
   jaxflow trainability --data mnist:~/data --width 64 --seeds 4 --optimizer adam
 
 --init takes scheme names (xavier, he, orthogonal, ...), Gaussian variances 'sigma_w2,sigma_b2'
