@@ -291,7 +291,7 @@ def _positive_float(text):
 def add_parser(commands) -> None:
     """Registers ``trainability`` on the subcommands of the ``jaxflow`` parser."""
     from jaxflow.activations import ACTIVATIONS
-    from jaxflow.sweeps.train import OPTIMIZERS
+    from jaxflow.sweeps.training import OPTIMIZERS
 
     parser = commands.add_parser(
         "trainability",
