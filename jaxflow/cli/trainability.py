@@ -256,7 +256,7 @@ def run_trainability(args) -> int:
             training,
             store=args.out,
             chunk_size=args.chunk_size,
-            progress=not (args.quiet or args.json),
+            progress=not args.quiet,  # tqdm, on stderr and only on a terminal
         )
     except ValueError as error:  # a store of another run, a bad chunk size
         raise UsageError(f"jaxflow trainability: {' '.join(str(error).split())}") from None
