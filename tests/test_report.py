@@ -111,4 +111,4 @@ def test_reproduce_quick_in_a_real_process(tmp_path):
 
     summary, result = _reproduce_in_a_real_process(tmp_path / "report")
     assert list(summary["sections"]) == list(SECTIONS)
-    assert "reproducing 11 sections" in result.stderr  # the progress display
+    assert "reproducing 12 sections" in result.stderr  # the progress display

@@ -87,3 +87,37 @@ def test_chain_rule_errors_fields():
     assert ChainRuleErrors._fields == (
         "configs", "explicit", "grad", "vjp", "explicit_vs_grad", "depth", "width",
     )  # fmt: skip
+
+
+def test_trainability_section_checks_hold_the_stated_margins():
+    """The report's trainability checks on hand-made results at and across their margins (the
+    experiments run at tiny sizes in their doctests, the section in the slow report test)."""
+    from jaxflow.experiments import IsometrySpeedup, SchoenholzHeatmap
+    from jaxflow.report import trainability as section
+
+    def heat(below_train, above_fail):
+        depth, xi_c = np.array([2, 12]), np.array([1.19, 15.0])  # 6ξ_c = 7.1 and 90
+        below = depth[:, None] < 6 * xi_c[None, :]  # only (12, σ_w² = 0.5) is above
+        return SchoenholzHeatmap(
+            depth, np.array([0.5, 1.76]), np.array([10, 20]), np.zeros((2, 2, 2)),
+            np.zeros((2, 2, 2)), xi_c, 1.76, below, np.array([0.0, below_train]),
+            np.array([0.0, above_fail]), 0.4, 0.1, 0.05, None,
+        )  # fmt: skip
+
+    def iso(tanh_speedup, relu_speedup, relu_ratio):
+        speedup = np.array([[1.0, tanh_speedup], [1.0, relu_speedup]])
+        ratio = np.array([[1.0, 1.0], [1.0, relu_ratio]])
+        return IsometrySpeedup(
+            ("tanh", "relu"), np.array([8, 24]), np.array([1.0, 2.0]), np.array([0, 10]),
+            None, None, None, None, speedup, ratio, None, 1.5, 1e-3, None,
+        )  # fmt: skip
+
+    good = section.checks(heat(section.BELOW_TRAIN, section.ABOVE_FAIL),
+                          iso(section.SPEEDUP, 1 - 0.99 * section.RELU_WITHIN, np.nan))  # fmt: skip
+    assert [c.passed for c in good] == [True] * 4
+    assert "3 networks" in good[0].name and "1 networks" in good[1].name
+    assert "steps-to-target" in good[3].name
+    bad = section.checks(heat(section.BELOW_TRAIN - 0.01, section.ABOVE_FAIL - 0.01),
+                         iso(section.SPEEDUP - 0.01, np.nan, 1.5))  # fmt: skip
+    assert [c.passed for c in bad] == [False] * 4
+    assert "final-loss ratio" in bad[3].name and bad[3].measured == 1.5

@@ -10,12 +10,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jaxflow.cli import check, reproduce, spectra, sweep, theory
+from jaxflow.cli import check, reproduce, spectra, sweep, theory, trainability
 from jaxflow.cli._common import UsageError, _Parser
 
 __all__ = ["main"]
 
-_SUBCOMMANDS = (spectra, theory, check, reproduce, sweep)  # in --help order
+_SUBCOMMANDS = (spectra, theory, check, reproduce, sweep, trainability)  # in --help order
 
 
 def build_parser() -> _Parser:
