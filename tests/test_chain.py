@@ -181,6 +181,8 @@ SCAN_ALLOWED = {
     "jaxflow/blocks/_chain.py": "a user's blocks differ in shape and code, so they cannot be the "
     "engine's stacked identical blocks: one scan folds their padded, already-taken Jacobians "
     "into the graded kernel, one applies them (lax.switch) as a matvec for the estimators",
+    "jaxflow/sweeps/train.py": "scans over optimiser steps and recording intervals, not over the "
+    "blocks (the network's forward pass and its Jacobian chain are accumulate_chain's)",
 }
 
 

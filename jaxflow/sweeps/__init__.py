@@ -36,6 +36,6 @@ many CPU devices as cores that would deadlock jaxlib's batched SVD is refused wi
 from .grid import METRICS, Grid
 from .run import sweep
 from .store import open_sweep
-from .train import Training
+from .training import Training
 
 __all__ = ["Grid", "METRICS", "Training", "open_sweep", "sweep"]
