@@ -3,14 +3,16 @@ process.
 
 One call trains every (depth, σ_w², seed) configuration of ``workloads.TRAINABILITY`` together:
 ``jf.Grid(depth, activation, init=[(σ_w², σ_b²), ...], width, seeds)`` and
-``jf.Training(steps, learning_rate, batch_size, record_every=steps, optimizer="sgd", eval_size)``
-on the workload's digits split (the same arrays the PyTorch scripts train on, as a
-``jaxflow.data.Dataset``). jaxflow draws its own weights and minibatches from its seeds, so its
-checksums are compared with the PyTorch ones at the workload's statistical tolerance
-(the spec's ``checksum_rtol``). Compilation happens inside the call, so ``compile_s`` is not
-separated: ``run_s`` is the whole call. Until ``jaxflow.experiments.trainability`` is in the
-checkout, the script reports ``unavailable`` (the runner skips it) — never a number computed
-another way.
+``jf.Training(steps, learning_rate, batch_size, record_every=steps, optimizer="sgd", eval_size,
+jacobian_inputs=0)`` on the workload's digits split (the same arrays the PyTorch scripts train on,
+as a ``jaxflow.data.Dataset``). jaxflow draws its own weights and minibatches from its seeds, so
+its checksums are compared with the PyTorch ones at the workload's statistical tolerance (the
+spec's ``checksum_rtol``). The initial Jacobian spread, which the engine computes by default, is
+switched off (``jacobian_inputs=0``): the PyTorch scripts do not compute it (it adds a graded
+log-spectrum per configuration, and about as much compilation as the training itself).
+Compilation happens inside the call, so ``compile_s`` is not separated: ``run_s`` is the whole
+call. Until ``jaxflow.experiments.trainability`` is in the checkout, the script reports
+``unavailable`` (the runner skips it) — never a number computed another way.
 
 Usage: ``python benchmarks/trainability_jaxflow.py [--scale S] [--data DIR] [--device cpu|gpu]``
 """
@@ -65,6 +67,7 @@ def main(argv=None) -> int:
         record_every=spec.steps,
         optimizer="sgd",
         eval_size=spec.eval_size,
+        jacobian_inputs=0,
     )
     with phases.time("run_s"):
         ds = trainability(grid, data, training, progress=False)
@@ -74,6 +77,9 @@ def main(argv=None) -> int:
         "configs": spec.num_configs,
         "final_test_accuracy_mean": float(final["test_accuracy"].mean()),
         "compilations": ds.attrs.get("compilations"),
+        "engine_seconds": ds.attrs.get("seconds"),
+        "chunks": ds.attrs.get("num_chunks"),
+        "chunk_size": ds.attrs.get("chunk_size"),
         "final_train_loss_by_depth": final["train_loss"]
         .mean([d for d in final["train_loss"].dims if d != "depth"])
         .values.tolist(),
