@@ -105,8 +105,12 @@ def main(argv=None) -> int:
             rows.append({**_run(seeds, args.steps, budget_mb), "load_before": load})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     report = {
-        "meta": {"date": date, "machine": args.machine, "python": sys.version.split()[0],
-                 "workload": "trainability (full-scale networks, more seeds)"},  # fmt: skip
+        "meta": {
+            "date": date,
+            "machine": args.machine,
+            "python": sys.version.split()[0],
+            "workload": "trainability (full-scale networks, more seeds)",
+        },  # fmt: skip
         "rows": rows,
     }
     lines = [
