@@ -8,12 +8,12 @@
 # 2. measures the roofline on the GPU with jax and torch at widths 64 and 256: float32 matmul
 #    rates and the batched small-SVD time of every algorithm each library offers
 #    (small-matrix SVD is the GPU's known weak spot: jax-ml/jax#2980);
-# 3. runs the spectra sweep at the GPU scale (workloads.SPECTRA["gpu"]: width 256, depths to
+# 3. runs the spectra sweep at the GPU scale (workloads.SPECTRA["gpu"]: width 64, depths to
 #    100, 288 chains) for jaxflow and torch.func on the same GPU, alternating, with jaxflow's
 #    SVD set to the fastest jax algorithm of step 2; checksums must agree or the result is
 #    refused;
 # 4. trains the trainability grid at the GPU scale (workloads.TRAINABILITY["gpu"]: tanh, width 256,
-#    depths 10…100, 15 σ_w², 4 seeds = 600 networks, 1,000 SGD steps of 128 digits) with jaxflow's
+#    depths 10…100, 15 σ_w², 4 seeds = 600 networks, 300 SGD steps of 128 digits) with jaxflow's
 #    one call against torch.func + vmap, alternating (needs scikit-learn for the digits; without
 #    it, or before jaxflow.experiments.trainability lands, the runner reports the step skipped).
 #

@@ -68,8 +68,10 @@ class SpectraSweep:
 SPECTRA = {
     "full": SpectraSweep(width=64, depths=(5, 10, 20, 40)),
     "quick": SpectraSweep(width=16, depths=(2, 4, 6), seeds=2, inputs=2),
-    # 288 chains like the full scale, at 4× the width and up to 100 layers (1.3 GB of weights).
-    "gpu": SpectraSweep(width=256, depths=(25, 50, 100), seeds=16, inputs=2),
+    # 288 chains like the full scale, up to 100 layers. Width 64, not 256: on an H200 (jax 0.11)
+    # one 256×256 SVD costs ~4.5 ms (64×64: ~0.4 ms; results/gpu-NVIDIA-H200-2026-12-04-*), so
+    # width 256 is ≥ 260 s of SVDs per process and timed out at 170 s; width 64 is ~24 s.
+    "gpu": SpectraSweep(width=64, depths=(25, 50, 100), seeds=16, inputs=2),
 }
 
 
