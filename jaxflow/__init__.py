@@ -12,7 +12,7 @@ the chain rule against autodiff:
 (20, 64, 64)
 """
 
-import importlib
+import importlib as _importlib
 
 from jaxflow._deprecation import top_level_getattr as _deprecated  # STATUSES, monitor, ...
 from jaxflow.activations import ACTIVATIONS, Activation, get_activation
@@ -107,7 +107,7 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(_importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     return _deprecated(name)  # old names warn for one release; anything else: AttributeError

@@ -322,6 +322,28 @@ def test_nnx_paths_and_sequential(nnx_model):
     assert _relative_to_max(seq_chain.products[1], chain.products[1]) < tol(F32, "block_product")
 
 
+def test_blocks_that_mix_the_batch_or_draw_random_numbers_are_refused():
+    # With batch_axis=0 each block's Jacobian is taken one example at a time; a block whose
+    # output depends on the other examples has no such Jacobian, and a batch of one would hide it.
+    centred = [lambda h: h - jnp.mean(h, axis=0, keepdims=True), jnp.tanh]
+    batch = jnp.array([[0.3, -1.0], [1.0, 0.5]])
+    with pytest.raises(ValueError, match=r"\['block_0'\] do not give their forward-pass output"):
+        jf.block_chain(centred, None, batch, batch_axis=0)
+    # As one state (batch_axis=None) the same function is fine: P = (I ⊗ diag tanh') (C ⊗ I)
+    # with C = I − 11ᵀ/2 the centring over the two examples, written out in NumPy float64.
+    chain = jf.block_chain(centred, None, batch)
+    b = np.asarray(batch, np.float64)
+    centring = np.kron(np.eye(2) - 0.5, np.eye(2))
+    z = (b - b.mean(0)).reshape(-1)
+    expected = np.diag(1 - np.tanh(z) ** 2) @ centring
+    assert _relative_to_max(chain.products[1], expected) < tol(F32, "block_product")
+    # NNX: BatchNorm on batch statistics and Dropout drawing masks (the model as constructed)
+    model = NNXModel(rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"model\.eval\(\)"):
+        jf.block_chain(model, None, jnp.ones((2, 3)) * jnp.array([[1.0], [-0.5]]), blocks="blocks",
+                       batch_axis=0)  # fmt: skip
+
+
 # --- (4) Equinox: a residual MLP; matrix-free estimates against the exact spectra --------------
 
 

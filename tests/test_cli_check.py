@@ -158,6 +158,21 @@ def test_nnx_table_rows_equal_the_library(capsys):
         assert p_min == pytest.approx(float(chain.product_singular_values[i][0, -1]), rel=1e-4)
 
 
+def test_nnx_in_training_mode_gradients_and_why_no_spectra(capsys):
+    # The model as the Flax docs leave it after construction: BatchNorm on batch statistics,
+    # Dropout drawing masks. The gradients are the training-mode ones (nnx.grad of the same
+    # model, same RNG state); per-block spectra are refused with what to change.
+    from flax import nnx
+
+    out = _run_json(capsys, "tests.check_models.nnx_models:build_train_mode")
+    model, x = nnx_models.build_train_mode()
+    grads = nnx.grad(lambda m: jnp.mean(jnp.square(m(x))))(model)
+    _assert_gradients(out, grads, nnx.state(model, nnx.Param))
+    assert "spectra" not in out
+    note = out["blocks"]["note"]
+    assert "training mode" in note and "model.eval()" in note
+
+
 def test_equinox_cross_entropy_against_fixed_random_labels(capsys):
     out = _run_json(capsys, "tests.check_models.eqx_models:build", "--loss", "cross-entropy")
     import equinox as eqx
@@ -267,3 +282,22 @@ def test_a_real_subprocess(tmp_path):
     model, x = eqx_models.build_docs_style()
     grads = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.mean(jnp.square(jax.vmap(m)(x)))))(model)
     _assert_gradients(out, grads, eqx.filter(model, eqx.is_inexact_array))
+
+
+def test_a_file_imports_its_sibling_modules(tmp_path, capsys, monkeypatch):
+    # `jaxflow check path/to/file.py:build` runs the file as `python path/to/file.py` would: a
+    # model kept in a module beside it is importable (the cwd is elsewhere).
+    (tmp_path / "my_layers.py").write_text(
+        "import jax.numpy as jnp\n"
+        "def loss_fn(p, b):\n    return jnp.sum((b @ p['w']) ** 2)\n"
+    )
+    (tmp_path / "my_build.py").write_text(
+        "import jax.numpy as jnp\nfrom my_layers import loss_fn\n"
+        "def build():\n"
+        "    return {'loss_fn': loss_fn, 'params': {'w': jnp.eye(2)}, 'batch': jnp.ones((1, 2))}\n"
+    )
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    out = _run_json(capsys, f"{tmp_path / 'my_build.py'}:build")
+    # loss = Σ (b W)² with b = (1, 1), W = I: ∂/∂W = 2 bᵀ(b W) = 2·ones(2, 2), norm 4
+    assert out["gradients"]["global_norm"] == pytest.approx(4.0, rel=tol(F32, "gradient"))

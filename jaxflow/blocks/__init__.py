@@ -349,3 +349,14 @@ def _check_connected(result):
             f"pass: {pairs}; something between them changes the state, so the product of their "
             "Jacobians is not ∂h_L/∂h_0. Select blocks that follow one another directly"
         )
+    bad = [name for name, ok in zip(result.names, np.asarray(result.reproduced)) if not ok]
+    if bad:
+        raise ValueError(
+            f"blocks {bad} do not give their forward-pass output when their Jacobian is taken "
+            "(one example at a time with batch_axis=0): they mix the examples of a batch "
+            "(BatchNorm on batch statistics) or draw other random numbers (Dropout in training "
+            "mode), so their Jacobians would describe another function. Use inference mode "
+            "(NNX: model.eval(); linen: train=False / deterministic=True; Equinox: "
+            "inference=True), or batch_axis=None to take the Jacobian of the whole batch as "
+            "one state"
+        )

@@ -239,7 +239,7 @@ def _capture_nnx(graphdef, state, blocks, x, kwargs):
 
     def make_fn(name, block, args, kw):
         def fn(h):
-            module = nnx.merge(*pure[name]) if pure[name] is not None else block
+            module = nnx.merge(*pure[name], copy=True) if pure[name] is not None else block
             return _output(module(h, *args[1:], **kw), name)
 
         return fn

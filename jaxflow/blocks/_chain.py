@@ -60,6 +60,11 @@ class BlockChain:
       underflow: dense: (L,) bool, whether that floor is below the dtype's smallest normal.
       connected: (L−1,) bool, whether block l's output is exactly block l+1's input in the
         forward pass (:func:`block_chain` raises where it is not).
+      reproduced: (L,) bool, whether block l, as its Jacobian sees it (one example at a time
+        with ``batch_axis=0``), gives its output in the forward pass to 1e-3 of the output's
+        scale; not where it mixes the examples of a batch (BatchNorm on batch statistics) or
+        draws other random numbers (Dropout in training mode). :func:`block_chain` raises
+        where it does not.
       finite: () bool, whether the inputs, the states and every computed value are finite.
 
     Example:
@@ -86,6 +91,7 @@ class BlockChain:
     resolved: Any = None
     underflow: Any = None
     connected: Any = None
+    reproduced: Any = None
     finite: Any = None
 
     def to_jacobian_chain(self) -> JacobianChain:
@@ -361,6 +367,17 @@ def _measure(captured, options, key):
         shapes = tuple(b.h_in.shape for b in captured) + (captured[-1].h_out.shape,)
         fns = [_flat(b.fn, b.h_in.shape) for b in captured]
         h_ins = [jnp.reshape(b.h_in, (-1,)) for b in captured]
+
+    # Each block as its Jacobian sees it must give the forward pass's output; a block that mixes
+    # the examples of a batch, or draws other random numbers, has no such Jacobian.
+    def reproduces(fn, b):
+        h_in = jnp.reshape(b.h_in, (b.h_in.shape[0], -1) if batched else (-1,))
+        h_out = jnp.reshape(b.h_out, (b.h_out.shape[0], -1) if batched else (-1,))
+        out = jax.vmap(fn)(h_in) if batched else fn(h_in)
+        scale = jnp.max(jnp.abs(h_out))
+        return jnp.all(jnp.abs(out - h_out) <= 1e-3 * scale + jnp.finfo(h_out.dtype).tiny)
+
+    reproduced = jnp.stack([reproduces(fn, b) for fn, b in zip(fns, captured)])
     if method == "auto":
         method = "dense" if max(_size(s) for s in shapes) <= MATRIX_FREE_ABOVE else "matrix_free"
 
@@ -378,7 +395,7 @@ def _measure(captured, options, key):
     fields["finite"] = all_finite(
         h_ins, captured[-1].h_out, {k: v for k, v in fields.items() if k != "log_spectrum"}
     )
-    return BlockChain(names, shapes, method, connected=connected, **fields)
+    return BlockChain(names, shapes, method, connected=connected, reproduced=reproduced, **fields)
 
 
 def _size(shape):

@@ -91,6 +91,11 @@ def _load_user_function(spec):
         if module_name.endswith(".py"):
             if not os.path.isfile(module_name):
                 raise UsageError(f"jaxflow check: file {module_name!r} does not exist")
+            # As `python path/to/file.py` does: the file's folder goes first on sys.path, so the
+            # file imports its sibling modules (and build() may import them lazily later).
+            folder = os.path.dirname(os.path.abspath(module_name))
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
             module_spec = importlib.util.spec_from_file_location("_jaxflow_check_user", module_name)
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)
@@ -248,7 +253,7 @@ def _forward(spec, kwargs):
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
         def predict(params, x):
-            return nnx.merge(graphdef, params, rest)(x, **kwargs)
+            return nnx.merge(graphdef, params, rest, copy=True)(x, **kwargs)
 
         return predict, params
     import equinox as eqx
@@ -584,7 +589,13 @@ def _chain(spec, selection, kwargs):
     if kind == "equinox":  # applied per example, as Equinox models are
         return jf.block_chain(model, None, x[0], blocks=list(selection), **options), None
     variables = spec.get("variables")
-    chain = jf.block_chain(model, variables, x[:1], blocks=list(selection), batch_axis=0, **options)
+    # Two examples, not one: a block that mixes the examples of a batch (BatchNorm on batch
+    # statistics) or draws random numbers (Dropout in training mode) then shows it, and
+    # block_chain refuses it, where a batch of one would hide it and give a wrong chain.
+    examples = x[:2] if x.ndim >= 1 else x
+    chain = jf.block_chain(
+        model, variables, examples, blocks=list(selection), batch_axis=0, **options
+    )
     return chain, 0
 
 
@@ -667,16 +678,30 @@ def run_check(args) -> int:
             try:
                 chain, example = _chain(spec, selection, kwargs)
             except Exception as error:  # the user's blocks: report in one line, never a traceback
-                if args.blocks is not None:
+                if "do not give their forward-pass output" in str(error):
+                    # block_chain refused a model in training mode: say what to change.
+                    problem = (
+                        f"{names} mix the examples of a batch or draw random numbers (BatchNorm "
+                        "or Dropout in training mode), so they have no per-example Jacobian; "
+                        "return the model in inference mode from build() (NNX: model.eval()) "
+                        "or pass --apply-kwarg train=False (or deterministic=True)"
+                    )
+                    if args.blocks is not None:
+                        raise UsageError(
+                            f"jaxflow check: --blocks {args.blocks!r} selects {problem}"
+                        ) from None
+                    note = f"no per-block spectra: the blocks {problem}"
+                elif args.blocks is not None:
                     raise UsageError(
                         f"jaxflow check: --blocks {args.blocks!r} selects {names}, "
                         f"but {_one_line(error)}"
                     ) from None
-                note = (
-                    f"no per-block spectra: the default pattern found {names}, but "
-                    f"{_one_line(error, 400)}; pass --blocks PATTERN (a regex over the "
-                    f"paths {paths}) for blocks that follow one another"
-                )
+                else:
+                    note = (
+                        f"no per-block spectra: the default pattern found {names}, but "
+                        f"{_one_line(error, 400)}; pass --blocks PATTERN (a regex over the "
+                        f"paths {paths}) for blocks that follow one another"
+                    )
             else:
                 output["blocks"] = {
                     "found_by": how,

@@ -2,6 +2,7 @@
 mode."""
 
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 
@@ -32,3 +33,10 @@ def build():
     model = Model(rngs=nnx.Rngs(0))
     model.eval()
     return model, jnp.array([[0.3, -1.0, 0.5], [1.0, 0.2, -0.4]])
+
+
+def build_train_mode():
+    """The same model as the Flax docs leave it after construction: BatchNorm on batch statistics
+    (updating its running averages) and Dropout drawing masks from its own Rngs stream."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((16, 3)), jnp.float32)
+    return Model(rngs=nnx.Rngs(0)), x
