@@ -288,8 +288,7 @@ def test_a_file_imports_its_sibling_modules(tmp_path, capsys, monkeypatch):
     # `jaxflow check path/to/file.py:build` runs the file as `python path/to/file.py` would: a
     # model kept in a module beside it is importable (the cwd is elsewhere).
     (tmp_path / "my_layers.py").write_text(
-        "import jax.numpy as jnp\n"
-        "def loss_fn(p, b):\n    return jnp.sum((b @ p['w']) ** 2)\n"
+        "import jax.numpy as jnp\ndef loss_fn(p, b):\n    return jnp.sum((b @ p['w']) ** 2)\n"
     )
     (tmp_path / "my_build.py").write_text(
         "import jax.numpy as jnp\nfrom my_layers import loss_fn\n"
