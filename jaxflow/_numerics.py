@@ -27,16 +27,34 @@ def scaled_norm(x, axis=None, keepdims=False):
     Vanishing gradients reach 1e-20 and below, whose squares underflow float32 to zero (and
     exploding ones above ~1e19 overflow), so the plain √Σx² reports 0 (or inf) where the norm is
     representable. A zero vector has norm 0; a non-finite maximum propagates.
+
+    The division by max|x| goes through √max|x| twice: XLA computes ``x / m`` as ``x · (1/m)``,
+    and above ~8.5e37 (float32; ~1e308 in float64) 1/m is subnormal, flushed to zero on CPU, which
+    made every such vector's norm 0.
     """
     x = jnp.asarray(x)
     m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
     safe = jnp.where((m > 0) & jnp.isfinite(m), m, 1.0).astype(x.dtype)
-    total = jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis, keepdims=True))
+    total = jnp.sqrt(jnp.sum(jnp.square(unscale(x, safe)), axis=axis, keepdims=True))
     out = safe * total
     if keepdims:
         return out
     axes = tuple(range(x.ndim)) if axis is None else axis
     return jnp.squeeze(out, axes)
+
+
+def unscale(x, scale):
+    """``x / scale`` for a positive finite ``scale`` of any magnitude.
+
+    XLA computes a division by a broadcast value as a multiplication by its reciprocal, which is
+    subnormal above ~8.5e37 in float32 (~1e308 in float64) and flushed to zero on CPU. Above
+    2¹²⁴ (float32; 2¹⁰²⁰ in float64) the division goes through √scale twice, whose reciprocal
+    never is; below, it is the plain ``x / scale`` (divided by 1 once more, which is exact).
+    """
+    dtype = jnp.result_type(x)
+    huge = scale > 0.25 / jnp.finfo(dtype).tiny
+    root = jnp.sqrt(scale)
+    return (x / jnp.where(huge, root, scale)) / jnp.where(huge, root, 1).astype(dtype)
 
 
 def all_finite(*trees) -> jax.Array:

@@ -102,6 +102,25 @@ def test_norms_survive_float32_underflow_and_overflow():
     assert np.isinf(float(optax.tree.norm(grads)))  # where optax's plain Σg² overflows
 
 
+def test_norms_near_the_largest_float_are_not_flushed_to_zero():
+    # Scaling by max|g| as a multiplication by 1/max|g| flushed the reciprocal (subnormal above
+    # ~8.5e37 in float32) to zero: norm 0, "vanishing". Norms here against NumPy float64; a norm
+    # above float32's largest (3.4e38) is inf and exploding, as float32 can only say.
+    grads = {"a": jnp.full((4,), 1e38), "b": jnp.full((2,), 3e38), "c": jnp.ones(3)}
+    stats = jf.gradient_stats(grads)
+    assert _relative(stats.leaf("a").norm, 2e38) < tol("float32", "gradient")
+    assert np.isinf(stats.leaf("b").norm) and _relative(stats.leaf("c").norm, np.sqrt(3)) < 1e-6
+    assert dict(zip(stats.names, jf.GradientStatus.name_of(stats.status))) == {
+        "a": "exploding", "b": "exploding", "c": "ok"
+    }  # fmt: skip
+    # Σg overflows too: the means are still the entries' (1e38, 3e38), not inf
+    np.testing.assert_allclose(stats.mean[:2], [1e38, 3e38], rtol=tol("float32", "gradient"))
+    stacked = jf.gradient_stats({"blocks": {"kernel": jnp.full((2, 3, 3), 1e38)}}, stacked="blocks")
+    np.testing.assert_allclose(stacked.norm, [3e38, 3e38], rtol=tol("float32", "gradient"))
+    with pytest.raises(TypeError, match=r"stacked=True is not allowed; pass a subtree name"):
+        jf.gradient_stats(grads, stacked=True)
+
+
 def test_a_non_finite_layer_of_a_stacked_leaf_is_flagged_alone():
     kernel = np.ones((3, 2, 2), np.float32)
     kernel[1, 0, 0], kernel[2, 1, 1] = np.nan, -np.inf

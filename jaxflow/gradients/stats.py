@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover
     _NnxVariable = None
 
 from jaxflow import _deprecation
-from jaxflow._numerics import HIGHEST
+from jaxflow._numerics import HIGHEST, unscale
 from jaxflow._status import StatusCode
 
 __all__ = [
@@ -424,6 +424,11 @@ def _as_names(stacked) -> frozenset:
         return frozenset((stacked,))
     if stacked is None:
         return frozenset()
+    if isinstance(stacked, (bool, int, float)) or not hasattr(stacked, "__iter__"):
+        raise TypeError(
+            f"stacked={stacked!r} is not allowed; pass a subtree name (e.g. 'blocks'), a "
+            "sequence of names, or None"
+        )
     stacked = tuple(stacked)
     if not all(isinstance(s, str) for s in stacked):
         raise TypeError(f"stacked={stacked!r} must be a name or a sequence of names")
@@ -451,12 +456,12 @@ def _root_sum_square(norms, ids, groups):
     member[ids, np.arange(len(ids))] = True
     scale = jnp.max(jnp.where(member, norms, -jnp.inf), axis=1)
     scale = jnp.where((scale > 0) & jnp.isfinite(scale), scale, 1.0)
-    terms = jnp.where(member, jnp.square(norms / scale[ids]), 0.0)
+    terms = jnp.where(member, jnp.square(unscale(norms, scale[ids])), 0.0)
     return scale * jnp.sqrt(jnp.sum(terms, axis=1))
 
 
 def _row_stats(block):
-    """Per-row (‖x‖, Σx, max|x|, nonfinite) of a (k, n) block in three passes over the data.
+    """Per-row (‖x‖, mean, max|x|, nonfinite) of a (k, n) block in three passes over the data.
 
     ‖x‖ is m·√Σ(x/m)² with m = max|x|, as in :func:`jaxflow._numerics.scaled_norm`, so norms far
     below 1e-19 (whose squares underflow float32) or above 1e19 come out to float32 precision.
@@ -471,13 +476,20 @@ def _row_stats(block):
     dot = functools.partial(jnp.matmul, precision=HIGHEST)
     max_abs = jnp.max(jnp.abs(block), axis=1)
     scale = jnp.where((max_abs > 0) & jnp.isfinite(max_abs), max_abs, 1.0)
-    sumsq = dot(jnp.square(block / scale[:, None]), ones)
+    unscaled = unscale(block, scale[:, None])
+    sumsq = dot(jnp.square(unscaled), ones)
     norm = scale * jnp.sqrt(sumsq)
     nonfinite = ~jnp.isfinite(sumsq)
     # A NaN entry makes Σ(x/m)² NaN (an Inf alone makes it +inf), and the row's max NaN, as
     # NumPy's would be.
     max_abs = jnp.where(jnp.isnan(sumsq), jnp.nan, max_abs)
-    return norm, dot(block, ones), max_abs, nonfinite
+    # Σx overflows where the entries are finite but large (n entries of 1e38): then the mean is
+    # m·(Σ(x/m)/n), which cannot overflow; elsewhere the plain Σx/n, unchanged.
+    n = block.shape[1]
+    mean = dot(block, ones) / n
+    overflowed = jnp.isinf(mean) & ~nonfinite
+    mean = jnp.where(overflowed, scale * (dot(unscaled, ones) / n), mean)
+    return norm, mean, max_abs, nonfinite
 
 
 def _nonfinite_rows(tree, stacked):
@@ -587,12 +599,10 @@ def gradient_stats(
 def _gradient_stats(leaves, w_leaves, layout, vanishing, exploding) -> GradientStats:
     rows = layout.rows
     blocks = [_rows_of(leaf, s) for leaf, s in zip(leaves, layout.split, strict=True)]
-    norm, total, max_abs, nonfinite = (
+    norm, mean, max_abs, nonfinite = (
         _per_row(list(column), rows)
         for column in zip(*(_row_stats(b) for b in blocks), strict=True)
     )
-    sizes = _per_row([jnp.full(b.shape[:1], b.shape[1], b.dtype) for b in blocks], rows)
-    mean = total / sizes
 
     if w_leaves is None:
         ratio = jnp.full_like(norm, jnp.nan)
