@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxflow._registry import Registry
 
@@ -298,6 +299,28 @@ def _uniform(bound_of):
     return init
 
 
+def _check_variance(arg, value, low):
+    """A concrete variance (a number or an array of them) must be a finite real ``low``; a traced
+    one (inside a sweep's jit or vmap) cannot be looked at and is taken as it is."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    try:
+        array = np.asarray(value)
+    except Exception:  # noqa: BLE001 — anything NumPy cannot read is not a number
+        array = np.asarray(None)
+    if isinstance(value, bool) or array.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{arg}={value!r} is not allowed; a variance is a real number (or an array of them), "
+            f"finite and {low}"
+        )
+    bad = ~np.isfinite(array) | ((array <= 0) if low == "> 0" else (array < 0))
+    if np.any(bad):
+        raise ValueError(
+            f"{arg}={value!r} is not a valid variance; it must be finite and {low} "
+            "(σ² is a variance, not a standard deviation)"
+        )
+
+
 def gaussian(sigma_w2: Any, sigma_b2: Any = 0.0) -> InitScheme:
     """The mean-field scheme: W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²). Both are variances.
 
@@ -321,13 +344,7 @@ def gaussian(sigma_w2: Any, sigma_b2: Any = 0.0) -> InitScheme:
       (1.5, 0.05)
     """
     for arg, value, low in (("sigma_w2", sigma_w2, "> 0"), ("sigma_b2", sigma_b2, ">= 0")):
-        if isinstance(value, numbers.Real):
-            bad = not math.isfinite(value) or (value <= 0 if low == "> 0" else value < 0)
-            if bad:
-                raise ValueError(
-                    f"{arg}={value!r} is not a valid variance; it must be finite and {low} "
-                    "(σ² is a variance, not a standard deviation)"
-                )
+        _check_variance(arg, value, low)
     return InitScheme(
         "gaussian",
         _gaussian_kernel(sigma_w2),

@@ -311,6 +311,13 @@ def chain_rule_check(model, variables, x, y, loss: Any = "mse") -> ChainRuleChec
     model_input("x", x, model.input_dim)
     loss_fn = get_loss(loss)
     stack = model.decompose(variables)
+    if isinstance(loss, str):  # the built-in losses compare y with the prediction elementwise
+        predicted = jax.eval_shape(model.apply, variables, x).shape
+        if jnp.shape(y) != predicted:
+            raise ValueError(
+                f"y has shape {jnp.shape(y)}; the model predicts {predicted} for x of shape "
+                f"{jnp.shape(x)}, and loss={loss!r} needs y of that shape (no broadcasting)"
+            )
 
     def one(x, y):
         def total(x):

@@ -222,6 +222,20 @@ class Network(nn.Module):
         return h if self.out_dim is None else self._edge("readout", self.out_dim, self.width)(h)
 
     @nn.nowrap
+    def _check_depth(self, block_vars):
+        """``ValueError`` unless every stacked block variable has this model's depth (the scan
+        would otherwise run over as many blocks as the variables hold: a longer or shorter
+        chain than the model's, from another model's variables)."""
+        lengths = {jnp.shape(a)[0] for a in jax.tree.leaves(block_vars) if jnp.ndim(a)}
+        if lengths != {self.depth} and (lengths or self.depth > 0):
+            held = " or ".join(str(n) for n in sorted(lengths)) or "no"
+            raise ValueError(
+                f"variables hold {held} stacked blocks; this "
+                f"{type(self).__name__} has depth={self.depth}: pass the variables of "
+                "model.init(...) for this model"
+            )
+
+    @nn.nowrap
     def decompose(self, variables, wrt: str = "postactivation") -> Stack:
         """Cuts the network at its blocks into pure functions (see :class:`Stack`).
 
@@ -244,6 +258,7 @@ class Network(nn.Module):
         params = variables["params"]
         block = self.block(train=False)
         block_vars = {k: v["blocks"] for k, v in variables.items() if "blocks" in v}
+        self._check_depth(block_vars)
 
         def block_fn(v, h):
             return block.apply(v, h)[0]
@@ -301,6 +316,7 @@ class MLP(Network):
         params = variables["params"]
         phi = get_activation(self.activation).fn
         dense = self._edge(None, self.width, self.width)
+        self._check_depth(params["blocks"])
         stacked = params["blocks"]["Dense_0"]
         first = jax.tree.map(lambda a: a[0], stacked)
         input_map, readout = self._input_map(params), self._readout(params)

@@ -620,6 +620,17 @@ def train(
                 "variables must be the model's variables, a mapping with a 'params' entry"
             )
         xs, ys = _train_data(model, data)
+        if isinstance(loss, str):  # the built-in losses compare y with the prediction elementwise
+            try:
+                predicted = jax.eval_shape(model.apply, variables, xs[0]).shape
+            except Exception:  # noqa: BLE001 — the step itself will say what the model needs
+                predicted = None
+            if predicted is not None and predicted != ys.shape[1:]:
+                raise ValueError(
+                    f"data y has batches of shape {ys.shape[1:]}; the model predicts {predicted} "
+                    f"for a batch x of shape {xs.shape[1:]}, and loss={loss!r} needs y of that "
+                    "shape (no broadcasting)"
+                )
         params = variables["params"]
         state = {k: v for k, v in variables.items() if k != "params"}
         train_mode = isinstance(model, Network) and "batch_stats" in state

@@ -74,6 +74,7 @@ def status_name(status) -> str | np.ndarray:
     """
     _deprecation.warn("jaxflow.status_name", "jaxflow.PredictionStatus.name_of")
     codes = np.asarray(status)
+    PredictionStatus.name_of(codes)  # a ValueError naming the codes allowed, not an IndexError
     names = np.asarray([m.name.lower() for m in PredictionStatus], dtype=object)[codes]
     return str(names) if codes.ndim == 0 else names
 
