@@ -403,19 +403,37 @@ def _raw_dims(name):
 
 
 def mean_field_table(grid: Grid):
-    """(χ₁, ξ_c) per (activation, init) from :func:`jaxflow.theory.mean_field` (NaN where the
-    theory gives no number)."""
+    """(χ₁, ξ_c) per (activation, init) as :func:`jaxflow.theory.mean_field` gives them (NaN where
+    the theory gives no number).
+
+    Plain cases are evaluated by the theory's own rule in float64 NumPy
+    (:func:`jaxflow.theory._host.chi1_xi_c`: milliseconds, no compilation); the rest — an
+    activation without a NumPy form, a fixed point that is not OK, the edge of chaos — by the
+    compiled theory, in one call per activation.
+    """
     from jaxflow import theory
+    from jaxflow.theory import _host
+    from jaxflow.theory.results import TOL
 
     shape = (len(grid.activation), len(grid.init))
     chi1, xi_c = np.full(shape, np.nan), np.full(shape, np.nan)
     sigma = np.asarray([init_variances(i) for i in grid.init], dtype=float)
+    float64 = bool(jax.config.jax_enable_x64)
     for a, activation in enumerate(grid.activation):
+        rest = []
+        for i, (sigma_w2, sigma_b2) in enumerate(sigma):
+            host = _host.chi1_xi_c(activation, sigma_w2, sigma_b2, float64=float64, tol=TOL)
+            if host is None:
+                rest.append(i)
+            else:
+                chi1[a, i], xi_c[a, i] = host
+        if not rest:
+            continue
         try:
-            mf = theory.mean_field(activation, sigma[:, 0], sigma[:, 1])
+            mf = theory.mean_field(activation, sigma[rest, 0], sigma[rest, 1])
         except (ValueError, ArithmeticError):
             continue
-        chi1[a], xi_c[a] = np.asarray(mf.chi1, float), np.asarray(mf.xi_c, float)
+        chi1[a, rest], xi_c[a, rest] = np.asarray(mf.chi1, float), np.asarray(mf.xi_c, float)
     return chi1, xi_c
 
 
