@@ -283,7 +283,7 @@ def jacobian_spread(spec: TrainSpec, block_fn, stack, x):
 
 def one_config(spec: TrainSpec, act_idx, family, learning_rate, data, depth, w_vars, b_var, seed):
     """Trains one configuration; returns its recorded metrics (see the module docs)."""
-    x_train, y_train, x_eval, y_eval, x_test, y_test = data
+    x_train, y_train, x_record, y_eval, y_test = data
     params, k_data = draw_params(spec, family, w_vars, b_var, seed)
     apply, block_fn, stack_of = masked_network(spec, act_idx, depth)
     optimizer = _optimizer(spec, learning_rate)
@@ -312,8 +312,9 @@ def one_config(spec: TrainSpec, act_idx, family, learning_rate, data, depth, w_v
 
     def record(carry):
         params, _, first_bad = carry
-        train_loss, train_acc = _metrics(apply(params, x_eval), y_eval)
-        test_acc = _metrics(apply(params, x_test), y_test)[1]
+        logits = apply(params, x_record)  # the evaluation examples, then the test ones: one pass
+        train_loss, train_acc = _metrics(logits[: spec.eval_train], y_eval)
+        test_acc = _metrics(logits[spec.eval_train :], y_test)[1]
         train_loss = jnp.where(first_bad >= 0, jnp.nan, train_loss)
         return train_loss, train_acc, test_acc
 
@@ -668,12 +669,14 @@ def trainability(
     size = call_size(chunk_size, K, len(devices))
     kernel = compiled_kernel(spec, devices)
     traces_before = TRACES[spec]
+    x_record = np.concatenate(
+        [arrays["x_train"][: spec.eval_train], arrays["x_test"][: spec.eval_test]]
+    )
     shared = (
         jnp.asarray(arrays["x_train"]),
         jnp.asarray(arrays["y_train"]),
-        jnp.asarray(arrays["x_train"][: spec.eval_train]),
+        jnp.asarray(x_record),
         jnp.asarray(arrays["y_train"][: spec.eval_train]),
-        jnp.asarray(arrays["x_test"][: spec.eval_test]),
         jnp.asarray(arrays["y_test"][: spec.eval_test]),
     )
     learning_rate = np.float32(training.learning_rate)
