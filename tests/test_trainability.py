@@ -407,7 +407,7 @@ def test_chunks_are_sized_by_the_training_memory_estimate():
 # --------------------------------------------------------------------------------------------
 # The fast paths: the mean-field table on the host, and one kernel call per depth.
 
-HOST_POINTS = [(w, b) for b in (0.05, 0.3) for w in (0.3, 0.8, 1.5, 2.5, 4.0, 9.0)]
+HOST_POINTS = [(w, b) for b in (0.05, 0.3) for w in (0.3, 0.8, 2.5, 9.0)]  # 8: one padded batch
 
 
 @pytest.mark.parametrize("x64", [False, True])
