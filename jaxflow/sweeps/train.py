@@ -13,12 +13,13 @@ Adam) on minibatches of the training set. All of them run together:
 * **One compilation for every depth, no padded compute**: every configuration carries the
   deepest stack of D blocks, and the kernel's depth d is an *unbatched* argument: each call
   trains configurations of one depth (the driver splits a chunk by depth into calls of one fixed
-  size), and block l is ``lax.cond(l < d, block, identity)``. Under ``vmap`` an unbatched
-  predicate keeps the cond a real branch, so blocks past d cost a skipped branch, not a block
-  (a batched depth would turn it into a select that computes both). Their gradients are exactly
-  zero, and their updates are masked to zero as well (so Adam, or any optimiser, leaves them
-  untouched): the trained depth-d network is the depth-d ``jf.mlp`` trained alone (tested, to
-  float32 rounding).
+  size, :func:`depth_calls`), and the stack runs through :func:`first_blocks` — loops of d
+  iterations with a hand-written VJP — so blocks past d are neither run nor differentiated
+  (a ``lax.cond`` per layer of a scan skips their compute but not the residuals the scan's
+  autodiff stacks for every layer, which on a CPU cost about as much). Their gradients are
+  exactly zero, and their updates are masked to zero as well (so Adam, or any optimiser, leaves
+  them untouched): the trained depth-d network is the depth-d ``jf.mlp`` trained alone (tested,
+  to float32 rounding).
 * **Optimiser steps** run under ``lax.scan`` (an outer scan over recording intervals, an inner one
   over the ``record_every`` steps of each); minibatch t of seed s is
   ``randint(fold_in(k_data, t), (batch_size,), 0, N)`` (with replacement), shared by every
@@ -370,7 +371,7 @@ def compiled_kernel(spec: TrainSpec, devices: tuple):
 def bytes_per_config(spec: TrainSpec) -> int:
     """A generous estimate of one configuration's training memory inside the kernel (bytes):
     parameters, their gradient, the updated copy and the optimiser state, the activations a
-    backward pass keeps (pre-activations, outputs and masks of every padded block), the
+    backward pass keeps (counted for all D blocks, as for the deepest depth), the
     evaluation forward passes, and the Jacobian chain's state."""
     n, F, C, D = spec.width, spec.in_dim, spec.num_classes, spec.max_depth
     params = F * n + D * (n * n + n) + n * C + n + C
