@@ -402,3 +402,113 @@ def test_chunks_are_sized_by_the_training_memory_estimate():
     chunks = run.plan_chunks(GRID, spec, 6, per=2)  # (init, seed) pairs × 2 depths
     assert sum(len(c.configs) for c in chunks) == GRID.num_configs * 2
     assert [len(c.configs) for c in chunks] == [6, 6, 6, 6]
+
+
+# --------------------------------------------------------------------------------------------
+# The fast paths: the mean-field table on the host, and one kernel call per depth.
+
+HOST_POINTS = [(w, b) for b in (0.05, 0.3) for w in (0.3, 0.8, 2.5, 9.0)]  # 8: one padded batch
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_host_mean_field_table_equals_the_compiled_theory(x64):
+    # The host path follows the theory's rule in float64 NumPy: against the float64 theory it
+    # agrees to the quadrature's own precision; against the float32 theory to float32 rounding,
+    # which ξ_c carries amplified by its condition number 1/(1 − χ_c) (the theory's docs).
+    from jaxflow.theory import _host
+
+    with jax.enable_x64(x64):
+        for activation in ("tanh", "relu", "hard_tanh", "sigmoid"):
+            sw, sb = (np.asarray(v) for v in zip(*HOST_POINTS, strict=True))
+            mf = jf.mean_field(activation, sw, sb)
+            chi1, xi_c = np.asarray(mf.chi1, float), np.asarray(mf.xi_c, float)
+            for k, (w, b) in enumerate(HOST_POINTS):
+                host = _host.chi1_xi_c(activation, w, b, float64=x64, tol=1e-4)
+                if host is None:  # deferred: a status other than OK, or the edge of chaos
+                    assert int(mf.status[k]) != 0 or abs(chi1[k] - 1) < 2e-3, (activation, w, b)
+                    continue
+                rounding = 1e-9 if x64 else 2e-6
+                gap = -np.expm1(-1 / xi_c[k])  # 1 − χ_c
+                assert host[0] == pytest.approx(chi1[k], rel=rounding), (activation, w, b)
+                assert host[1] == pytest.approx(xi_c[k], rel=rounding / gap), (activation, w, b)
+
+
+def test_mean_field_table_defers_what_the_host_path_does_not_cover():
+    # erf has no NumPy form here, relu at σ_w² = 3 diverges, tanh at its critical σ_w² sits on
+    # the edge of chaos: those come from the compiled theory, exactly.
+    grid = jf.Grid(
+        depth=[2],
+        activation=["tanh", "relu", "erf"],
+        init=[(1.0, 0.05), (1.7614, 0.05), (3.0, 0.05)],
+        width=4,
+    )
+    chi1, xi_c = train.mean_field_table(grid)
+    for a, activation in enumerate(grid.activation):
+        mf = jf.mean_field(activation, np.asarray([1.0, 1.7614, 3.0]), 0.05)
+        np.testing.assert_allclose(chi1[a], np.asarray(mf.chi1), rtol=2e-6)
+        np.testing.assert_allclose(xi_c[a], np.asarray(mf.xi_c), rtol=2e-6 / 1e-3)
+    assert np.isinf(xi_c[1, 2])  # relu with σ_w² > 2: q* diverges, χ_c = 1
+
+
+def test_first_blocks_and_its_gradient_equal_a_plain_loop():
+    # The hand-written VJP against autodiff of a Python loop over the first d blocks; the
+    # blocks past d get exactly zero gradient.
+    rng = np.random.default_rng(3)
+    W = jnp.asarray(rng.standard_normal((5, 6, 6)) / np.sqrt(6), jnp.float32)
+    b = jnp.asarray(rng.standard_normal((5, 6)) * 0.1, jnp.float32)
+    h0 = jnp.asarray(rng.standard_normal((3, 6)), jnp.float32)
+
+    def block(theta, h):
+        return jnp.tanh(h @ theta[0] + theta[1][None, :])
+
+    for depth in (0, 2, 5):
+
+        def engine(blocks, h0, depth=depth):
+            return jnp.sum(jnp.sin(train.first_blocks(block, blocks, h0, jnp.int32(depth))))
+
+        def loop(blocks, h0, depth=depth):
+            h = h0
+            for layer in range(depth):
+                h = block((blocks[0][layer], blocks[1][layer]), h)
+            return jnp.sum(jnp.sin(h))
+
+        got = jax.jit(jax.value_and_grad(engine, argnums=(0, 1)))((W, b), h0)
+        want = jax.value_and_grad(loop, argnums=(0, 1))((W, b), h0)
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(g, w, rtol=tol("float32", "gradient"), atol=1e-6)
+        assert not np.any(np.asarray(got[1][0][0][depth:]))
+
+
+def test_a_chunk_is_split_into_equal_calls_of_one_depth():
+    grid = jf.Grid(depth=[2, 5, 9], activation=["tanh"], init=[ORDERED, CRITICAL], width=4, seeds=2)
+    spec = train.spec_of(grid, DATA, TRAINING)
+    size = train.call_size(5, 3, 1)
+    assert size == 2 and train.call_size(5, 3, 4) == 4 and train.call_size(48, 4, 1) == 12
+    from jaxflow.sweeps import run
+
+    seen = []
+    for chunk in run.plan_chunks(grid, spec, 5, per=3):  # chunks cut (init, seed) pairs apart
+        for positions, depth, (w_vars, b_var, seed) in train.depth_calls(grid, spec, chunk, size):
+            configs = np.asarray(chunk.configs)[positions]
+            assert (np.asarray(grid.depth)[configs % 3] == depth).all()
+            assert w_vars.shape == (size, 3) and b_var.shape == seed.shape == (size,)
+            assert (seed[: positions.size] == (configs // 3) % 2).all()
+            seen += configs.tolist()
+    assert sorted(seen) == list(range(grid.num_configs * 3))
+
+
+def test_depths_split_across_chunks_train_as_each_network_alone():
+    # Depths 3 and 5 in chunks of 3: a chunk holds two depths, in calls of 2 configurations (the
+    # second padded). Every network equals the one trained alone.
+    grid = jf.Grid(
+        depth=[3, 5], activation=["tanh"], init=[ORDERED, CRITICAL], width=WIDTH, seeds=1
+    )
+    gentle = jf.Training(**{**TRAINING.to_dict(), "learning_rate": 0.01, "jacobian_inputs": 0})
+    ds = train.trainability(grid, DATA, gentle, chunk_size=3, progress=False)
+    assert ds.attrs["compilations"] == 1 and ds.attrs["num_chunks"] == 2
+    for depth, init in ((3, CRITICAL), (5, ORDERED), (5, CRITICAL)):
+        label = jf.Grid(init=[init]).init_labels[0]
+        expected, _ = _train_alone(depth, init, 0, lr=0.01)
+        np.testing.assert_allclose(
+            _curves(ds, depth, label, 0), expected, rtol=tol("float32", "training"), atol=1e-6
+        )

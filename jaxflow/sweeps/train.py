@@ -10,12 +10,16 @@ Adam) on minibatches of the training set. All of them run together:
   out_dim=classes).init(k_init, x)`` with the sweep's kernel initialiser (the variances as data,
   the weight family chosen by ``lax.switch``). Block l's weights depend on (seed, l) only, so a
   depth-d network's blocks are the first d of the deepest one.
-* **One compilation for every depth** (pad-and-mask): every configuration runs the deepest stack
-  of D blocks; for a depth-d configuration blocks l ≥ d are the identity (``where(l < d, block(h),
-  h)``) and the readout reads h_d. Their gradients are exactly zero, and their updates are masked
-  to zero as well (so Adam, or any optimiser, leaves them untouched): the trained depth-d network
-  is the depth-d ``jf.mlp`` trained alone (tested, to float32 rounding). The price is compute:
-  a depth-d configuration costs D blocks.
+* **One compilation for every depth, no padded compute**: every configuration carries the
+  deepest stack of D blocks, and the kernel's depth d is an *unbatched* argument: each call
+  trains configurations of one depth (the driver splits a chunk by depth into calls of one fixed
+  size, :func:`depth_calls`), and the stack runs through :func:`first_blocks` — loops of d
+  iterations with a hand-written VJP — so blocks past d are neither run nor differentiated
+  (a ``lax.cond`` per layer of a scan skips their compute but not the residuals the scan's
+  autodiff stacks for every layer, which on a CPU cost about as much). Their gradients are
+  exactly zero, and their updates are masked to zero as well (so Adam, or any optimiser, leaves
+  them untouched): the trained depth-d network is the depth-d ``jf.mlp`` trained alone (tested,
+  to float32 rounding).
 * **Optimiser steps** run under ``lax.scan`` (an outer scan over recording intervals, an inner one
   over the ``record_every`` steps of each); minibatch t of seed s is
   ``randint(fold_in(k_data, t), (batch_size,), 0, N)`` (with replacement), shared by every
@@ -147,21 +151,90 @@ def draw_params(spec: TrainSpec, family, w_vars, b_var, seed):
     return _model(spec, spec.activations[0], scheme).init(k_init, x)["params"], k_data
 
 
-def masked_network(spec: TrainSpec, act_idx, depth):
-    """``(apply, block_fn, stack_of)`` of the padded, masked depth-``depth`` network.
+def first_blocks(block, blocks, h0, depth):
+    """h_depth = block(θ_{depth−1}, … block(θ_0, h0)): the first ``depth`` blocks of the stack,
+    by loops that run ``depth`` times (``depth`` may be traced; the stack is longer).
 
-    ``apply(params, x)`` are the logits; ``block_fn((l, θ_l), h)`` is block l for l < depth and
-    the identity beyond; ``stack_of(params)`` is the :class:`~jaxflow.Stack` whose blocks are
-    ``(layer indices, stacked block variables)`` for ``block_fn``.
+    Reverse-mode differentiable through a hand-written VJP: the forward loop keeps each block's
+    input h_l, the backward loop runs from layer ``depth − 1`` down to 0, re-slicing θ_l from
+    the stack and taking ``jax.vjp(block, θ_l, h_l)`` (one recomputed block per layer); blocks
+    past ``depth`` get an exactly zero gradient. Unlike a ``lax.scan`` over the whole stack with
+    a ``lax.cond`` per layer, nothing is done or copied for the blocks past ``depth``: a scan's
+    autodiff stacks every layer's residuals (θ_l among them, through the cond) whether or not the
+    branch ran, which on a CPU costs a skipped layer about as much as a computed one. With
+    ``depth`` unbatched under ``vmap`` (one depth per kernel call) the loops stay loops.
+
+    Args:
+      block: ``(θ_l, h) -> h``.
+      blocks: the stacked block variables (every leaf with a leading axis of length D).
+      h0: the first block's input.
+      depth: how many blocks to apply, 0 ≤ depth ≤ D (an int32 scalar).
+
+    Returns:
+      h_depth, shaped like h0.
+    """
+
+    def theta(stack, layer):
+        return jax.tree.map(lambda leaf: jax.lax.dynamic_index_in_dim(leaf, layer, 0, False), stack)
+
+    @jax.custom_vjp
+    def run(blocks, h0, depth):
+        return forward(blocks, h0, depth)[0]
+
+    def forward(blocks, h0, depth):
+        max_depth = jax.tree.leaves(blocks)[0].shape[0]
+        inputs = jnp.zeros((max_depth,) + h0.shape, h0.dtype)
+
+        def body(layer, carry):
+            h, inputs = carry
+            inputs = jax.lax.dynamic_update_index_in_dim(inputs, h, layer, 0)
+            return block(theta(blocks, layer), h), inputs
+
+        h, inputs = jax.lax.fori_loop(0, depth, body, (h0, inputs))
+        return h, (blocks, inputs, depth)
+
+    def backward(residuals, cotangent):
+        blocks, inputs, depth = residuals
+
+        def body(i, carry):
+            g, grads = carry
+            layer = depth - 1 - i
+            h = jax.lax.dynamic_index_in_dim(inputs, layer, 0, False)
+            g_theta, g = jax.vjp(block, theta(blocks, layer), h)[1](g)
+            grads = jax.tree.map(
+                lambda stack, x: jax.lax.dynamic_update_index_in_dim(stack, x, layer, 0),
+                grads,
+                g_theta,
+            )
+            return g, grads
+
+        grads = jax.tree.map(jnp.zeros_like, blocks)
+        g, grads = jax.lax.fori_loop(0, depth, body, (cotangent, grads))
+        return grads, g, None
+
+    run.defvjp(forward, backward)
+    return run(blocks, h0, depth)
+
+
+def masked_network(spec: TrainSpec, act_idx, depth):
+    """``(apply, block_fn, stack_of)`` of the depth-``depth`` network inside the D-block stack.
+
+    ``apply(params, x)`` are the logits, through :func:`first_blocks` (the blocks past
+    ``depth`` are neither run nor differentiated); ``block_fn((l, θ_l), h)`` is block l for
+    l < depth and the identity beyond (a ``lax.cond``, for the Jacobian chain);
+    ``stack_of(params)`` is the :class:`~jaxflow.Stack` whose blocks are ``(layer indices,
+    stacked block variables)`` for ``block_fn``.
     """
     stacks = [_model(spec, a) for a in spec.activations]  # decompose ignores the init
+    branches = [m.block(False) for m in stacks]
+    calls = [lambda v, h, b=b: b.apply(v, h)[0] for b in branches]
+
+    def block(v, h):
+        return calls[0](v, h) if len(calls) == 1 else jax.lax.switch(act_idx, calls, v, h)
 
     def block_fn(layer_and_vars, h):
         layer, v = layer_and_vars
-        branches = [m.block(False) for m in stacks]
-        calls = [lambda v, h, b=b: b.apply(v, h)[0] for b in branches]
-        out = calls[0](v, h) if len(calls) == 1 else jax.lax.switch(act_idx, calls, v, h)
-        return jnp.where(layer < depth, out, h)
+        return jax.lax.cond(layer < depth, block, lambda v, h: h, v, h)
 
     def stack_of(params):
         stack = stacks[0].decompose({"params": params})
@@ -169,9 +242,8 @@ def masked_network(spec: TrainSpec, act_idx, depth):
         return stack._replace(block_fn=block_fn, blocks=(layers, stack.blocks))
 
     def apply(params, x):
-        stack = stack_of(params)
-        h = accumulate_chain(block_fn, stack.blocks, stack.input_map(x), {}).output
-        return stack.readout(h)
+        stack = stacks[0].decompose({"params": params})
+        return stack.readout(first_blocks(block, stack.blocks, stack.input_map(x), depth))
 
     return apply, block_fn, stack_of
 
@@ -210,9 +282,9 @@ def jacobian_spread(spec: TrainSpec, block_fn, stack, x):
     return jnp.mean(jax.vmap(one)(stack.input_map(x)))
 
 
-def one_config(spec: TrainSpec, act_idx, family, learning_rate, data, w_vars, b_var, seed, depth):
+def one_config(spec: TrainSpec, act_idx, family, learning_rate, data, depth, w_vars, b_var, seed):
     """Trains one configuration; returns its recorded metrics (see the module docs)."""
-    x_train, y_train, x_eval, y_eval, x_test, y_test = data
+    x_train, y_train, x_record, y_eval, y_test = data
     params, k_data = draw_params(spec, family, w_vars, b_var, seed)
     apply, block_fn, stack_of = masked_network(spec, act_idx, depth)
     optimizer = _optimizer(spec, learning_rate)
@@ -241,8 +313,9 @@ def one_config(spec: TrainSpec, act_idx, family, learning_rate, data, w_vars, b_
 
     def record(carry):
         params, _, first_bad = carry
-        train_loss, train_acc = _metrics(apply(params, x_eval), y_eval)
-        test_acc = _metrics(apply(params, x_test), y_test)[1]
+        logits = apply(params, x_record)  # the evaluation examples, then the test ones: one pass
+        train_loss, train_acc = _metrics(logits[: spec.eval_train], y_eval)
+        test_acc = _metrics(logits[spec.eval_train :], y_test)[1]
         train_loss = jnp.where(first_bad >= 0, jnp.nan, train_loss)
         return train_loss, train_acc, test_acc
 
@@ -276,26 +349,29 @@ def one_config(spec: TrainSpec, act_idx, family, learning_rate, data, w_vars, b_
     return out
 
 
-def _kernel(spec: TrainSpec, act_idx, family, learning_rate, data, w_vars, b_var, seed, depth):
+def _kernel(spec: TrainSpec, act_idx, family, learning_rate, data, depth, w_vars, b_var, seed):
     TRACES[spec] += 1  # runs only while tracing: counts compilations
+    config = functools.partial(one_config, spec, act_idx, family, learning_rate, data, depth)
     with jax.default_matmul_precision("float32"):
-        return jax.vmap(functools.partial(one_config, spec, act_idx, family, learning_rate, data))(
-            w_vars, b_var, seed, depth
-        )
+        return jax.vmap(config)(w_vars, b_var, seed)
 
 
 @functools.cache
 def compiled_kernel(spec: TrainSpec, devices: tuple):
-    """The jitted training kernel, its configuration axis sharded over ``devices`` (cached)."""
+    """The jitted training kernel, its configuration axis sharded over ``devices`` (cached).
+
+    Arguments: activation index, family index, learning rate, the data arrays and the depth
+    (replicated, unbatched), then per configuration w_vars, b_var and seed.
+    """
     return compute.sharded_jit(
-        functools.partial(_kernel, spec), devices, replicated=4, per_config=4
+        functools.partial(_kernel, spec), devices, replicated=5, per_config=3
     )
 
 
 def bytes_per_config(spec: TrainSpec) -> int:
     """A generous estimate of one configuration's training memory inside the kernel (bytes):
     parameters, their gradient, the updated copy and the optimiser state, the activations a
-    backward pass keeps (pre-activations, outputs and masks of every padded block), the
+    backward pass keeps (counted for all D blocks, as for the deepest depth), the
     evaluation forward passes, and the Jacobian chain's state."""
     n, F, C, D = spec.width, spec.in_dim, spec.num_classes, spec.max_depth
     params = F * n + D * (n * n + n) + n * C + n + C
@@ -372,20 +448,37 @@ def _check_grid(grid):
         _scheme(init)  # the sweep's checks: a family and biases the kernel can draw
 
 
-def chunk_inputs(grid: Grid, spec: TrainSpec, chunk, padded: int):
-    """Per-configuration host arrays (w_vars, b_var, seed, depth) of a chunk, padded."""
+def call_size(chunk_size: int, num_depths: int, num_devices: int) -> int:
+    """Configurations per kernel call: a chunk's share of one depth, rounded up to the devices.
+
+    A chunk is a run of consecutive configurations of one family group, in which the depth index
+    cycles with period ``num_depths``, so no depth holds more than ⌈chunk_size/num_depths⌉ of
+    them: every depth of every chunk fits one call of this fixed size (one compilation).
+    """
+    return math.ceil(math.ceil(chunk_size / num_depths) / num_devices) * num_devices
+
+
+def depth_calls(grid: Grid, spec: TrainSpec, chunk, size: int):
+    """The kernel calls of a chunk: ``[(positions, depth, (w_vars, b_var, seed)), ...]``.
+
+    One call per depth present (more if a depth holds more than ``size`` configurations);
+    ``positions`` index ``chunk.configs``; the per-configuration host arrays are padded to
+    ``size`` by repeating the call's last configuration.
+    """
     K = len(grid.depth)
     flat = np.asarray(chunk.configs)
-    flat = np.concatenate([flat, np.full(padded - flat.size, flat[-1])])  # repeat the last one
     pair, depth_idx = np.divmod(flat, K)
     init_idx, seed = np.divmod(pair, grid.seeds)
     table = np.asarray([_variances(i, spec) for i in grid.init], np.float32)
-    return (
-        table[init_idx, :3],
-        table[init_idx, 3],
-        seed.astype(np.int32),
-        np.asarray(grid.depth, np.int32)[depth_idx],
-    )
+    calls = []
+    for k in np.unique(depth_idx):
+        where = np.flatnonzero(depth_idx == k)
+        for start in range(0, where.size, size):
+            positions = where[start : start + size]
+            take = np.concatenate([positions, np.full(size - positions.size, positions[-1])])
+            inputs = (table[init_idx[take], :3], table[init_idx[take], 3], seed[take])
+            calls.append((positions, np.int32(grid.depth[k]), inputs))
+    return calls
 
 
 def _variances(init, spec: TrainSpec):
@@ -403,19 +496,37 @@ def _raw_dims(name):
 
 
 def mean_field_table(grid: Grid):
-    """(χ₁, ξ_c) per (activation, init) from :func:`jaxflow.theory.mean_field` (NaN where the
-    theory gives no number)."""
+    """(χ₁, ξ_c) per (activation, init) as :func:`jaxflow.theory.mean_field` gives them (NaN where
+    the theory gives no number).
+
+    Plain cases are evaluated by the theory's own rule in float64 NumPy
+    (:func:`jaxflow.theory._host.chi1_xi_c`: milliseconds, no compilation); the rest — an
+    activation without a NumPy form, a fixed point that is not OK, the edge of chaos — by the
+    compiled theory, in one call per activation.
+    """
     from jaxflow import theory
+    from jaxflow.theory import _host
+    from jaxflow.theory.results import TOL
 
     shape = (len(grid.activation), len(grid.init))
     chi1, xi_c = np.full(shape, np.nan), np.full(shape, np.nan)
     sigma = np.asarray([init_variances(i) for i in grid.init], dtype=float)
+    float64 = jnp.dtype(jnp.result_type(float)) == jnp.float64  # honours jax.enable_x64
     for a, activation in enumerate(grid.activation):
+        rest = []
+        for i, (sigma_w2, sigma_b2) in enumerate(sigma):
+            host = _host.chi1_xi_c(activation, sigma_w2, sigma_b2, float64=float64, tol=TOL)
+            if host is None:
+                rest.append(i)
+            else:
+                chi1[a, i], xi_c[a, i] = host
+        if not rest:
+            continue
         try:
-            mf = theory.mean_field(activation, sigma[:, 0], sigma[:, 1])
+            mf = theory.mean_field(activation, sigma[rest, 0], sigma[rest, 1])
         except (ValueError, ArithmeticError):
             continue
-        chi1[a], xi_c[a] = np.asarray(mf.chi1, float), np.asarray(mf.xi_c, float)
+        chi1[a, rest], xi_c[a, rest] = np.asarray(mf.chi1, float), np.asarray(mf.xi_c, float)
     return chi1, xi_c
 
 
@@ -482,8 +593,9 @@ def trainability(
     A driver: it jits, chunks by ``memory_budget``, shards the configurations over ``devices``
     and resumes from ``store`` with the sweep's own machinery (see :mod:`jaxflow.sweeps.train`
     for what is trained and recorded, and :func:`jaxflow.sweep` for chunks, devices and the
-    store). Every depth of the grid shares one compilation (pad-and-mask); activations are a
-    ``lax.switch``, inits and seeds data, so a grid compiles once per weight family in use.
+    store). Every depth of the grid shares one compilation (the depth is an unbatched argument:
+    one call per depth in a chunk); activations are a ``lax.switch``, inits and seeds data, so a
+    grid compiles once per weight family in use.
     ``jaxflow.sweep(grid, data=..., training=...)`` with ``"training"`` in ``grid.metrics``
     calls this.
 
@@ -555,34 +667,44 @@ def trainability(
         per_config_bytes=bytes_per_config(spec),
         per=K,
     )
-    padded = math.ceil(chunk_size / len(devices)) * len(devices)
+    size = call_size(chunk_size, K, len(devices))
     kernel = compiled_kernel(spec, devices)
     traces_before = TRACES[spec]
+    x_record = np.concatenate(
+        [arrays["x_train"][: spec.eval_train], arrays["x_test"][: spec.eval_test]]
+    )
     shared = (
         jnp.asarray(arrays["x_train"]),
         jnp.asarray(arrays["y_train"]),
-        jnp.asarray(arrays["x_train"][: spec.eval_train]),
+        jnp.asarray(x_record),
         jnp.asarray(arrays["y_train"][: spec.eval_train]),
-        jnp.asarray(arrays["x_test"][: spec.eval_test]),
         jnp.asarray(arrays["y_test"][: spec.eval_test]),
     )
     learning_rate = np.float32(training.learning_rate)
 
     def dispatch(chunk):
-        return kernel(
-            np.int32(chunk.activation),
-            np.int32(chunk.family),
-            learning_rate,
-            shared,
-            *chunk_inputs(grid, spec, chunk, padded),
-        )
+        act, family = np.int32(chunk.activation), np.int32(chunk.family)
+        return [
+            (positions, kernel(act, family, learning_rate, shared, depth, *inputs))
+            for positions, depth, inputs in depth_calls(grid, spec, chunk, size)
+        ]
+
+    def to_dataset(chunk, calls):
+        outputs = {}
+        for positions, out in calls:
+            for name, value in out.items():
+                value = np.asarray(value)
+                if name not in outputs:
+                    outputs[name] = np.empty((len(chunk.configs),) + value.shape[1:], value.dtype)
+                outputs[name][positions] = value[: positions.size]
+        return run.chunk_dataset(grid, chunk, outputs, K, _raw_dims)
 
     process_index, process_count = jax.process_index(), jax.process_count()
     if process_count > 1 and store is None:
         raise ValueError("a multi-host run needs store=: each process writes its own chunks")
     raw, done = run.run_chunks(
         dispatch,
-        lambda chunk, outputs: run.chunk_dataset(grid, chunk, outputs, K, _raw_dims),
+        to_dataset,
         chunks,
         sweep_store,
         quiet=not progress,
