@@ -147,7 +147,7 @@ def use_compilation_cache(setting: str | None = None) -> str | None:
     import jax
 
     current = jax.config.jax_compilation_cache_dir
-    if setting is None and CACHE_ENV not in os.environ and current:
+    if setting is None and not os.environ.get(CACHE_ENV) and current:  # empty counts as unset
         return current
     target = compilation_cache_dir(setting)
     if target is None or target == current:
