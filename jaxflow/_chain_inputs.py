@@ -3,6 +3,11 @@ variables, one input or a batch — read once: turned into a :class:`~jaxflow.mo
 checked to be a square chain, and mapped over the batch. Shared by :mod:`jaxflow.jacobians` and
 :mod:`jaxflow.spectra`, so that both accept the same arguments and refuse them with the same
 messages.
+
+The public measurements check their arguments eagerly, then run one ``jax.jit`` program kept by
+JAX's own cache, keyed by the model's static structure (:class:`Static`), the options and the
+shapes and dtypes of the arrays: a second eager call with new values of the same shapes neither
+traces nor compiles, and under an outer ``jit``/``vmap`` the program is simply inlined.
 """
 
 from __future__ import annotations
@@ -13,6 +18,46 @@ import jax.numpy as jnp
 
 from jaxflow._checks import model_input
 from jaxflow.models import Network, Stack
+
+
+class Static:
+    """Any object as a static argument of ``jax.jit``: equal to another ``Static`` when the
+    objects are equal (a jaxflow model is a frozen dataclass, a block function is compared by
+    identity), or, for an object that cannot be hashed (a model with a list field), when they are
+    the same object. JAX's compile cache keeps the ``Static`` and so the object alive, so an
+    identity is never reused while it keys a program.
+
+    Example:
+      >>> import jaxflow as jf
+      >>> from jaxflow._chain_inputs import Static
+      >>> Static(jf.mlp(3, 4)) == Static(jf.mlp(3, 4)), Static([1]) == Static([1])
+      (True, False)
+    """
+
+    __slots__ = ("value", "_key")
+
+    def __init__(self, value):
+        self.value = value
+        try:
+            hash(value)
+            self._key = (True, value)
+        except TypeError:
+            self._key = (False, id(value))
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, Static) and self._key == other._key
+
+    def __repr__(self):
+        return f"Static({self.value!r})"
+
+
+def as_input(x):
+    """``x`` as it reaches a compiled program: arrays as they are, nested lists and numbers as an
+    array (a list passed to ``jax.jit`` would become a pytree of scalars)."""
+    return x if hasattr(x, "shape") else jnp.asarray(x)
 
 
 def resolve(model, variables, x, wrt) -> tuple[Stack, jax.Array]:

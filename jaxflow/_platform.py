@@ -5,6 +5,13 @@ calls blocking pool threads cannot hang the process; :func:`prefer_fast_compilat
 XLA's -O1. Both only act before the first backend starts, so the drivers (``jaxflow.sweep``,
 ``jaxflow reproduce``, the CLI) call them first thing; ``import jaxflow`` sets nothing. Why and
 what was observed: ``docs/platform.md``.
+
+:func:`use_compilation_cache` turns on JAX's persistent compilation cache, so a second process
+loads its programs from disk instead of compiling them. The drivers (the CLI, ``jaxflow
+reproduce``, the sweeps, the experiments) call it; the library functions never do. It keeps one
+folder per jax/jaxlib version pair under the per-user cache folder (``$XDG_CACHE_HOME/jaxflow``,
+else ``~/.cache/jaxflow``); ``JAXFLOW_CACHE_DIR`` (or the CLI's ``--cache-dir``) moves it, and the
+value ``off`` turns it off.
 """
 
 from __future__ import annotations
@@ -73,3 +80,83 @@ def prefer_fast_compilation() -> bool:
         return False
     os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=1".strip()
     return True
+
+
+CACHE_ENV = "JAXFLOW_CACHE_DIR"
+"""The environment variable that moves jaxflow's compilation cache (a folder) or turns it off
+(``off``)."""
+
+CACHE_OFF = "off"
+
+# Programs that compile faster than this are not written to the cache (JAX's default is 1 s). The
+# drivers compile many programs of 0.1-1 s each (the notes' comparison: one of about 1.4 s, the
+# report: a few hundred), which together are most of a cold process; below ~0.1 s, the op-by-op
+# dispatch of eager primitives, a file per program would cost more than it saves.
+MIN_COMPILE_SECONDS = 0.1
+
+
+def compilation_cache_dir(setting: str | None = None) -> str | None:
+    """The folder jaxflow's drivers keep compiled programs in, or ``None`` when it is off.
+
+    Args:
+      setting: a folder, or ``"off"``; default ``$JAXFLOW_CACHE_DIR``, else the per-user cache
+        folder (``$XDG_CACHE_HOME/jaxflow``, else ``~/.cache/jaxflow``).
+
+    Returns:
+      ``<folder>/jax-<jax version>-jaxlib-<jaxlib version>``: programs compiled by one version
+      pair are never offered to another. ``None`` for ``"off"``.
+
+    Example:
+      >>> from jaxflow._platform import compilation_cache_dir
+      >>> compilation_cache_dir("/tmp/cache").startswith("/tmp/cache/jax-")
+      True
+      >>> compilation_cache_dir("off") is None
+      True
+    """
+    if setting is None:
+        setting = os.environ.get(CACHE_ENV)
+    if setting is not None and setting.strip().lower() == CACHE_OFF:
+        return None
+    if not setting:
+        root = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+        setting = os.path.join(root, "jaxflow")
+    import jax
+    import jaxlib
+
+    version = f"jax-{jax.__version__}-jaxlib-{jaxlib.__version__}"
+    return os.path.join(os.path.abspath(os.path.expanduser(setting)), version)
+
+
+def use_compilation_cache(setting: str | None = None) -> str | None:
+    """Turns on JAX's persistent compilation cache in :func:`compilation_cache_dir` for the rest
+    of the process; what the drivers call before they compile.
+
+    A cache the user configured for JAX itself (``JAX_COMPILATION_CACHE_DIR``) is kept unless a
+    jaxflow setting (``setting``, ``$JAXFLOW_CACHE_DIR``) names another. Programs that compile
+    in under :data:`MIN_COMPILE_SECONDS` are not written
+    (``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` overrides it). Cached programs are the same
+    programs, so results do not change; only compile time does.
+
+    Args:
+      setting: a folder or ``"off"``, as in :func:`compilation_cache_dir`.
+
+    Returns:
+      The folder in use, or ``None`` when jaxflow's cache is off (JAX's own settings then apply
+      unchanged).
+    """
+    import jax
+
+    current = jax.config.jax_compilation_cache_dir
+    if setting is None and not os.environ.get(CACHE_ENV) and current:  # empty counts as unset
+        return current
+    target = compilation_cache_dir(setting)
+    if target is None or target == current:
+        return target
+    if current:  # a cache in use is replaced only through a reset
+        from jax.experimental.compilation_cache import compilation_cache
+
+        compilation_cache.reset_cache()
+    jax.config.update("jax_compilation_cache_dir", target)
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:  # else the user's choice
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    return target

@@ -36,11 +36,13 @@ the predictions it is compared with.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from jaxflow._chain_inputs import Static, as_input
 from jaxflow._checks import model_input
 from jaxflow._numerics import HIGHEST, all_finite, safe_log, scaled_norm
 from jaxflow.activations import get_activation
@@ -194,7 +196,8 @@ def gradient_bound(
 ) -> GradientBound:
     """Measures ‖∂L/∂z^[1]‖/‖∂L/∂z^[L]‖ ≤ ∏‖J^[l]‖₂ ≤ ∏ sup|φ′|·‖W^[l]‖₂ per example.
 
-    Jit- and vmap-compatible; a 2-D ``x`` is mapped over its first axis.
+    Jit- and vmap-compatible; a 2-D ``x`` is mapped over its first axis. Called eagerly it is
+    compiled once per model, loss, options and input shapes and kept.
 
     Args:
       model: a jaxflow MLP (:func:`~jaxflow.mlp`) of depth L ≥ 2.
@@ -229,18 +232,33 @@ def gradient_bound(
             f"model is a {type(model).__name__}; gradient_bound takes a jaxflow MLP (jf.mlp): the "
             "bound is stated for the pre-activation chain J^[l] = W^[l] diag(φ′(z^[l−1]))"
         )
+    x = as_input(x)
     model_input("x", x, model.input_dim)
-    stack = model.decompose(variables, wrt="preactivation")
+    if model.depth < 2:
+        model.decompose(variables, wrt="preactivation")  # raises: the chain needs depth >= 2
     batch = jnp.shape(x)[:-1]
     out_shape = (model.out_dim,) if model.out_dim is not None else (model.width,)
-    if y is None:
-        y = jnp.zeros(batch + out_shape, jnp.result_type(x, float))
-    elif jnp.shape(y) != batch + out_shape:
-        raise ValueError(
-            f"y has shape {jnp.shape(y)}; for x of shape {jnp.shape(x)} it must be "
-            f"{batch + out_shape}"
-        )
+    if y is not None:
+        y = as_input(y)
+        if jnp.shape(y) != batch + out_shape:
+            raise ValueError(
+                f"y has shape {jnp.shape(y)}; for x of shape {jnp.shape(x)} it must be "
+                f"{batch + out_shape}"
+            )
     loss_fn = get_loss(loss)
+    get_activation(model.activation)
+    return _gradient_bound(Static(model), variables, x, y, Static(loss_fn), bool(prefixes))
+
+
+# Compiled once per model, loss, options and input shapes (JAX's jit cache), so a repeated eager
+# call does not trace again; the arguments were checked eagerly by gradient_bound.
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _gradient_bound(model, variables, x, y, loss_fn, prefixes):
+    model, loss_fn = model.value, loss_fn.value
+    stack = model.decompose(variables, wrt="preactivation")
+    if y is None:
+        out_shape = (model.out_dim,) if model.out_dim is not None else (model.width,)
+        y = jnp.zeros(jnp.shape(x)[:-1] + out_shape, jnp.result_type(x, float))
     sup = get_activation(model.activation).sup_derivative
     with jax.default_matmul_precision("float32"):
         weight_norms = singular_values(stack.blocks["params"]["kernel"])[:, 0]

@@ -27,16 +27,18 @@ The log-domain spectra of :mod:`jaxflow.spectra` have neither limit at any depth
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxflow._chain_inputs import check_square, per_example, resolve
+from jaxflow._chain_inputs import Static, as_input, check_square, per_example, resolve
 from jaxflow._checks import model_input
 from jaxflow._numerics import HIGHEST, all_finite, relative_error
 from jaxflow.chain import (
+    MODES,
     accumulate_chain,
     backward_chain,
     jacobians,
@@ -166,7 +168,22 @@ def layer_jacobians(
       >>> jf.layer_jacobians(model, model.init(jax.random.key(0), x), x).shape
       (5, 8, 8)
     """
-    stack, x = resolve(model, variables, x, wrt)
+    _check_mode(mode)
+    x = as_input(x)
+    resolve(model, variables, x, wrt)
+    return _layer_jacobians(Static(model), variables, x, wrt, mode)
+
+
+def _check_mode(mode):
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not a known differentiation mode; use one of {MODES}")
+
+
+# Compiled once per model structure, options and input shapes (JAX's jit cache), so a repeated
+# eager call does not trace again; the arguments were checked eagerly by the public function.
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def _layer_jacobians(model, variables, x, wrt, mode):
+    stack, x = resolve(model.value, variables, x, wrt)
 
     def one(x):
         h0 = stack.input_map(x)
@@ -185,7 +202,9 @@ def jacobian_chain(
     """The per-layer Jacobians J_l, the products P_l = J_l ⋯ J_1 and their singular values.
 
     Jit- and vmap-compatible: ``jax.vmap`` over inputs or over stacked parameter sets works, and a
-    2-D ``x`` is mapped over its first axis for you.
+    2-D ``x`` is mapped over its first axis for you. Called eagerly it is compiled once per
+    model, options and input shapes and kept, so a repeated call costs what a jitted one does
+    (a block function is recognised by identity: pass the same function object to reuse it).
 
     Args:
       model: a jaxflow model (:func:`~jaxflow.mlp`, :func:`~jaxflow.residual_stack`) or any block
@@ -215,7 +234,15 @@ def jacobian_chain(
       >>> bool(chain.layer_singular_values.max() <= 0.25 * 4)  # ‖J_l‖ ≤ sup|φ′|·‖W_l‖
       True
     """
-    stack, x = resolve(model, variables, x, wrt)
+    _check_mode(mode)
+    x = as_input(x)
+    resolve(model, variables, x, wrt)
+    return _jacobian_chain(Static(model), variables, x, wrt, mode)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def _jacobian_chain(model, variables, x, wrt, mode):
+    stack, x = resolve(model.value, variables, x, wrt)
 
     def one(x):
         h0 = stack.input_map(x)

@@ -5,6 +5,7 @@
 * Rank promotion raises, so a silent broadcast in the library is a test failure.
 * Warnings are errors (pyproject's ``filterwarnings``); every ignore there says why.
 * ``@pytest.mark.slow`` tests run only with ``--runslow``.
+* The drivers' persistent compilation cache is off (``JAXFLOW_CACHE_DIR=off``).
 """
 
 import os
@@ -17,6 +18,9 @@ if "xla_force_host_platform_device_count" not in _flags:
 if "xla_backend_optimization_level" not in _flags:
     _flags = f"{_flags} --xla_backend_optimization_level=1"
 os.environ["XLA_FLAGS"] = _flags
+# The drivers keep compiled programs in a per-user cache folder; the suite writes nothing to the
+# user's home (tests/test_compile_cache.py points the cache at temporary folders instead).
+os.environ["JAXFLOW_CACHE_DIR"] = "off"
 
 from jaxflow import _platform  # noqa: E402
 

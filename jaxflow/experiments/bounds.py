@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxflow.theory as theory
+from jaxflow import _platform
 from jaxflow._numerics import HIGHEST
 from jaxflow.activations import get_activation
 from jaxflow.bounds import GradientBound, gradient_bound
@@ -230,6 +231,7 @@ def sigmoid_bound(
       >>> round(float(result.tight.ratio[-1] / 0.25**19), 4)   # 2⁻³⁸ = 3.637978807091713e-12
       1.0
     """
+    _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     depth = _check_int("depth", depth, 2)
     width = _check_int("width", width, 1)
     seeds = _check_int("seeds", seeds, 2)

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxflow import _platform
+
 __all__ = ["CHAIN_RULE_CONFIGS", "ChainRuleErrors", "chain_rule_errors"]
 
 CHAIN_RULE_CONFIGS = tuple(
@@ -68,6 +70,7 @@ def chain_rule_errors(depth=20, width=32, configs=CHAIN_RULE_CONFIGS, *, key) ->
       >>> r.configs, max(r.explicit_vs_grad) < 1e-5
       (['mlp-tanh'], True)
     """
+    _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     from jaxflow.jacobians import chain_rule_check
     from jaxflow.models import mlp, residual_stack
 

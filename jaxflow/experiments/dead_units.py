@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxflow import _platform
 from jaxflow._checks import positive_int
 from jaxflow.gradients import dead_unit_fraction
 from jaxflow.models import mlp
@@ -191,6 +192,7 @@ def dead_relu_fraction(
       >>> result.predicted.round(3).tolist()
       [0.333, 0.354, 0.37, 0.382]
     """
+    _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     if not -1.0 < float(correlation) < 1.0:
         raise ValueError(f"correlation={correlation!r} is not allowed; it must be in (-1, 1)")
     depth = positive_int("depth", depth, minimum=2)

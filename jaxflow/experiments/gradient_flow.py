@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxflow import _platform
 from jaxflow._checks import positive_int
 from jaxflow._numerics import scaled_norm
 from jaxflow.gradients.layers import loss_and_gradients
@@ -344,6 +345,7 @@ def compare_activations(
       >>> bool((sigmoid[:, 0] < 1e-2 * sigmoid[:, -2]).all())  # layer 1 vs layer 10
       True
     """
+    _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     activations = _names(activations, "activations")
     depth, width, batch = (
         positive_int(n, v) for n, v in (("depth", depth), ("width", width), ("batch", batch))
@@ -418,6 +420,7 @@ def compare_inits(
       >>> [round(float((r**2).mean()), 1) for r in result.layer_ratios]  # E[ratio²] = σ_w²/2
       [0.5, 1.0]
     """
+    _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     inits = _names(inits, "inits") if not isinstance(inits, (InitScheme,)) else (inits,)
     depth, width, batch = (
         positive_int(n, v) for n, v in (("depth", depth), ("width", width), ("batch", batch))
@@ -496,6 +499,7 @@ def compare_residual(
       >>> bool((result.plain_ratio < 1e-10).all()), bool((result.residual_ratio > 1e-2).all())
       (True, True)
     """
+    _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     depth, width, batch = (
         positive_int(n, v) for n, v in (("depth", depth), ("width", width), ("batch", batch))
     )

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxflow.theory as theory
+from jaxflow import _platform
 from jaxflow._numerics import HIGHEST
 from jaxflow.chain import accumulate_chain, backward_chain, outputs, products, singular_values
 from jaxflow.experiments.bounds import _check_int, _fixed_point_inputs
@@ -213,6 +214,7 @@ def chi1_decay(
       >>> float(result.chi1), bool(result.msv_disagree.any())
       (1.0, False)
     """
+    _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     mf = _mean_field_of(model, "chi1_decay")
     seeds = _check_int("seeds", seeds, 2)
     directions = _check_int("directions", directions, 1)
@@ -394,6 +396,7 @@ def dynamical_isometry(
       >>> [round(v, 4) for v in result.condition[1].tolist()]
       [1.0, 1.0]
     """
+    _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     depth = _check_int("depth", depth, 1)
     width = _check_int("width", width, 1)
     seeds = _check_int("seeds", seeds, 2)

@@ -8,6 +8,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxflow import _platform
+
 __all__ = ["ClippingComparison", "clipping_comparison", "deep_gradient_stats"]
 
 
@@ -32,6 +34,7 @@ def deep_gradient_stats(depth=20, width=64, activation="sigmoid", init="xavier",
       >>> "blocks/00/Dense_0/kernel" in stats.names
       True
     """
+    _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     from jaxflow.gradients import gradient_stats
     from jaxflow.models import mlp
 
@@ -102,6 +105,7 @@ def clipping_comparison(
       >>> r.clipped.finite
       True
     """
+    _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     import optax
 
     from jaxflow.gradients import train

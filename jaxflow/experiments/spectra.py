@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 import jax
 
+from jaxflow import _platform
+
 __all__ = ["SPECTRA_CONFIGS", "JacobianSpectra", "jacobian_spectra"]
 
 SPECTRA_CONFIGS = (
@@ -71,6 +73,7 @@ def jacobian_spectra(
       >>> r.product_singular_values.shape, bool(abs(r.product_singular_values - 1).max() < 1e-5)
       ((1, 2, 3, 4), True)
     """
+    _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     import jax.numpy as jnp
 
     from jaxflow.jacobians import jacobian_chain

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxflow import _platform
 from jaxflow.sweeps.grid import Grid
 from jaxflow.sweeps.train import Training, trainability
 
@@ -179,6 +180,7 @@ def schoenholz_heatmap(
       >>> heat.accuracy.shape, heat.fraction_below_train.shape
       ((2, 2, 2), (2,))
     """
+    _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     from jaxflow import theory
 
     scale = _check_scale(scale)
@@ -352,6 +354,7 @@ def isometry_speedup(
       >>> iso.activation, iso.loss.shape[:3], iso.speedup.shape
       (('tanh', 'relu'), (2, 2, 1), (2, 1))
     """
+    _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     from jaxflow import theory
 
     scale = _check_scale(scale)

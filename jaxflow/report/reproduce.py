@@ -126,6 +126,7 @@ def reproduce(
       True
     """
     _platform.guard_cpu_thread_pool()  # before any JAX backend starts
+    _platform.use_compilation_cache()  # a second run loads its programs instead of compiling
     keys = tuple(SECTIONS) if sections is None else tuple(sections)
     unknown = [k for k in keys if k not in SECTIONS]
     if unknown:

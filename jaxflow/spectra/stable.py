@@ -5,6 +5,7 @@ See :mod:`jaxflow.spectra` for the three methods and the references.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import Any, NamedTuple
 
@@ -12,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxflow._chain_inputs import check_square, per_example, resolve
+from jaxflow._chain_inputs import Static, as_input, check_square, per_example, resolve
 from jaxflow._chain_kernels import METHODS as _KERNELS
 from jaxflow._numerics import all_finite
 from jaxflow.chain import MODES, accumulate_chain
@@ -114,7 +115,8 @@ def log_spectrum(
     The scan emits one row of n values per layer (NaN at layers not requested, where the SVD
     read-out is skipped by a ``lax.cond``) and the requested rows are kept, so memory is
     O(L·n + n²) whatever the depth, never O(L·n²). Jit- and vmap-compatible; a 2-D ``x`` is
-    mapped over its first axis.
+    mapped over its first axis. Called eagerly it is compiled once per model, options and input
+    shapes and kept (a block function is recognised by identity).
 
     Args:
       model: a jaxflow model or a block function ``block_fn(block_params, h) -> h``.
@@ -154,8 +156,18 @@ def log_spectrum(
         raise ValueError(f"method={method!r} is not a known method; use one of {METHODS}")
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not allowed here; use one of {MODES}")
-    stack, x = resolve(model, variables, x, wrt)
-    selected = _selected_layers(layers, stack.depth)
+    x = as_input(x)
+    stack, _ = resolve(model, variables, x, wrt)
+    selected = tuple(_selected_layers(layers, stack.depth).tolist())
+    return _log_spectrum(Static(model), variables, x, method, selected, wrt, mode)
+
+
+# Compiled once per model structure, options and input shapes (JAX's jit cache), so a repeated
+# eager call does not trace again; the arguments were checked eagerly by the public functions.
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6))
+def _log_spectrum(model, variables, x, method, selected, wrt, mode):
+    stack, x = resolve(model.value, variables, x, wrt)
+    selected = np.asarray(selected, np.int64)
     wanted = np.zeros(stack.depth, bool)
     wanted[selected - 1] = True
     # The layer index is never batched, so under vmap the read-out's lax.cond stays a real
@@ -220,8 +232,17 @@ def lyapunov_exponents(
             f"batches={batches!r} is not allowed; it must be an integer with "
             f"2 <= batches <= {depth}"
         )
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not allowed here; use one of {MODES}")
     ends = np.unique(np.round(np.linspace(0, depth, batches + 1)).astype(np.int64))[1:]
-    spectrum = log_spectrum(model, variables, x, method="qr", layers=ends, wrt=wrt, mode=mode)
+    ends = tuple(ends.tolist())
+    return _lyapunov_exponents(Static(model), variables, as_input(x), ends, wrt, mode)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
+def _lyapunov_exponents(model, variables, x, ends, wrt, mode):
+    depth = ends[-1]
+    spectrum = _log_spectrum(model, variables, x, "qr", ends, wrt, mode)
     sums = spectrum.values
     lengths = np.diff(np.concatenate([[0], ends])).astype(np.float64)
     increments = jnp.diff(sums, axis=-2, prepend=jnp.zeros_like(sums[..., :1, :]))

@@ -496,6 +496,11 @@ def sweep(
     with the core functions; x and y are the columns of
     ``jax.random.normal(k_data, (batch, width + 1))`` (x the first width).
 
+    A driver: it turns on JAX's persistent compilation cache (a per-user folder, one per
+    jax/jaxlib version; ``JAXFLOW_CACHE_DIR`` moves it, ``JAXFLOW_CACHE_DIR=off`` turns it off,
+    and a ``JAX_COMPILATION_CACHE_DIR`` of your own is kept), so the same grid run again in a
+    new process loads its kernel instead of compiling it.
+
     Args:
       grid: the :class:`Grid`.
       store: ``None`` (results in memory only) or a directory path (``"results.zarr"``): each
@@ -558,6 +563,7 @@ def sweep(
             process_count=process_count,
         )
     _platform.guard_cpu_thread_pool()  # before the first computation starts a backend
+    _platform.use_compilation_cache()
     start_time = time.perf_counter()
     # xarray (and pandas) take ~0.3 s to import; XLA's compilation releases the GIL, so importing
     # them on a second thread hides that behind the compile of the first chunk.

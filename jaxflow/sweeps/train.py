@@ -652,6 +652,7 @@ def trainability(
     arrays, num_classes = _check_data(data)
     start_time = time.perf_counter()
     _platform.guard_cpu_thread_pool()
+    _platform.use_compilation_cache()
     devices = run.resolve_devices(devices)
     spec = spec_of(grid, data, training)._replace(num_classes=num_classes)
     identity = _Identity(grid, training, _data_fingerprint(data))
