@@ -77,10 +77,17 @@ def chain_rule_errors(depth=20, width=32, configs=CHAIN_RULE_CONFIGS, *, key) ->
         model = builders[family](
             depth, width, activation=activation, init=init, in_dim=8, out_dim=4
         )
-        kx, ky = jax.random.split(jax.random.fold_in(key, len(names)))
-        x, y = jax.random.normal(kx, (4, 8)), jax.random.normal(ky, (4, 4))
-        variables = model.init(key, x)
-        check = jax.jit(lambda v, x, y: chain_rule_check(model, v, x, y))(variables, x, y)
+
+        # Data, weights and the check in one program: drawn eagerly, flax's scanned init and the
+        # random draws compile a dozen small programs of their own per network.
+        @jax.jit
+        def checked(key, index):
+            kx, ky = jax.random.split(jax.random.fold_in(key, index))
+            x, y = jax.random.normal(kx, (4, 8)), jax.random.normal(ky, (4, 4))
+            variables = model.init(key, x)
+            return variables, x, y, chain_rule_check(model, variables, x, y)
+
+        variables, x, y, check = checked(key, len(names))
         # The float64 reference: the same weights and inputs, differentiated in float64.
         with jax.enable_x64(True):
             to64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)  # noqa: E731
