@@ -235,9 +235,9 @@ def reproduce(
             if progress is not None:
                 verdict = "pass" if section.passed else "FAIL"
                 compiled = section.timing["compile_seconds"]
-                print(f"[{done[0]}/{len(keys)}] {key}: {verdict} ({section.seconds:.1f} s, of which "
-                      f"{compiled:.1f} s compiling; {time.perf_counter() - start:.0f} s elapsed)",
-                      file=progress, flush=True)  # fmt: skip
+                print(f"[{done[0]}/{len(keys)}] {key}: {verdict} ({section.seconds:.1f} s, of "
+                      f"which {compiled:.1f} s compiling; {time.perf_counter() - start:.0f} s "
+                      "elapsed)", file=progress, flush=True)  # fmt: skip
         return section
 
     # Sections are independent and mostly compile, which XLA does outside the GIL on one core:

@@ -64,7 +64,7 @@ def _draw_six_xi_c(ax, heat, activation="tanh"):
     for side in sides:  # one call per side: the gap at the peak is not bridged by a line
         xs.append(side)
         ys.append(6 * np.asarray(theory.depth_scales(activation, side, heat.sigma_b2).xi_c, float))
-    for i, (x, y) in enumerate(zip(xs, ys)):
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
         ax.plot(x, y, color="white", linewidth=2.0, label="6ξ_c (mean field)" if i == 0 else None)
     ax.axvline(critical, color="white", linestyle="--", linewidth=1.2,
                label=f"critical σ_w² = {critical:.3g} (χ₁ = 1)")  # fmt: skip
