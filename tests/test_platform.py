@@ -44,3 +44,23 @@ def test_the_guard_enlarges_the_pool():
 
 def test_a_users_nproc_is_respected():
     assert _probe({"NPROC": "3"}) == ("3", 3, 3)
+
+
+def test_fast_compilation_flags_keep_the_users_and_never_guess_at_unknown_jaxlibs(monkeypatch):
+    from jaxflow import _platform
+
+    monkeypatch.setattr(_platform, "_backends_started", lambda: False)
+    monkeypatch.setattr(_platform, "_jaxlib_version", lambda: "0.10.2")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    assert _platform.prefer_fast_compilation()
+    assert os.environ["XLA_FLAGS"].split() == [
+        "--xla_force_host_platform_device_count=2",
+        "--xla_backend_optimization_level=1",
+        "--xla_cpu_use_fusion_emitters=false",
+    ]
+    # The user's own settings are kept; an XLA flag a jaxlib might not know is not set there
+    # (XLA aborts on an unknown flag).
+    monkeypatch.setattr(_platform, "_jaxlib_version", lambda: "0.99.0")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=3")
+    assert _platform.prefer_fast_compilation()
+    assert os.environ["XLA_FLAGS"] == "--xla_backend_optimization_level=3"

@@ -87,11 +87,41 @@ def _reproduce_in_a_real_process(out, *options):
         assert section["checks"], f"{key} has no theory check"
         for figure in section["figures"]:
             assert (out / figure).stat().st_size > 10_000, figure
+    for key, section in numbers["sections"].items():  # where each section's time went
+        timing = section["timing"]
+        assert set(timing) == {"seconds", "compile_seconds", "trace_seconds", "compilations"}
+        assert 0 <= timing["compile_seconds"] <= timing["seconds"] + 0.01, key
+    assert numbers["meta"]["compilations"] == sum(
+        s["timing"]["compilations"] for s in numbers["sections"].values()
+    )
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == sum(
         len(s["figures"]) for s in numbers["sections"].values()
     )
     return summary, result
+
+
+def test_compile_clock_credits_each_threads_compilations_to_its_section():
+    import threading
+
+    import jax
+    import numpy as np
+
+    from jaxflow.report.reproduce import _CompileClock
+
+    clock = _CompileClock()
+    with clock.listening():
+        with clock.section("a"):
+            jax.jit(lambda x: x * 3 + 1)(np.float32(2))  # a new program: one compilation
+        thread = threading.Thread(target=lambda: jax.jit(lambda x: x * 5 - 1)(np.float32(2)))
+        thread.start()  # outside any section: not counted
+        thread.join()
+    jax.jit(lambda x: x * 7 + 2)(np.float32(2))  # after listening: not counted either
+    timing = clock.timing("a", 1.0)
+    assert timing["compilations"] == 1 and timing["compile_seconds"] > 0
+    assert clock.timing("b", 0.5) == {
+        "seconds": 0.5, "compile_seconds": 0.0, "trace_seconds": 0.0, "compilations": 0
+    }  # fmt: skip
 
 
 def test_reproduce_one_section_in_a_real_process(tmp_path):

@@ -175,7 +175,11 @@ def _sigmoid_bound_program(depth, width, seeds, seed_batch, schemes):
             (variables, xs),
             batch_size=seed_batch,
         )
-        return bounds, _max_preactivation(structure, v_tight, x_tight)
+        # Split here, not eagerly after the call (a small program per leaf): the construction
+        # is the last network, the rest are (init, seed).
+        tight = jax.tree.map(lambda a: a[-1], bounds)
+        random = jax.tree.map(lambda a: a[:-1].reshape((len(models), seeds) + a.shape[1:]), bounds)
+        return tight, random, _max_preactivation(structure, v_tight, x_tight)
 
     return jax.jit(sigmoid_bound_program)
 
@@ -245,16 +249,13 @@ def sigmoid_bound(
     mf = theory.mean_field("sigmoid", sw2, sb2)
     schemes = tuple((s.name, float(s.sigma_w2), float(s.sigma_b2)) for _, s in labelled)
     program = _sigmoid_bound_program(depth, width, seeds, seed_batch, schemes)
-    bounds, max_z = program(key, mf.q_star)
-    count = len(labelled)
-    tight = jax.tree.map(lambda a: a[-1], bounds)
-    random = jax.tree.map(lambda a: a[:-1].reshape((count, seeds) + a.shape[1:]), bounds)
-    depths = jnp.arange(2, depth + 1)
-    log_sup = (depths - 1) * math.log(SIGMOID_SUP)
-    mean_field = jnp.exp(0.5 * (depths[None, :] - 1) * jnp.log(mf.chi1)[:, None])
+    tight, random, max_z = program(key, mf.q_star)
+    depths, sup, mean_field, exceed, worst_exceed = _against_the_line(
+        depth, mf.chi1, random.log_ratio, random.log_worst
+    )
     return SigmoidBound(
         depths,
-        jnp.exp(log_sup),
+        sup,
         tight,
         max_z,
         tuple(label for label, _ in labelled),
@@ -264,6 +265,22 @@ def sigmoid_bound(
         mf.chi1,
         mean_field,
         random,
-        jnp.mean(random.log_ratio > log_sup[None, None], axis=1),
-        jnp.mean(random.log_worst > log_sup[None, None], axis=1),
+        exceed,
+        worst_exceed,
+    )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _against_the_line(depth, chi1, log_ratio, log_worst):
+    """Depths 2…L, the line 0.25^(d−1), χ₁^((d−1)/2), and the fractions of seeds over the line
+    (one program: eagerly, each of these small steps compiles one of its own)."""
+    depths = jnp.arange(2, depth + 1)
+    log_sup = (depths - 1) * math.log(SIGMOID_SUP)
+    mean_field = jnp.exp(0.5 * (depths[None, :] - 1) * jnp.log(chi1)[:, None])
+    return (
+        depths,
+        jnp.exp(log_sup),
+        mean_field,
+        jnp.mean(log_ratio > log_sup[None, None], axis=1),
+        jnp.mean(log_worst > log_sup[None, None], axis=1),
     )

@@ -47,6 +47,22 @@ class ChainRuleErrors(NamedTuple):
     width: int
 
 
+def _checked(model):
+    """Data, weights and :func:`jaxflow.chain_rule_check` of ``model`` as one jitted program of
+    ``(key, index)``: drawn eagerly, flax's scanned init and the random draws compile a dozen
+    small programs of their own per network."""
+    from jaxflow.jacobians import chain_rule_check
+
+    @jax.jit
+    def checked(key, index):
+        kx, ky = jax.random.split(jax.random.fold_in(key, index))
+        x, y = jax.random.normal(kx, (4, 8)), jax.random.normal(ky, (4, 4))
+        variables = model.init(key, x)
+        return variables, x, y, chain_rule_check(model, variables, x, y)
+
+    return checked
+
+
 def chain_rule_errors(depth=20, width=32, configs=CHAIN_RULE_CONFIGS, *, key) -> ChainRuleErrors:
     """∂L/∂x of an MSE loss by the explicit Jacobian product, ``jax.grad`` and ``jax.vjp``, in
     float32, each against the same gradient computed in float64.
@@ -71,7 +87,6 @@ def chain_rule_errors(depth=20, width=32, configs=CHAIN_RULE_CONFIGS, *, key) ->
       (['mlp-tanh'], True)
     """
     _platform.use_compilation_cache()  # a driver: see jaxflow._platform
-    from jaxflow.jacobians import chain_rule_check
     from jaxflow.models import mlp, residual_stack
 
     builders = {"mlp": mlp, "residual": residual_stack}
@@ -80,10 +95,7 @@ def chain_rule_errors(depth=20, width=32, configs=CHAIN_RULE_CONFIGS, *, key) ->
         model = builders[family](
             depth, width, activation=activation, init=init, in_dim=8, out_dim=4
         )
-        kx, ky = jax.random.split(jax.random.fold_in(key, len(names)))
-        x, y = jax.random.normal(kx, (4, 8)), jax.random.normal(ky, (4, 4))
-        variables = model.init(key, x)
-        check = jax.jit(lambda v, x, y: chain_rule_check(model, v, x, y))(variables, x, y)
+        variables, x, y, check = _checked(model)(key, len(names))
         # The float64 reference: the same weights and inputs, differentiated in float64.
         with jax.enable_x64(True):
             to64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)  # noqa: E731

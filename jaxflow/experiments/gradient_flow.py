@@ -282,6 +282,7 @@ def _run(models, batch, loss, key, notes=False):
     return jax.tree.map(lambda a: a.reshape(shape + a.shape[1:]), outputs)
 
 
+@jax.jit  # one program for the whole tree; eagerly each leaf's stack is compiled on its own
 def _stack(trees):
     return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 

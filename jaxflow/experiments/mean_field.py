@@ -174,6 +174,24 @@ def _chi1_program(model: MLP, directions: int):
     return jax.jit(jax.vmap(one, in_axes=(0, None)))
 
 
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _decay_statistics(msv, decay, ratio, chi1, depth, threshold):
+    """:func:`chi1_decay`'s statistics in one program (eagerly, each step compiles its own)."""
+    layers = jnp.arange(1, depth + 1)
+    predicted = jnp.power(chi1, layers.astype(chi1.dtype))
+    # The per-layer ratio is compared through its mean square (against χ₁), then reported as
+    # a root mean square with the delta-method error.
+    sq_m, sq_e, rat_flag = _compare(ratio, jnp.full(layers.shape, chi1), threshold)
+    rat_m = jnp.sqrt(sq_m)
+    return (
+        layers,
+        predicted,
+        _compare(msv, predicted, threshold),
+        _compare(decay, predicted, threshold),
+        (rat_m, sq_e / (2 * rat_m), rat_flag),
+    )
+
+
 def chi1_decay(
     model: MLP,
     *,
@@ -221,15 +239,9 @@ def chi1_decay(
     key = jax.random.key(0) if key is None else key
     n = model.width
     msv, decay, ratio = _chi1_program(model, directions)(jax.random.split(key, seeds), mf.q_star)
-    layers = jnp.arange(1, model.depth + 1)
-    predicted = jnp.power(mf.chi1, layers.astype(mf.chi1.dtype))
-    msv_m, msv_e, msv_flag = _compare(msv, predicted, threshold)
-    dec_m, dec_e, dec_flag = _compare(decay, predicted, threshold)
-    # The per-layer ratio is compared through its mean square (against χ₁), then reported as
-    # a root mean square with the delta-method error.
-    sq_m, sq_e, rat_flag = _compare(ratio, jnp.full(layers.shape, mf.chi1), threshold)
-    rat_m = jnp.sqrt(sq_m)
-    rat_e = sq_e / (2 * rat_m)
+    statistics = _decay_statistics(msv, decay, ratio, mf.chi1, model.depth, float(threshold))
+    layers, predicted, (msv_m, msv_e, msv_flag), (dec_m, dec_e, dec_flag) = statistics[:4]
+    rat_m, rat_e, rat_flag = statistics[4]
     scheme = model.init_scheme
     label = (
         f"{model.activation}, {scheme.name} (σ_w²={float(scheme.sigma_w2):g}, "

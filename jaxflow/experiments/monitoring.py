@@ -39,18 +39,24 @@ def deep_gradient_stats(depth=20, width=64, activation="sigmoid", init="xavier",
     from jaxflow.models import mlp
 
     model = mlp(depth, width, activation=activation, init=init)
-    kx, ky = jax.random.split(key)
-    x, y = jax.random.normal(kx, (32, width)), jax.random.normal(ky, (32, 1))
-    variables = model.init(init_key, x)
 
-    @jax.jit
-    def stats(variables):
+    @jax.jit  # the draws and flax's scanned init too: eagerly they are a dozen small programs
+    def stats(key, init_key):
+        x, y = _batch(key, width)
+        variables = model.init(init_key, x)
+
         def loss(params):
             return jnp.mean(jnp.square(model.apply({"params": params}, x) - y))
 
         return gradient_stats(jax.grad(loss)(variables["params"]), variables["params"])
 
-    return stats(variables)
+    return stats(key, init_key)
+
+
+def _batch(key, width):
+    """The 32 inputs (width n) and targets (one unit) that ``key`` draws."""
+    kx, ky = jax.random.split(key)
+    return jax.random.normal(kx, (32, width)), jax.random.normal(ky, (32, 1))
 
 
 class ClippingComparison(NamedTuple):
@@ -112,9 +118,13 @@ def clipping_comparison(
     from jaxflow.models import mlp
 
     model = mlp(depth, width, activation="relu", init=init)
-    kx, ky = jax.random.split(key)
-    x, y = jax.random.normal(kx, (32, width)), jax.random.normal(ky, (32, 1))
-    variables = model.init(init_key, x)
+
+    @jax.jit  # one program for the draws and flax's scanned init (eagerly a dozen small ones)
+    def drawn(key, init_key):
+        x, y = _batch(key, width)
+        return x, y, model.init(init_key, x)
+
+    x, y, variables = drawn(key, init_key)
     optimizer = optax.sgd(learning_rate)
     plain = train(model, variables, (x, y), optimizer, steps)
     clipped = train(model, variables, (x, y), optimizer, steps, clip_norm=clip_norm)

@@ -175,9 +175,12 @@ def plot_jacobian_spectra(result, fig=None):
     seeds = result.layer_singular_values.shape[1]
     shown = _shown_depths(depth)
     floor = width * float(np.finfo(np.float32).eps)
+    # Host copies: indexing device arrays eagerly compiles a small program per shape.
+    layer_svs = np.asarray(result.layer_singular_values)
+    product_svs = np.asarray(result.product_singular_values)
     for index, label in enumerate(result.labels):
-        layer_sv = result.layer_singular_values[index]
-        sv = result.product_singular_values[index]
+        layer_sv = layer_svs[index]
+        sv = product_svs[index]
         j_logs = np.log10(np.maximum(np.asarray(layer_sv, np.float64).ravel(), 1e-30))
         j_logs = j_logs[j_logs > -8]  # exact zeros (ReLU's dead rows) are not a density
         axes["J"].hist(j_logs, bins=60, range=(-3, 1), histtype="step", density=True, label=label)

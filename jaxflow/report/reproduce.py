@@ -9,6 +9,8 @@ runs them with a progress display and writes the report (:func:`jaxflow.report.w
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import os
 import sys
 import threading
@@ -77,6 +79,84 @@ time, so a long section started last would run alone at the end. The trainabilit
 training compilations take about twice the time of the next longest section."""
 
 
+_MEAN_FIELD_SECTIONS = frozenset({"sigmoid_bound", "mean_field", "sweep", "trainability"})
+"""Sections that call :mod:`jaxflow.theory`'s mean-field program (every call of the report
+shares one compiled program: float32, batches padded to 8)."""
+
+
+def _compile_mean_field_program():
+    """Compiles the mean-field program once, before any section asks for it.
+
+    It is the report's costliest shared program (seconds on 2 cores); JAX does not merge two
+    threads' compilations of the same program, so two sections reaching it at once would both
+    pay. :meth:`Context.once` holds the others back until it is ready.
+    """
+    return float(jf.mean_field("tanh", 1.0, 0.0).chi1)
+
+
+class _CompileClock:
+    """XLA compile time and count per section, read from ``jax.monitoring``'s events.
+
+    JAX reports each trace, lowering and backend compilation as a duration event on the thread
+    that does it; sections run on worker threads, so each event is credited to the section the
+    thread is running (:meth:`section`). Compilation is most of a report's time on a CPU, and a
+    program that several sections compile is paid for by the first one that asks.
+    """
+
+    _EVENTS = {
+        "/jax/core/compile/backend_compile_duration": "compile_seconds",
+        "/jax/core/compile/jaxpr_trace_duration": "trace_seconds",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration": "trace_seconds",
+    }
+
+    def __init__(self):
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.totals: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+
+    def __call__(self, event, duration, **kwargs):
+        field = self._EVENTS.get(event)
+        key = getattr(self._local, "key", None)
+        if field is None or key is None:
+            return
+        with self._lock:
+            self.totals[key][field] += duration
+            if field == "compile_seconds":
+                self.totals[key]["compilations"] += 1
+
+    @contextlib.contextmanager
+    def section(self, key):
+        """Credits this thread's compile events to ``key`` while the block runs."""
+        self._local.key = key
+        try:
+            yield
+        finally:
+            self._local.key = None
+
+    @contextlib.contextmanager
+    def listening(self):
+        """Registers the clock with ``jax.monitoring`` while the block runs."""
+        import jax.monitoring
+
+        jax.monitoring.register_event_duration_secs_listener(self)
+        try:
+            yield self
+        finally:
+            unregister = getattr(jax.monitoring, "unregister_event_duration_listener", None)
+            if unregister is not None:  # else the listener stays: it only counts, keyed by run
+                unregister(self)
+
+    def timing(self, key, seconds) -> dict:
+        """``{"seconds", "compile_seconds", "trace_seconds", "compilations"}`` of a section."""
+        totals = self.totals.get(key, collections.Counter())
+        return {
+            "seconds": round(seconds, 2),
+            "compile_seconds": round(totals["compile_seconds"], 2),
+            "trace_seconds": round(totals["trace_seconds"], 2),
+            "compilations": int(totals["compilations"]),
+        }
+
+
 def _prepare(folder: str) -> str:
     folder = os.fspath(folder)
     if os.path.exists(folder):
@@ -141,16 +221,24 @@ def reproduce(
     done = [0]
     report_lock = threading.Lock()
 
+    clock = _CompileClock()
+
     def run(key):
         t0 = time.perf_counter()
-        section = SECTIONS[key](ctx)
-        section = section._replace(seconds=time.perf_counter() - t0)
+        with clock.section(key):
+            if key in _MEAN_FIELD_SECTIONS:
+                ctx.once("mean-field program", _compile_mean_field_program)
+            section = SECTIONS[key](ctx)
+        seconds = time.perf_counter() - t0
+        section = section._replace(seconds=seconds, timing=clock.timing(key, seconds))
         with report_lock:
             done[0] += 1
             if progress is not None:
                 verdict = "pass" if section.passed else "FAIL"
-                print(f"[{done[0]}/{len(keys)}] {key}: {verdict} ({section.seconds:.1f} s, "
-                      f"{time.perf_counter() - start:.0f} s elapsed)", file=progress, flush=True)  # fmt: skip
+                compiled = section.timing["compile_seconds"]
+                print(f"[{done[0]}/{len(keys)}] {key}: {verdict} ({section.seconds:.1f} s, of "
+                      f"which {compiled:.1f} s compiling; {time.perf_counter() - start:.0f} s "
+                      "elapsed)", file=progress, flush=True)  # fmt: skip
         return section
 
     # Sections are independent and mostly compile, which XLA does outside the GIL on one core:
@@ -158,7 +246,7 @@ def reproduce(
     if progress is not None:
         print(f"reproducing {len(keys)} section{'' if len(keys) == 1 else 's'} ({'quick' if quick else 'full'} sizes, "
               f"{jobs} at a time) into {folder}", file=progress, flush=True)  # fmt: skip
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    with clock.listening(), ThreadPoolExecutor(max_workers=jobs) as pool:
         started = sorted(keys, key=_LONGEST_FIRST.count, reverse=True)  # stable: else in order
         futures = {key: pool.submit(run, key) for key in started}
         results = [futures[key].result() for key in keys]
@@ -172,6 +260,8 @@ def reproduce(
         "mode": "quick" if quick else "full",
         "seed": seed,
         "seconds": round(seconds, 1),
+        "compile_seconds": round(sum(s.timing["compile_seconds"] for s in results), 1),
+        "compilations": sum(s.timing["compilations"] for s in results),
     }
     paths = write_report(results, folder, meta)
     return Report(tuple(results), paths, seconds)
