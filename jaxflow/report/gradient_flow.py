@@ -83,7 +83,8 @@ def gradient_table(ctx: Context) -> Section:
     relu_index = result.activations.index("relu")
     tables = {
         f"relu ({result.inits[relu_index]}), depth 10 — the notes' DeepNet": jax.tree.map(
-            lambda a: np.asarray(a)[relu_index, 0], result.stats  # on the host: no compiling
+            lambda a: np.asarray(a)[relu_index, 0],
+            result.stats,  # on the host: no compiling
         ),
         "sigmoid (xavier), depth 20": _deep_sigmoid_stats(ctx),
     }
