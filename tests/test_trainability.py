@@ -415,7 +415,7 @@ def test_host_mean_field_table_equals_the_compiled_theory(x64):
     # The host path follows the theory's rule in float64 NumPy: against the float64 theory it
     # agrees to the quadrature's own precision; against the float32 theory to float32 rounding,
     # which ξ_c carries amplified by its condition number 1/(1 − χ_c) (the theory's docs).
-    from jaxflow.theory import _host
+    from jaxflow.theory import host as host_theory
 
     with jax.enable_x64(x64):
         for activation in ("tanh", "relu", "hard_tanh", "sigmoid"):
@@ -423,7 +423,7 @@ def test_host_mean_field_table_equals_the_compiled_theory(x64):
             mf = jf.mean_field(activation, sw, sb)
             chi1, xi_c = np.asarray(mf.chi1, float), np.asarray(mf.xi_c, float)
             for k, (w, b) in enumerate(HOST_POINTS):
-                host = _host.chi1_xi_c(activation, w, b, float64=x64, tol=1e-4)
+                host = host_theory.chi1_xi_c(activation, w, b, float64=x64, tol=1e-4)
                 if host is None:  # deferred: a status other than OK, or the edge of chaos
                     assert int(mf.status[k]) != 0 or abs(chi1[k] - 1) < 2e-3, (activation, w, b)
                     continue

@@ -500,12 +500,12 @@ def mean_field_table(grid: Grid):
     the theory gives no number).
 
     Plain cases are evaluated by the theory's own rule in float64 NumPy
-    (:func:`jaxflow.theory._host.chi1_xi_c`: milliseconds, no compilation); the rest — an
+    (:func:`jaxflow.theory.host.chi1_xi_c`: milliseconds, no compilation); the rest — an
     activation without a NumPy form, a fixed point that is not OK, the edge of chaos — by the
     compiled theory, in one call per activation.
     """
     from jaxflow import theory
-    from jaxflow.theory import _host
+    from jaxflow.theory import host as host_theory
     from jaxflow.theory.results import TOL
 
     shape = (len(grid.activation), len(grid.init))
@@ -515,7 +515,7 @@ def mean_field_table(grid: Grid):
     for a, activation in enumerate(grid.activation):
         rest = []
         for i, (sigma_w2, sigma_b2) in enumerate(sigma):
-            host = _host.chi1_xi_c(activation, sigma_w2, sigma_b2, float64=float64, tol=TOL)
+            host = host_theory.chi1_xi_c(activation, sigma_w2, sigma_b2, float64=float64, tol=TOL)
             if host is None:
                 rest.append(i)
             else:
