@@ -37,6 +37,9 @@ SKLEARN = importlib.util.find_spec("sklearn") is not None
 NO_SKLEARN = "scikit-learn is not installed (pip install 'jaxflow[data]')"
 
 
+# Six real processes, each importing and compiling jax (~30 CPU-s): the slow pass runs it; the
+# runner's checksum logic is tested in-process below with fake implementations.
+@pytest.mark.slow
 def test_runner_quick_checksums(tmp_path):
     """The issue's smoke test: jaxflow's side of `run.py --quick`, checksums only."""
     report_path = tmp_path / "report.json"

@@ -242,6 +242,9 @@ def _process(args, env):
     return dict(line.split(": ", 1) for line in out.stdout.splitlines() if ": " in line)
 
 
+# Three real CLI processes (~11 s): the slow pass runs it; the folder, version and switches are
+# tested in-process above.
+@pytest.mark.slow
 def test_a_second_process_loads_the_cli_programs_from_the_cache(tmp_path):
     command = ["spectra", "--depth", "3", "--width", "8"]
     env = {"JAXFLOW_CACHE_DIR": str(tmp_path), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}

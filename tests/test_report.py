@@ -124,6 +124,9 @@ def test_compile_clock_credits_each_threads_compilations_to_its_section():
     }  # fmt: skip
 
 
+# A real `jaxflow reproduce` process (~10 s): the slow pass runs it with the whole report too;
+# the sections run in-process in tests/test_report_sections.py, the console script in test_cli.
+@pytest.mark.slow
 def test_reproduce_one_section_in_a_real_process(tmp_path):
     """The command line end to end on one section: JSON summary, figures, numbers, HTML."""
     summary, result = _reproduce_in_a_real_process(tmp_path / "report", "--sections", "chain_rule")

@@ -103,6 +103,9 @@ SCRIPT = textwrap.dedent(
 )
 
 
+# A real process killed mid-sweep (~10 s): the slow pass runs it; resuming a half-written store
+# in-process is test_a_half_written_chunk_is_redone.
+@pytest.mark.slow
 def test_sigkill_mid_sweep_then_resume(reference, tmp_path):
     path = tmp_path / "sweep.zarr"
     tests = os.path.dirname(os.path.abspath(__file__))
