@@ -33,6 +33,8 @@ def scaled_norm(x, axis=None, keepdims=False):
     made every such vector's norm 0.
     """
     x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):  # integers: a norm is a float
+        x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
     safe = jnp.where((m > 0) & jnp.isfinite(m), m, 1.0).astype(x.dtype)
     total = jnp.sqrt(jnp.sum(jnp.square(unscale(x, safe)), axis=axis, keepdims=True))

@@ -197,7 +197,9 @@ def gradient_bound(
     """Measures ‖∂L/∂z^[1]‖/‖∂L/∂z^[L]‖ ≤ ∏‖J^[l]‖₂ ≤ ∏ sup|φ′|·‖W^[l]‖₂ per example.
 
     Jit- and vmap-compatible; a 2-D ``x`` is mapped over its first axis. Called eagerly it is
-    compiled once per model, loss, options and input shapes and kept.
+    compiled once per model, loss, options and input shapes and kept (a loss function is
+    recognised by identity; as under ``jax.jit`` it must be pure: a global it reads is fixed at
+    its first call).
 
     Args:
       model: a jaxflow MLP (:func:`~jaxflow.mlp`) of depth L ≥ 2.

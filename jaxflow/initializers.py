@@ -308,7 +308,9 @@ def _check_variance(arg, value, low):
         array = np.asarray(value)
     except Exception:  # noqa: BLE001 — anything NumPy cannot read is not a number
         array = np.asarray(None)
-    if isinstance(value, bool) or array.dtype.kind not in "iuf":
+    if isinstance(value, bool) or not (
+        array.dtype.kind in "iuf" or jnp.issubdtype(array.dtype, jnp.floating)  # bfloat16
+    ):
         raise TypeError(
             f"{arg}={value!r} is not allowed; a variance is a real number (or an array of them), "
             f"finite and {low}"

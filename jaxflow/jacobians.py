@@ -205,6 +205,9 @@ def jacobian_chain(
     2-D ``x`` is mapped over its first axis for you. Called eagerly it is compiled once per
     model, options and input shapes and kept, so a repeated call costs what a jitted one does
     (a block function is recognised by identity: pass the same function object to reuse it).
+    As under ``jax.jit``, a block function must be pure: a global or attribute it reads is
+    fixed at its first call, so to change one, pass it in the parameters or define a new
+    function.
 
     Args:
       model: a jaxflow model (:func:`~jaxflow.mlp`, :func:`~jaxflow.residual_stack`) or any block

@@ -337,6 +337,11 @@ def test_blocks_that_mix_the_batch_or_draw_random_numbers_are_refused():
     z = (b - b.mean(0)).reshape(-1)
     expected = np.diag(1 - np.tanh(z) ** 2) @ centring
     assert _relative_to_max(chain.products[1], expected) < tol(F32, "block_product")
+    # A forward pass that overflows or carries a NaN is reported by `finite`, not refused.
+    overflowing = jf.block_chain([lambda h: h * 1e30, lambda h: h * 1e30], None, jnp.ones(3))
+    assert not bool(overflowing.finite) and np.asarray(overflowing.reproduced).all()
+    with_nan = jf.block_chain([jnp.tanh, jnp.tanh], None, jnp.array([1.0, jnp.nan, 2.0]))
+    assert not bool(with_nan.finite) and np.asarray(with_nan.reproduced).all()
     # NNX: BatchNorm on batch statistics and Dropout drawing masks (the model as constructed)
     model = NNXModel(rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"model\.eval\(\)"):

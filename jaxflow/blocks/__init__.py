@@ -354,9 +354,10 @@ def _check_connected(result):
         raise ValueError(
             f"blocks {bad} do not give their forward-pass output when their Jacobian is taken "
             "(one example at a time with batch_axis=0): they mix the examples of a batch "
-            "(BatchNorm on batch statistics) or draw other random numbers (Dropout in training "
-            "mode), so their Jacobians would describe another function. Use inference mode "
-            "(NNX: model.eval(); linen: train=False / deterministic=True; Equinox: "
-            "inference=True), or batch_axis=None to take the Jacobian of the whole batch as "
-            "one state"
+            "(BatchNorm on batch statistics), draw other random numbers (Dropout in training "
+            "mode), or take another per-example array argument (a mask, an embedding) that is "
+            "passed whole, so their Jacobians would describe another function. Use inference "
+            "mode (NNX: model.eval(); linen: train=False / deterministic=True; Equinox: "
+            "inference=True), or batch_axis=None (the whole batch as one state, or one example "
+            "per call)"
         )

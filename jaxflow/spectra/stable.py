@@ -116,7 +116,8 @@ def log_spectrum(
     read-out is skipped by a ``lax.cond``) and the requested rows are kept, so memory is
     O(L·n + n²) whatever the depth, never O(L·n²). Jit- and vmap-compatible; a 2-D ``x`` is
     mapped over its first axis. Called eagerly it is compiled once per model, options and input
-    shapes and kept (a block function is recognised by identity).
+    shapes and kept (a block function is recognised by identity; as under ``jax.jit`` it must
+    be pure: a global or attribute it reads is fixed at its first call).
 
     Args:
       model: a jaxflow model or a block function ``block_fn(block_params, h) -> h``.
