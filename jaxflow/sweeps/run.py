@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -365,6 +367,70 @@ def plan(grid: Grid, spec, identity, store, chunk_size, memory_budget, devices, 
     return chunk_size, plan_chunks(grid, spec, chunk_size, per), sweep_store
 
 
+def chunk_coordinates(grid: Grid, chunk: Chunk, per: int = 1) -> str:
+    """Where a chunk lies in the grid, for messages: its activation, inits and seeds."""
+    flat = np.asarray(chunk.configs) // per
+    inits = sorted(set((flat // grid.seeds).tolist()))
+    seeds = sorted(set((flat % grid.seeds).tolist()))
+    labels = [grid.init_labels[i] for i in inits]
+    return f"activation={grid.activation[chunk.activation]!r}, init={labels}, seed={seeds}"
+
+
+@contextlib.contextmanager
+def holding(sweep_store, process_index: int):
+    """Holds the store's writer lock for this sweep (process 0 takes it for every process).
+
+    In a ``jax.distributed`` run, process 0 tells the others whether it got the lock, so a second
+    sweep's processes are all refused before any of them writes.
+    """
+    if sweep_store is None:
+        yield
+        return
+    lock, refused = None, None
+    if process_index == 0:
+        try:
+            lock = sweep_store.lock()
+        except ValueError as error:
+            refused = error
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        granted = multihost_utils.broadcast_one_to_all(np.int32(refused is None))
+        if not int(granted) and refused is None:
+            refused = ValueError(
+                f"store={sweep_store.path!r} is in use by another jaxflow process (process 0 of "
+                "this sweep could not take its lock); wait for it to finish or use another path"
+            )
+    if refused is not None:
+        raise refused
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _verified(sweep_store, chunks, describe, process_index, process_count) -> dict:
+    """Every finished chunk that passes its checksums; damaged ones are named and forgotten."""
+    verified, damaged = {}, []
+    for chunk in chunks:
+        ds, problem = sweep_store.load_chunk(chunk.index)
+        if ds is not None:
+            verified[chunk.index] = ds
+        elif problem is not None:
+            damaged.append(f"chunk {chunk.index} ({describe(chunk)}): {problem}")
+            if chunk.index % process_count == process_index:
+                sweep_store.forget_chunk(chunk.index)
+    if damaged:
+        warnings.warn(
+            f"store={sweep_store.path!r}: {len(damaged)} damaged chunk(s) will be recomputed: "
+            + "; ".join(damaged),
+            UserWarning,
+            stacklevel=4,
+        )
+    return verified
+
+
 def run_chunks(
     dispatch,
     to_dataset,
@@ -377,8 +443,13 @@ def run_chunks(
     process_count,
     desc="sweep",
     after_loop=None,
+    describe=None,
 ):
     """Runs this process's unfinished chunks, writes or keeps each, and returns every chunk's data.
+
+    With a store, every chunk it records as finished is read back and verified against its
+    checksums first; a damaged one is named (with ``describe(chunk)``) in a warning and recomputed
+    by the process it belongs to.
 
     Args:
       dispatch: ``chunk -> outputs``: starts the compiled call (asynchronously, as jax does).
@@ -387,24 +458,29 @@ def run_chunks(
       quiet, callback, process_index, process_count: as for :func:`sweep`.
       desc: the progress bar's label.
       after_loop: called once the last chunk is finished (before any multi-host barrier).
+      describe: ``chunk -> str``, the chunk's coordinates for messages (default: none).
 
     Returns:
       ``(raw, done)``: every chunk's dataset concatenated over ``config``, and the indices of the
       chunks computed in this call.
     """
-    finished = sweep_store.finished() if sweep_store else set()
+    describe = (lambda chunk: "") if describe is None else describe
+    finished = (
+        _verified(sweep_store, chunks, describe, process_index, process_count)
+        if sweep_store
+        else {}
+    )
     todo = [
         c for c in chunks if c.index not in finished and c.index % process_count == process_index
     ]
     bar = _progress(sum(len(c.configs) for c in todo), len(chunks), len(finished), quiet, desc)
-    results = {}
+    results = dict(finished)
 
     def finish(chunk, outputs):
         ds = to_dataset(chunk, jax.device_get(outputs))
         if sweep_store is not None:
-            sweep_store.write_chunk(chunk.index, ds)
-        else:
-            results[chunk.index] = ds
+            sweep_store.write_chunk(chunk.index, ds, describe(chunk))
+        results[chunk.index] = ds
         if bar is not None:
             bar.update(len(chunk.configs))
             bar.set_postfix_str(f"chunks {len(finished) + len(done) + 1}/{len(chunks)}")
@@ -436,15 +512,28 @@ def run_chunks(
 
         multihost_utils.sync_global_devices(f"jaxflow.{desc}: every chunk written")
     if sweep_store is not None:
-        missing = sorted({c.index for c in chunks} - sweep_store.finished())
+        # Other processes' chunks of a multi-host sweep, verified as they are read.
+        missing, damaged = [], []
+        for chunk in chunks:
+            if chunk.index not in results:
+                ds, problem = sweep_store.load_chunk(chunk.index)
+                if ds is not None:
+                    results[chunk.index] = ds
+                elif problem is None:
+                    missing.append(chunk.index)
+                else:
+                    damaged.append(f"chunk {chunk.index} ({describe(chunk)}): {problem}")
         if missing:
             raise RuntimeError(
                 f"chunks {missing} are not in the store {sweep_store.path!r} after every process "
                 "finished; a process of this multi-host sweep failed — rerun to resume"
             )
-        parts = [sweep_store.read_chunk(c.index) for c in chunks]
-    else:
-        parts = [results[c.index] for c in chunks]
+        if damaged:
+            raise RuntimeError(
+                f"store {sweep_store.path!r}: chunks written by another process of this sweep are "
+                f"damaged ({'; '.join(damaged)}) — rerun to recompute them"
+            )
+    parts = [results[c.index] for c in chunks]
     raw = xr.concat(parts, dim="config") if len(parts) > 1 else parts[0]
     return raw, done
 
@@ -587,46 +676,48 @@ def sweep(
     check_host_devices(devices, spec, padded)
     kernel = compute.compiled_kernel(spec, devices)
     traces_before = compute.TRACES[spec]
-    raw, done = run_chunks(
-        lambda chunk: kernel(*chunk_inputs(grid, chunk, padded)),
-        lambda chunk, outputs: chunk_dataset(grid, chunk, outputs),
-        chunks,
-        sweep_store,
-        quiet=quiet,
-        callback=callback,
-        process_index=process_index,
-        process_count=process_count,
-        after_loop=prefetch.join,
-    )
-    if "error" in theory:
-        raise theory["error"]
-    device = devices[0]
-    attrs = {
-        "grid": grid.to_json(),
-        "versions": json.dumps(dict(_versions()), sort_keys=True),
-        "platform": device.platform,
-        "device_kind": device.device_kind,
-        "num_devices": len(devices),
-        "process_count": process_count,
-        "compilations": compute.TRACES[spec] - traces_before,
-        "chunk_size": chunk_size,
-        "num_chunks": len(chunks),
-        "chunks_computed": json.dumps(sorted(done)),
-        "seconds": round(time.perf_counter() - start_time, 3),
-        "conventions": (
-            "J_l = dh_l/dh_(l-1) over the hidden blocks, P_l = J_l...J_1; singular values "
-            "descending; depth-d quantities of a depth-D pass; loss = batch-mean squared error of "
-            "the readout against y ~ N(0, 1); seed s: k_init, k_data = split(key(s)), "
-            "[x | y] = normal(k_data, (batch, width + 1)); weights = model.init(k_init, x)"
-        ),
-    }
-    ds = assemble(grid, raw, attrs)
-    if "theory" in grid.metrics:
-        from .theory import add_theory
+    with holding(sweep_store, process_index):
+        raw, done = run_chunks(
+            lambda chunk: kernel(*chunk_inputs(grid, chunk, padded)),
+            lambda chunk, outputs: chunk_dataset(grid, chunk, outputs),
+            chunks,
+            sweep_store,
+            quiet=quiet,
+            callback=callback,
+            process_index=process_index,
+            process_count=process_count,
+            after_loop=prefetch.join,
+            describe=lambda chunk: chunk_coordinates(grid, chunk),
+        )
+        if "error" in theory:
+            raise theory["error"]
+        device = devices[0]
+        attrs = {
+            "grid": grid.to_json(),
+            "versions": json.dumps(dict(_versions()), sort_keys=True),
+            "platform": device.platform,
+            "device_kind": device.device_kind,
+            "num_devices": len(devices),
+            "process_count": process_count,
+            "compilations": compute.TRACES[spec] - traces_before,
+            "chunk_size": chunk_size,
+            "num_chunks": len(chunks),
+            "chunks_computed": json.dumps(sorted(done)),
+            "seconds": round(time.perf_counter() - start_time, 3),
+            "conventions": (
+                "J_l = dh_l/dh_(l-1) over the hidden blocks, P_l = J_l...J_1; singular values "
+                "descending; depth-d quantities of a depth-D pass; loss = batch-mean squared "
+                "error of the readout against y ~ N(0, 1); seed s: k_init, k_data = split(key(s)), "
+                "[x | y] = normal(k_data, (batch, width + 1)); weights = model.init(k_init, x)"
+            ),
+        }
+        ds = assemble(grid, raw, attrs)
+        if "theory" in grid.metrics:
+            from .theory import add_theory
 
-        ds = add_theory(ds, theory.get("chi1"))
-    if sweep_store is not None and process_index == 0:
-        sweep_store.write_result(ds)
+            ds = add_theory(ds, theory.get("chi1"))
+        if sweep_store is not None and process_index == 0:
+            sweep_store.write_result(ds)
     return ds
 
 

@@ -703,33 +703,35 @@ def trainability(
     process_index, process_count = jax.process_index(), jax.process_count()
     if process_count > 1 and store is None:
         raise ValueError("a multi-host run needs store=: each process writes its own chunks")
-    raw, done = run.run_chunks(
-        dispatch,
-        to_dataset,
-        chunks,
-        sweep_store,
-        quiet=not progress,
-        callback=callback,
-        process_index=process_index,
-        process_count=process_count,
-        desc="train",
-    )
-    counts = np.bincount(arrays["y_test"], minlength=num_classes)
-    attrs = {
-        "grid": grid.to_json(),
-        "training": training.to_json(),
-        "dataset": str(data.name),
-        "num_classes": num_classes,
-        "chance_accuracy": float(counts.max() / counts.sum()),
-        "compilations": TRACES[spec] - traces_before,
-        "jaxflow_version": run._versions().get("jaxflow", "unknown"),
-        "chunk_size": chunk_size,
-        "num_chunks": len(chunks),
-        "chunks_computed": json.dumps(sorted(done)),
-        "num_devices": len(devices),
-        "seconds": round(time.perf_counter() - start_time, 3),
-    }
-    ds = assemble(grid, training, raw, attrs)
-    if sweep_store is not None and process_index == 0:
-        sweep_store.write_result(ds)
+    with run.holding(sweep_store, process_index):
+        raw, done = run.run_chunks(
+            dispatch,
+            to_dataset,
+            chunks,
+            sweep_store,
+            quiet=not progress,
+            callback=callback,
+            process_index=process_index,
+            process_count=process_count,
+            desc="train",
+            describe=lambda chunk: run.chunk_coordinates(grid, chunk, K),
+        )
+        counts = np.bincount(arrays["y_test"], minlength=num_classes)
+        attrs = {
+            "grid": grid.to_json(),
+            "training": training.to_json(),
+            "dataset": str(data.name),
+            "num_classes": num_classes,
+            "chance_accuracy": float(counts.max() / counts.sum()),
+            "compilations": TRACES[spec] - traces_before,
+            "jaxflow_version": run._versions().get("jaxflow", "unknown"),
+            "chunk_size": chunk_size,
+            "num_chunks": len(chunks),
+            "chunks_computed": json.dumps(sorted(done)),
+            "num_devices": len(devices),
+            "seconds": round(time.perf_counter() - start_time, 3),
+        }
+        ds = assemble(grid, training, raw, attrs)
+        if sweep_store is not None and process_index == 0:
+            sweep_store.write_result(ds)
     return ds
