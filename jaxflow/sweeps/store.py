@@ -442,7 +442,7 @@ def _read_result(path):
         ds = ds.load()
     for name, coord in ds.coords.items():  # zarr returns numpy's StringDType; keep plain str
         if coord.dtype.kind == "T":
-            ds = ds.assign_coords({name: coord.values.astype(object)})
+            ds = ds.assign_coords({name: (coord.dims, coord.values.astype(object), coord.attrs)})
     return ds
 
 
