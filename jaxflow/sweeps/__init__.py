@@ -16,8 +16,9 @@ How it runs:
   2 GiB on CPU), all padded to one shape; the chunk size never changes a result.
 * **Devices**: each chunk's configuration axis is sharded over the devices (``Mesh`` +
   ``NamedSharding``), padded to a multiple of their number.
-* **Store**: with ``store="path.zarr"`` every finished chunk is written as it completes and a rerun
-  resumes (:mod:`jaxflow.sweeps.store`).
+* **Store**: with ``store="path.zarr"`` every finished chunk is written as it completes, with a
+  checksum, and a rerun resumes after verifying what is there; one process writes a store at a
+  time (:mod:`jaxflow.sweeps.store`, which lists the failure guarantees).
 * **Training** (:mod:`jaxflow.sweeps.train`): with ``"training"`` in the grid's metrics and
   ``data=``/``training=`` (a :class:`Training`), every network is trained in the same chunked,
   sharded, resumable way (:func:`jaxflow.experiments.trainability`).

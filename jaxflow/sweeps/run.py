@@ -594,7 +594,9 @@ def sweep(
       grid: the :class:`Grid`.
       store: ``None`` (results in memory only) or a directory path (``"results.zarr"``): each
         finished chunk is written as it completes; rerunning with the same grid resumes, skipping
-        finished chunks; a store of another grid is refused, never overwritten.
+        finished chunks once they pass their checksums (damaged ones are named in a warning and
+        recomputed); a store of another grid or x64 mode, or in use by another process, is
+        refused, never overwritten (:mod:`jaxflow.sweeps.store` lists the failure guarantees).
       chunk_size: configurations per compiled call (default: as many as ``memory_budget`` holds,
         up to the smallest group of one activation and one weight family, e.g. ``seeds`` when the
         grid has an orthogonal and a Gaussian init). Chunks never mix activations or weight
@@ -621,9 +623,12 @@ def sweep(
 
     Raises:
       TypeError: if ``grid`` is not a :class:`Grid`.
-      ValueError: for a bad chunk size, memory budget, store, or a CPU sharding that jaxlib's
+      ValueError: for a bad chunk size, memory budget, store (another grid's, another x64
+        mode's, a format-1 store, one in use by another process), or a CPU sharding that jaxlib's
         LAPACK kernels would deadlock (see the module docs).
-      RuntimeError: in a multi-host sweep, if chunks are missing once every process is done.
+      RuntimeError: in a multi-host sweep, if chunks are missing or damaged once every process
+        is done.
+      OSError: if writing the store fails (a full disk): nothing unfinished is marked finished.
 
     Example:
       >>> import jaxflow as jf
