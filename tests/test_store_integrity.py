@@ -20,6 +20,7 @@ import xarray as xr
 import zarr.storage._local as zarr_local
 
 import jaxflow as jf
+from jaxflow.cli import main
 
 GRID = jf.Grid(
     depth=[1, 2], activation=["tanh"], init=["he"], width=3, seeds=6, batch=1,
@@ -214,7 +215,7 @@ HOLDER = textwrap.dedent(
 )
 
 
-def test_a_second_writer_is_refused_and_a_killed_ones_lock_taken_over(store):
+def test_a_second_writer_is_refused_and_a_killed_ones_lock_taken_over(store, capsys):
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(store / "lock")], stdout=subprocess.PIPE, text=True
     )
@@ -223,6 +224,11 @@ def test_a_second_writer_is_refused_and_a_killed_ones_lock_taken_over(store):
         in_use = f"in use by another jaxflow process \\(pid {holder.pid} on host"
         with pytest.raises(ValueError, match=in_use):
             _resume(store)
+        argv = "sweep --depth 1 2 --activation tanh --init he --width 3 --seeds 6 --batch 1"
+        argv = [*argv.split(), "--metrics", "P_spectrum", "--quiet", "--out", str(store)]
+        assert main(argv) == 2  # jaxflow sweep: one line, exit status 2
+        err = capsys.readouterr().err
+        assert f"(pid {holder.pid} on host" in err and len(err.strip().splitlines()) == 1
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
