@@ -289,7 +289,12 @@ class StoreLock:
         """Takes the lock, or raises ``ValueError`` naming the live holder (pid, host, start)."""
         import fcntl
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                return  # a store we cannot write: nothing of ours can damage it (reads verify)
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
