@@ -27,14 +27,16 @@ GRID = jf.Grid(
     metrics=["P_spectrum"],
 )  # fmt: skip
 OTHER = jf.Grid(
-    depth=[1, 2], activation=["tanh"], init=["xavier"], width=3, seeds=6, batch=1,
+    depth=[1, 2], activation=["tanh"], init=["xavier"], width=3, seeds=1, batch=1,
     metrics=["P_spectrum"],
 )  # fmt: skip
+# Every sweep here runs chunks of one configuration: one compiled kernel for the whole module
+# (the same as open_sweep's doctest).
 
 
 @pytest.fixture(scope="module")
 def reference():
-    return jf.sweep(GRID, quiet=True).drop_attrs()
+    return jf.sweep(GRID, chunk_size=1, quiet=True).drop_attrs()
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def stores(tmp_path_factory):
     """Finished stores of GRID and of another grid (OTHER), made once."""
     folder = tmp_path_factory.mktemp("stores")
     jf.sweep(GRID, store=folder / "grid.zarr", chunk_size=1, quiet=True)
-    jf.sweep(OTHER, store=folder / "other.zarr", chunk_size=6, quiet=True)  # one chunk
+    jf.sweep(OTHER, store=folder / "other.zarr", chunk_size=1, quiet=True)
     return folder
 
 
