@@ -117,7 +117,7 @@ def test_rerunning_a_finished_sweep_verifies_and_keeps_result(store, reference):
     xr.testing.assert_identical(reference, jf.open_sweep(store).drop_attrs())
 
 
-@pytest.mark.parametrize("damage", ["truncate", "delete", "flip", "attrs", "record"])
+@pytest.mark.parametrize("damage", ["truncate", "delete", "flip", "attrs", "root", "record"])
 def test_open_sweep_refuses_a_damaged_result(store, damage):
     if damage == "truncate":
         with open(_data_file(store, "result", "P_sv_mean_sq"), "r+b") as f:
@@ -135,6 +135,12 @@ def test_open_sweep_refuses_a_damaged_result(store, damage):
         text["attributes"]["chunk_size"] = 99
         meta.write_text(json.dumps(text))
         where = "@attrs"
+    elif damage == "root":  # the store's own metadata edited: it no longer names this result
+        meta = store / "zarr.json"
+        text = json.loads(meta.read_text())
+        text["attributes"]["grid"] = text["attributes"]["grid"].replace('"width": 3', '"width": 4')
+        meta.write_text(json.dumps(text))
+        where = "recorded for another grid than the store's zarr.json names"
     else:  # killed (or out of space) while writing result/: its record never came
         os.remove(store / "result.json")
         where = "was not completed"

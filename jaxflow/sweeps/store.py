@@ -488,7 +488,8 @@ def open_sweep(path):
       True
     """
     path = os.fspath(path)
-    fmt = SweepStore._read_attrs(path).get("jaxflow_sweep")
+    attrs = SweepStore._read_attrs(path)
+    fmt = attrs.get("jaxflow_sweep")
     has_result = os.path.exists(os.path.join(path, "result", "zarr.json"))
     if fmt == 1:
         if not has_result:
@@ -516,6 +517,9 @@ def open_sweep(path):
             "write it again"
         )
     ds, problem = _verify_result(path, record)
+    grid = attrs.get("grid")
+    if record.get("grid_sha256") != hashlib.sha256(str(grid).encode()).hexdigest():
+        problem = "it was recorded for another grid than the store's zarr.json names"
     if problem is not None:
         raise ValueError(
             f"{path!r}: result/ is damaged and was not read ({problem}); {rerun} verify every "
