@@ -13,10 +13,11 @@ Layout of ``path.zarr`` (a local or shared-filesystem directory)::
 
 Failure guarantees:
 
-* **Killed** (SIGKILL, power loss of the process): a chunk's data is written first and its record
-  last, by writing a temporary file and renaming it (``os.replace`` is atomic on POSIX), so a chunk
+* **Killed** (SIGKILL, out of memory): a chunk's data is written first and its record last, by
+  writing a synced temporary file and renaming it (``os.replace`` is atomic on POSIX), so a chunk
   without a record is redone on resume; likewise ``result/`` counts only once its record is there
-  (:func:`open_sweep` refuses a result without one, and the next run rewrites it).
+  (:func:`open_sweep` refuses a result without one, and the next run rewrites it). Chunk data is
+  not synced: data a machine crash loses fails its checksums and is recomputed.
 * **Full disk** (or any failed write): the error propagates before the record is written, so no
   chunk or result is marked complete that is not; rerun when there is space.
 * **Damaged files** (a truncated, deleted or bit-flipped chunk file, edited array metadata, a
@@ -32,7 +33,8 @@ Failure guarantees:
   killed process is stale by construction and the next run takes it over. In a multi-host sweep
   (``jax.distributed``), process 0 holds the lock for all of them (it tells the others whether it
   got it) and each process writes only its own chunks and their records. On a file system without
-  ``flock`` (some Lustre mounts) the sweep warns and runs unlocked.
+  ``flock`` (some Lustre mounts) the sweep warns and runs unlocked; a store this process cannot
+  write (read-only) is verified without a lock, since nothing of this process can change it.
 * **Precision**: a store computed in float32 is refused by a process with ``jax_enable_x64`` on,
   and the other way round, rather than mixing precisions.
 * A store of a different grid is refused, never overwritten; so is any existing path that is not a
