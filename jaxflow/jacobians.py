@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxflow._chain_inputs import Static, as_input, check_square, per_example, resolve
-from jaxflow._checks import model_input
+from jaxflow._checks import network_input
 from jaxflow._numerics import HIGHEST, all_finite, relative_error
 from jaxflow.chain import (
     MODES,
@@ -338,7 +338,7 @@ def chain_rule_check(model, variables, x, y, loss: Any = "mse") -> ChainRuleChec
         raise TypeError(
             f"model is a {type(model).__name__}; chain_rule_check takes a jaxflow model"
         )
-    model_input("x", x, model.input_dim)
+    x = network_input("x", x, model)
     loss_fn = get_loss(loss)
     stack = model.decompose(variables)
     if isinstance(loss, str):  # the built-in losses compare y with the prediction elementwise
