@@ -169,8 +169,7 @@ def layer_jacobians(
       (5, 8, 8)
     """
     _check_mode(mode)
-    x = as_input(x)
-    resolve(model, variables, x, wrt)
+    _, x = resolve(model, variables, as_input(x), wrt)  # x upcast: one compilation per dtype
     return _layer_jacobians(Static(model), variables, x, wrt, mode)
 
 
@@ -238,8 +237,7 @@ def jacobian_chain(
       True
     """
     _check_mode(mode)
-    x = as_input(x)
-    resolve(model, variables, x, wrt)
+    _, x = resolve(model, variables, as_input(x), wrt)  # x upcast: one compilation per dtype
     return _jacobian_chain(Static(model), variables, x, wrt, mode)
 
 
