@@ -672,3 +672,33 @@ def test_narrow_float_inputs_are_upcast_to_the_parameters_dtype():
     wide = jf.layer_jacobians(model, variables, x.astype(jnp.float32))  # exact: a widening cast
     for narrow in (x, x.astype(jnp.float16)):  # bfloat16 → float16 is exact for these values
         np.testing.assert_array_equal(jf.layer_jacobians(model, variables, narrow), wide)
+
+
+def test_a_store_that_asks_for_pickle_is_refused_without_running_it(tmp_path):
+    """What the README promises: nothing is unpickled from a store. A store whose array names a
+    pickle codec, with a chunk that would run code when unpickled, is refused and the code never
+    runs (zarr 3 has no pickle codec; jaxflow writes none)."""
+    import json
+    import pickle
+
+    import zarr
+
+    from jaxflow.sweeps.store import FORMAT
+
+    path, ran = tmp_path / "hostile.zarr", tmp_path / "the store's code ran"
+    root = zarr.open_group(path, mode="w", zarr_format=3, attributes={"jaxflow_sweep": FORMAT})
+    root.create_group("result").create_array("x", shape=(2,), dtype="f8", dimension_names=["i"])
+    meta_path = path / "result" / "x" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["codecs"] = [{"name": "numcodecs.pickle", "configuration": {"protocol": 5}}]
+    meta_path.write_text(json.dumps(meta))
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.mkdir, (str(ran),))
+
+    (path / "result" / "x" / "c").mkdir(parents=True, exist_ok=True)
+    (path / "result" / "x" / "c" / "0").write_bytes(pickle.dumps(RunsCode()))
+    with pytest.raises(Exception, match="pickle"):
+        jf.open_sweep(str(path))
+    assert not ran.exists()
