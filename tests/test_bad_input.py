@@ -140,6 +140,10 @@ def _on_full_disk(call):
         jaxflow._files._open_temp = real
 
 
+class _OnFullDisk(list):
+    """The argv of a CLI row run with every file jaxflow writes failing as on a full disk."""
+
+
 def _new_axes():
     from jaxflow.plotting import new_axes
 
@@ -502,6 +506,10 @@ CASES = [
     ("cli reproduce: --out in a read-only folder",
      lambda e: ["reproduce", "--out", _read_only(e, "r"), "--sections", "dead_relu"],
      CLI, r"out=.*: cannot write in"),
+    ("cli reproduce: a full disk (the INCOMPLETE marker cannot be written)",
+     lambda e: _OnFullDisk(["reproduce", "--out", os.path.join(e.root, "r"), "--sections",
+                            "dead_relu", "--quiet"]),
+     CLI, r"jaxflow reproduce: .*No space left on device"),
     ("cli reproduce: --out '' (was FileNotFoundError)",
      lambda e: ["reproduce", "--out", ""],
      CLI, r"--out: '' is not a path"),
@@ -634,7 +642,10 @@ def test_bad_input_is_refused_by_name(env, call, expected, message, capsys):
     if expected == CLI:
         argv = call(env)
         capsys.readouterr()
-        assert main(argv) == 2
+        if isinstance(argv, _OnFullDisk):
+            assert _on_full_disk(lambda: main(list(argv))) == 2
+        else:
+            assert main(argv) == 2
         captured = capsys.readouterr()
         assert captured.out == ""
         assert len(captured.err.strip().splitlines()) == 1, captured.err
