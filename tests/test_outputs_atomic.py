@@ -105,9 +105,7 @@ def _kill_mid_run(out):
     [False, pytest.param(True, marks=pytest.mark.slow)],  # a second real process: 3-5 s
     ids=["new out", "empty out"],
 )
-def test_a_killed_reproduce_leaves_a_marked_sibling_and_a_rerun_works(
-    tmp_path, sections, existing
-):
+def test_a_killed_reproduce_leaves_a_marked_sibling_and_a_rerun_works(tmp_path, sections, existing):
     out = str(tmp_path / "report")
     if existing:
         os.mkdir(out)

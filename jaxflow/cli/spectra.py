@@ -81,6 +81,6 @@ def add_parser(commands) -> None:
     spectra.add_argument(
         "--json",
         action="store_true",
-        help="print JSON instead of a table (NaN as null, infinities as \"inf\"/\"-inf\")",
+        help='print JSON instead of a table (NaN as null, infinities as "inf"/"-inf")',
     )
     spectra.set_defaults(run=run_spectra)

@@ -159,9 +159,7 @@ def add_parser(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sweep.add_argument("config", nargs="?", help="TOML file with the grid's fields")
-    sweep.add_argument(
-        "--out", type=_output_path, help="Zarr store to write (and resume from)"
-    )
+    sweep.add_argument("--out", type=_output_path, help="Zarr store to write (and resume from)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     sweep.add_argument(
         "--plot",
@@ -202,6 +200,6 @@ def add_parser(commands) -> None:
     sweep.add_argument(
         "--json",
         action="store_true",
-        help="print a JSON summary instead of tables (NaN as null, infinities as \"inf\")",
+        help='print a JSON summary instead of tables (NaN as null, infinities as "inf")',
     )
     sweep.set_defaults(run=run_sweep)

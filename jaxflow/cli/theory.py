@@ -33,6 +33,7 @@ def _finite_float(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed; it must be finite")
     return value
 
+
 EXAMPLES = """examples:
   jaxflow theory --activation tanh relu erf --sigma-w2 1.5 --sigma-b2 0.05
   jaxflow theory --activation sigmoid --sigma-w2 1 --json
@@ -190,6 +191,6 @@ def add_parser(commands) -> None:
     theory.add_argument(
         "--json",
         action="store_true",
-        help="print JSON instead of a table (NaN as null, infinities as \"inf\"/\"-inf\")",
+        help='print JSON instead of a table (NaN as null, infinities as "inf"/"-inf")',
     )
     theory.set_defaults(run=run_theory)

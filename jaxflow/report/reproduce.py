@@ -282,9 +282,7 @@ def reproduce(
         ) from None
     work = _start(folder)
     try:
-        results, meta, seconds = _run_sections(
-            work, keys, quick, key, seed, progress, jobs, folder
-        )
+        results, meta, seconds = _run_sections(work, keys, quick, key, seed, progress, jobs, folder)
         paths = write_report(results, work, meta)
         _finish(work, folder)
     except BaseException:
