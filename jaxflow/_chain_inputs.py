@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxflow._checks import model_input
+from jaxflow._checks import network_input
 from jaxflow.models import Network, Stack
 
 
@@ -64,7 +64,7 @@ def resolve(model, variables, x, wrt) -> tuple[Stack, jax.Array]:
     """(stack, x) for a jaxflow model (x its input) or a block function (x is h_0, and the
     stack's input map and readout are the identity)."""
     if isinstance(model, Network):
-        model_input("x", x, model.input_dim)
+        x = network_input("x", x, model)
         return model.decompose(variables, wrt), x
     if isinstance(model, nn.Module):
         raise TypeError(

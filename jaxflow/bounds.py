@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxflow._chain_inputs import Static, as_input
-from jaxflow._checks import model_input
+from jaxflow._checks import network_input
 from jaxflow._numerics import HIGHEST, all_finite, safe_log, scaled_norm
 from jaxflow.activations import get_activation
 from jaxflow.chain import (
@@ -234,8 +234,7 @@ def gradient_bound(
             f"model is a {type(model).__name__}; gradient_bound takes a jaxflow MLP (jf.mlp): the "
             "bound is stated for the pre-activation chain J^[l] = W^[l] diag(φ′(z^[l−1]))"
         )
-    x = as_input(x)
-    model_input("x", x, model.input_dim)
+    x = network_input("x", as_input(x), model)
     if model.depth < 2:
         model.decompose(variables, wrt="preactivation")  # raises: the chain needs depth >= 2
     batch = jnp.shape(x)[:-1]

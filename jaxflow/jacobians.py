@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxflow._chain_inputs import Static, as_input, check_square, per_example, resolve
-from jaxflow._checks import model_input
+from jaxflow._checks import network_input
 from jaxflow._numerics import HIGHEST, all_finite, relative_error
 from jaxflow.chain import (
     MODES,
@@ -169,8 +169,7 @@ def layer_jacobians(
       (5, 8, 8)
     """
     _check_mode(mode)
-    x = as_input(x)
-    resolve(model, variables, x, wrt)
+    _, x = resolve(model, variables, as_input(x), wrt)  # x upcast: one compilation per dtype
     return _layer_jacobians(Static(model), variables, x, wrt, mode)
 
 
@@ -238,8 +237,7 @@ def jacobian_chain(
       True
     """
     _check_mode(mode)
-    x = as_input(x)
-    resolve(model, variables, x, wrt)
+    _, x = resolve(model, variables, as_input(x), wrt)  # x upcast: one compilation per dtype
     return _jacobian_chain(Static(model), variables, x, wrt, mode)
 
 
@@ -338,7 +336,7 @@ def chain_rule_check(model, variables, x, y, loss: Any = "mse") -> ChainRuleChec
         raise TypeError(
             f"model is a {type(model).__name__}; chain_rule_check takes a jaxflow model"
         )
-    model_input("x", x, model.input_dim)
+    x = network_input("x", x, model)
     loss_fn = get_loss(loss)
     stack = model.decompose(variables)
     if isinstance(loss, str):  # the built-in losses compare y with the prediction elementwise

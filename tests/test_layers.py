@@ -24,7 +24,7 @@ PACKAGE = ROOT / "jaxflow"
 # public API re-exports the drivers (sweeps, experiments), and the report and figures are written
 # with it, so it sits between the two.
 LAYERS = (
-    ("leaves", ("jaxflow._checks", "jaxflow._deprecation", "jaxflow._numerics",
+    ("leaves", ("jaxflow._checks", "jaxflow._deprecation", "jaxflow._files", "jaxflow._numerics",
                 "jaxflow._platform", "jaxflow._registry", "jaxflow._status", "jaxflow._text",
                 "jaxflow.activations", "jaxflow.data", "jaxflow.initializers")),
     ("theory", ("jaxflow.theory",)),
@@ -44,6 +44,7 @@ SHARED_PRIVATE = (
     "jaxflow._chain_kernels",
     "jaxflow._checks",
     "jaxflow._deprecation",
+    "jaxflow._files",
     "jaxflow._numerics",
     "jaxflow._platform",
     "jaxflow._status",

@@ -59,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
       argv: the arguments after the program name (default: ``sys.argv[1:]``).
 
     Returns:
-      0 on success, 2 on a user error (reported as one line on stderr).
+      0 on success, 2 on a user error (reported as one line on stderr): bad options or values,
+      and files that cannot be read or written (missing, inside a file, read-only, a full
+      disk). Outputs are written whole or not at all, so a failed write leaves nothing behind.
 
     Example:
       >>> from jaxflow.cli import main
@@ -69,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxflow import _platform
 
     _platform.guard_cpu_thread_pool()  # before any JAX backend starts
+    args = None
     try:
         args = build_parser().parse_args(argv)
         if args.cache_dir is not None:  # for the whole process, the drivers it calls included
@@ -78,3 +81,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(error, file=sys.stderr)
         return 2
+    except OSError as error:  # a path the user gave cannot be read or written: theirs to fix
+        command = getattr(args, "command", None)
+        print(f"jaxflow{f' {command}' if command else ''}: {_describe(error)}", file=sys.stderr)
+        return 2
+
+
+def _describe(error: OSError) -> str:
+    """One line for a file-system error: ``PATH: reason`` for the system's own errors, the
+    message for jaxflow's (which name the option's argument)."""
+    if error.strerror and error.filename is not None:
+        text = f"{error.filename}: {error.strerror}"
+    else:
+        text = str(error)
+    return " ".join(text.split())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from jaxflow._checks import MAX_SIZE
 from jaxflow._text import encodable  # noqa: F401  (re-exported for the subcommands)
 
 
@@ -17,6 +18,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
+MAX_INT = MAX_SIZE  # the largest size an option takes: XLA's sizes and loop counts are 32-bit
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -24,7 +28,64 @@ def _positive_int(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be >= 1")
+    if value > MAX_INT:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be <= {MAX_INT}")
     return value
+
+
+def _seed(text):
+    """A random seed: an integer that ``jax.random.key`` takes (64-bit signed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(
+            f"{value} is not allowed; a seed must fit in 64 bits (-2**63 <= seed < 2**63)"
+        )
+    return value
+
+
+def _output_path(text):
+    """A path the command writes; the empty string is refused (it names no file)."""
+    if not text:
+        raise argparse.ArgumentTypeError("'' is not a path")
+    return text
+
+
+def json_number(value):
+    """A float for JSON output: ``None`` (null) for NaN, ``"inf"``/``"-inf"`` for infinities
+    (JSON has no NaN or Infinity; Python's ``json`` would write them bare, which is not JSON)."""
+    import math
+
+    value = float(value)
+    if math.isnan(value):
+        return None
+    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+
+def json_safe(value):
+    """``value`` with every float made valid JSON by :func:`json_number` (dicts, lists, tuples
+    and NumPy scalars are walked)."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item"):  # a NumPy or JAX scalar
+        return json_safe(value.item())
+    if isinstance(value, float):
+        return json_number(value)
+    return value
+
+
+def dump_json(value, stream) -> None:
+    """Writes ``value`` as JSON (NaN as null, infinities as "inf"/"-inf"), and a newline."""
+    import json
+
+    json.dump(json_safe(value), stream, indent=2, allow_nan=False)
+    stream.write("\n")
 
 
 def _init_arg(text):
@@ -48,9 +109,10 @@ def _float_at_least(minimum, strict):
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if value != value or (value <= minimum if strict else value < minimum):
             raise argparse.ArgumentTypeError(
-                f"{value} is not allowed; it must be {'>' if strict else '>='} {minimum} "
-                "(a variance)"
+                f"{value} is not allowed; it must be {'>' if strict else '>='} {minimum}"
             )
+        if value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; it must be finite")
         return value
 
     return parse
@@ -80,7 +142,7 @@ def _add_model_options(parser):
         help=f"initialisation: {', '.join(INIT_SCHEMES)}, or variances 'sigma_w2,sigma_b2' "
         "(default: xavier)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed for weights and input")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed for weights and input")
 
 
 def _build_model(args):

@@ -224,6 +224,17 @@ def _apply_kwarg(text):
         ) from None
 
 
+def _pattern(text):
+    """A regular expression, compiled once here so that a bad one is an option error."""
+    try:
+        re.compile(text)
+    except re.error as error:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a regular expression ({error})"
+        ) from None
+    return text
+
+
 # ---------------------------------------------------------------------------------------------
 # The forward pass, the loss and its gradients.
 
@@ -328,6 +339,8 @@ def _model_gradients(spec, loss, kwargs):
     x = jnp.asarray(spec["x"])
     if x.ndim == 0:
         raise UsageError("jaxflow check: x is a scalar; return a batch of inputs")
+    if x.shape[0] == 0:
+        raise UsageError(f"jaxflow check: x has shape {x.shape}, no examples; return a batch")
     if _is_jaxflow(spec["model"]) and x.ndim == 1:
         x = x[None]  # jaxflow models take one input (d,) or a batch (batch, d)
     try:
@@ -784,6 +797,7 @@ def add_parser(commands) -> None:
     )
     check.add_argument(
         "--blocks",
+        type=_pattern,
         metavar="PATTERN",
         default=None,
         help="regex selecting the blocks to chain (see below)",

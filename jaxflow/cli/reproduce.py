@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from jaxflow.cli._common import UsageError, _positive_int
+from jaxflow.cli._common import UsageError, _output_path, _positive_int, _seed
 
 EXAMPLES = """examples:
   jaxflow reproduce                          # every section, into ./jaxflow-report
@@ -39,8 +39,10 @@ def run_reproduce(args) -> int:
     from jaxflow import _platform
 
     _platform.prefer_fast_compilation()  # many small programs, each compiled once
+    from jaxflow.report.reproduce import check_out_folder, reproduce
+
+    check_out_folder(args.out)  # before anything runs: a file, a non-empty folder, read-only
     _select_platform(args.platform)
-    from jaxflow.report.reproduce import reproduce
 
     try:
         report = reproduce(
@@ -91,9 +93,12 @@ def add_parser(commands) -> None:
     )
     reproduce.add_argument(
         "--out",
+        type=_output_path,
         default="jaxflow-report",
         metavar="DIR",
-        help="report folder; must not exist or be empty (default: jaxflow-report)",
+        help="report folder; must not exist or be empty (default: jaxflow-report). It is "
+        "written as .DIR.incomplete-* beside it and renamed at the end: DIR only ever holds a "
+        "finished report",
     )
     reproduce.add_argument("--quick", action="store_true", help="smaller sizes, same checks")
     reproduce.add_argument(
@@ -109,7 +114,7 @@ def add_parser(commands) -> None:
         metavar="NAME",
         help=f"run only these sections: {', '.join(SECTIONS)}",
     )
-    reproduce.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    reproduce.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     reproduce.add_argument(
         "--jobs",
         type=_positive_int,

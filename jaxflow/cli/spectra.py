@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from jaxflow.cli._common import (
     _add_model_options,
     _build_model,
+    dump_json,
     encodable,
     format_spectra_table,
     spectra_rows,
@@ -43,10 +43,7 @@ def run_spectra(args) -> int:
         "input": "x ~ N(0, I)",
     }
     if args.json:
-        json.dump(
-            {"config": config, "finite": bool(chain.finite), "layers": rows}, sys.stdout, indent=2
-        )
-        print()
+        dump_json({"config": config, "finite": bool(chain.finite), "layers": rows}, sys.stdout)
         return 0
     print(
         f"{args.model} depth={args.depth} width={args.width} activation={args.activation} "
@@ -81,5 +78,9 @@ def add_parser(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_options(spectra)
-    spectra.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    spectra.add_argument(
+        "--json",
+        action="store_true",
+        help='print JSON instead of a table (NaN as null, infinities as "inf"/"-inf")',
+    )
     spectra.set_defaults(run=run_spectra)

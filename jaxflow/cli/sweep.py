@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from jaxflow.cli._common import UsageError, _init_arg, _positive_int
+from jaxflow.cli._common import (
+    UsageError,
+    _init_arg,
+    _output_path,
+    _positive_int,
+    dump_json,
+)
 
 EXAMPLES = """examples:
   jaxflow sweep grid.toml --out results.zarr
@@ -22,6 +27,32 @@ grid.toml holds the Grid's fields at top level, e.g.
   seeds = 8
 Rerunning with the same --out resumes; a store of a different grid is refused.
 """
+
+
+def _figure_names(args):
+    return (f"heatmap_{args.metric}.png", "grad_ratio_vs_depth.png")
+
+
+def _check_outputs(args):
+    """Refuses, before any computation, outputs that could not be written: a store or plot
+    folder inside a file or in a read-only folder, a --plot that is a file or already holds the
+    figures (nothing is overwritten)."""
+    import os
+
+    from jaxflow._files import check_writable
+
+    if args.out is not None and not os.path.isdir(args.out):
+        check_writable("--out", os.path.dirname(os.path.abspath(args.out)))
+    if args.plot:
+        if os.path.exists(args.plot) and not os.path.isdir(args.plot):
+            raise UsageError(f"jaxflow sweep: --plot {args.plot!r} exists and is not a directory")
+        check_writable("--plot", args.plot)
+        taken = [n for n in _figure_names(args) if os.path.exists(os.path.join(args.plot, n))]
+        if taken:
+            raise UsageError(
+                f"jaxflow sweep: --plot {args.plot!r} already holds {', '.join(taken)}; choose "
+                "another directory (nothing is overwritten)"
+            )
 
 
 def run_sweep(args) -> int:
@@ -52,8 +83,7 @@ def run_sweep(args) -> int:
         grid = jf.Grid.from_dict(values, source=source)
     except ValueError as error:
         raise UsageError(f"jaxflow sweep: {error}") from None
-    if args.plot and os.path.exists(args.plot) and not os.path.isdir(args.plot):
-        raise UsageError(f"jaxflow sweep: --plot {args.plot!r} exists and is not a directory")
+    _check_outputs(args)
     try:
         ds = jf.sweep(grid, store=args.out, quiet=args.quiet, chunk_size=args.chunk_size)
     except ValueError as error:  # a store of another grid, a bad chunk size
@@ -68,8 +98,8 @@ def run_sweep(args) -> int:
             )
         os.makedirs(args.plot, exist_ok=True)
         for name, draw in (
-            (f"heatmap_{args.metric}.png", lambda: plot_sweep_heatmap(ds, args.metric)[0]),
-            ("grad_ratio_vs_depth.png", lambda: plot_gradient_ratio(ds)),
+            (_figure_names(args)[0], lambda: plot_sweep_heatmap(ds, args.metric)[0]),
+            (_figure_names(args)[1], lambda: plot_gradient_ratio(ds)),
         ):
             path = os.path.join(args.plot, name)
             try:
@@ -96,8 +126,7 @@ def run_sweep(args) -> int:
                          for i in ratio["init"].values}
                 for a in ratio["activation"].values
             }  # fmt: skip
-        json.dump(summary, sys.stdout, indent=2)
-        print()
+        dump_json(summary, sys.stdout)
         return 0
     if not args.quiet:
         print(
@@ -130,10 +159,13 @@ def add_parser(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sweep.add_argument("config", nargs="?", help="TOML file with the grid's fields")
-    sweep.add_argument("--out", help="Zarr store to write (and resume from)")
+    sweep.add_argument("--out", type=_output_path, help="Zarr store to write (and resume from)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     sweep.add_argument(
-        "--plot", metavar="DIR", help="write a heatmap and a gradient-ratio plot here"
+        "--plot",
+        type=_output_path,
+        metavar="DIR",
+        help="write a heatmap and a gradient-ratio plot here (never overwrites a file)",
     )
     sweep.add_argument(
         "--metric", default="grad_ratio", help="what the heatmap shows (default: grad_ratio)"
@@ -165,5 +197,9 @@ def add_parser(commands) -> None:
         help=f"metrics: {', '.join(METRICS)}",
     )
     sweep.add_argument("--chunk-size", type=_positive_int, help="configurations per compiled call")
-    sweep.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
+    sweep.add_argument(
+        "--json",
+        action="store_true",
+        help='print a JSON summary instead of tables (NaN as null, infinities as "inf")',
+    )
     sweep.set_defaults(run=run_sweep)

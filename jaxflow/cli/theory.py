@@ -3,10 +3,36 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from jaxflow.cli._common import UsageError, _float_at_least, _positive_int
+from jaxflow.cli._common import (
+    UsageError,
+    _float_at_least,
+    _output_path,
+    _positive_int,
+    dump_json,
+)
+
+MAX_GRID = 1000
+"""The most phase-diagram points per axis (a million mean-field solves in all)."""
+
+
+def _grid_points(text):
+    value = _positive_int(text)
+    if value > MAX_GRID:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be <= {MAX_GRID}")
+    return value
+
+
+def _finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; it must be finite")
+    return value
+
 
 EXAMPLES = """examples:
   jaxflow theory --activation tanh relu erf --sigma-w2 1.5 --sigma-b2 0.05
@@ -22,8 +48,16 @@ def run_theory(args) -> int:
     import jaxflow as jf
 
     if args.phase_diagram:
+        from jaxflow._files import check_output_path, figure_format
         from jaxflow.plotting import plot_phase_diagram, save_figure
 
+        # Before any solve: an existing file, a folder that is a file or read-only, a format
+        # matplotlib cannot write.
+        check_output_path("--phase-diagram", args.phase_diagram)
+        try:
+            figure_format(args.phase_diagram, "--phase-diagram")
+        except ValueError as error:
+            raise UsageError(f"jaxflow theory: {error}") from None
         if len(args.activation) != 1:
             raise UsageError("jaxflow theory: --phase-diagram draws one --activation at a time")
         low_w, high_w = args.sigma_w2_range
@@ -44,8 +78,7 @@ def run_theory(args) -> int:
         except FileExistsError as error:
             raise UsageError(f"jaxflow theory: {error}") from None
         if args.json:
-            json.dump({"figure": args.phase_diagram, "activation": args.activation[0]}, sys.stdout)
-            print()
+            dump_json({"figure": args.phase_diagram, "activation": args.activation[0]}, sys.stdout)
         else:
             print(f"wrote {args.phase_diagram}")
         return 0
@@ -70,8 +103,7 @@ def run_theory(args) -> int:
             }
         )
     if args.json:
-        json.dump({"rows": rows}, sys.stdout, indent=2, allow_nan=True)
-        print()
+        dump_json({"rows": rows}, sys.stdout)
         return 0
     names = ("q*", "chi1", "c*", "chi_c", "xi_q", "xi_c", "crit sw2")
     keys = ("q_star", "chi1", "c_star", "chi_c", "xi_q", "xi_c", "critical_sigma_w2")
@@ -124,6 +156,7 @@ def add_parser(commands) -> None:
     )
     theory.add_argument(
         "--phase-diagram",
+        type=_output_path,
         metavar="FILE.png",
         help="write a phase-diagram figure instead (never overwrites FILE)",
     )
@@ -135,7 +168,7 @@ def add_parser(commands) -> None:
     )
     theory.add_argument(
         "--sigma-w2-range",
-        type=float,
+        type=_finite_float,
         nargs=2,
         default=(0.5, 4.0),
         metavar=("LOW", "HIGH"),
@@ -143,14 +176,21 @@ def add_parser(commands) -> None:
     )
     theory.add_argument(
         "--sigma-b2-range",
-        type=float,
+        type=_finite_float,
         nargs=2,
         default=(0.0, 0.5),
         metavar=("LOW", "HIGH"),
         help="phase-diagram sigma_b2 range (default 0 0.5)",
     )
     theory.add_argument(
-        "--grid", type=_positive_int, default=25, help="phase-diagram points per axis (default 25)"
+        "--grid",
+        type=_grid_points,
+        default=25,
+        help=f"phase-diagram points per axis (default 25, at most {MAX_GRID})",
     )
-    theory.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    theory.add_argument(
+        "--json",
+        action="store_true",
+        help='print JSON instead of a table (NaN as null, infinities as "inf"/"-inf")',
+    )
     theory.set_defaults(run=run_theory)

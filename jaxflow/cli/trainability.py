@@ -9,7 +9,15 @@ import math
 import os
 import sys
 
-from jaxflow.cli._common import UsageError, _float_at_least, _init_arg, _positive_int
+from jaxflow.cli._common import (
+    UsageError,
+    _float_at_least,
+    _init_arg,
+    _output_path,
+    _positive_int,
+    dump_json,
+    json_number,
+)
 
 EXAMPLES = """examples:
   jaxflow trainability --depth 2 6 12 24 --sigma-w2 0.5 1 1.76 3 4 --steps 300 --plot figures/
@@ -161,12 +169,7 @@ def _plot(ds, figures, folder, quiet):
             print(f"wrote {path}")
 
 
-def _number(value):
-    """A float for JSON: ``None`` for NaN, ``"inf"``/``"-inf"`` for infinities."""
-    value = float(value)
-    if math.isnan(value):
-        return None
-    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+_number = json_number  # a float for JSON: None for NaN, "inf"/"-inf" for infinities
 
 
 def summary(ds, store=None) -> dict:
@@ -227,6 +230,7 @@ def _table(ds) -> str:
 
 def run_trainability(args) -> int:
     """Trains every network of a grid on a data set; stores, plots and summarises the result."""
+    from jaxflow._files import check_writable
     from jaxflow.experiments import trainability
 
     grid = build_grid(args)
@@ -242,12 +246,15 @@ def run_trainability(args) -> int:
                 "needs Gaussian inits of one σ_b² (--sigma-w2), the isometry figure an "
                 "'orthogonal:w,b' init beside its Gaussian 'w,b'"
             )
+        check_writable("--plot", args.plot)
         taken = [n for n, _, _ in figures if os.path.exists(os.path.join(args.plot, n))]
         if taken:  # before training, not after: nothing is ever overwritten
             raise UsageError(
                 f"jaxflow trainability: --plot {args.plot!r} already holds {', '.join(taken)}; "
                 "choose another directory (nothing is overwritten)"
             )
+    if args.out is not None and not os.path.isdir(args.out):
+        check_writable("--out", os.path.dirname(os.path.abspath(args.out)))
     data = load_data(args.data)
     try:
         ds = trainability(
@@ -264,8 +271,7 @@ def run_trainability(args) -> int:
         os.makedirs(args.plot, exist_ok=True)
         _plot(ds, figures, args.plot, args.quiet or args.json)
     if args.json:
-        json.dump(summary(ds, args.out), sys.stdout, indent=2)
-        print()
+        dump_json(summary(ds, args.out), sys.stdout)
         return 0
     if not args.quiet:
         computed = len(json.loads(ds.attrs["chunks_computed"]))
@@ -364,9 +370,14 @@ def add_parser(commands) -> None:
         metavar="DATA",
         help=f"{DATA_CHOICES} (default: digits)",
     )
-    parser.add_argument("--out", metavar="STORE", help="Zarr store to write (and resume from)")
     parser.add_argument(
-        "--plot", metavar="DIR", help="write the heat map and isometry figures here"
+        "--out", type=_output_path, metavar="STORE", help="Zarr store to write (and resume from)"
+    )
+    parser.add_argument(
+        "--plot",
+        type=_output_path,
+        metavar="DIR",
+        help="write the heat map and isometry figures here",
     )
     parser.add_argument("--chunk-size", type=_positive_int, help="configurations per compiled call")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxflow._checks import model_input
+from jaxflow._checks import network_input
 from jaxflow._numerics import scaled_norm
 from jaxflow.activations import get_activation
 from jaxflow.chain import accumulate_chain, backward_chain, outputs
@@ -178,8 +178,7 @@ def _check_model(model, fn):
 
 def _batch_xy(model, x, y):
     """x as (B, d) and y as (B, out), checked against the model; and whether x was one example."""
-    model_input("x", x, model.input_dim)
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    x, y = network_input("x", x, model), jnp.asarray(y)
     single = x.ndim == 1
     if x.ndim not in (1, 2):
         raise ValueError(f"x has shape {x.shape}; it must be (d,) or (batch, d)")
@@ -269,8 +268,7 @@ def _preactivation_derivatives(model, variables, x, fn):
             f"{fn} needs an MLP of depth >= 2 (it reads z_1…z_L from "
             f"model.decompose(wrt='preactivation')); this model has depth={model.depth}"
         )
-    model_input("x", x, model.input_dim)
-    x = jnp.asarray(x)
+    x = network_input("x", x, model)
     return _derivatives(model, variables, x[None] if x.ndim == 1 else x)
 
 

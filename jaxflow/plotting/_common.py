@@ -47,16 +47,23 @@ def new_axes(ax=None, *, figsize=None):
 def save_figure(fig_or_ax: Any, path: str | os.PathLike, *, overwrite: bool = False) -> str:
     """Saves a figure (or the figure of an axes) to ``path``; refuses to overwrite by default.
 
+    The file appears whole or not at all: the figure is drawn into a temporary sibling that takes
+    ``path``'s name once complete, so an interrupted save or a full disk leaves no truncated file
+    (and an existing one as it was).
+
     Args:
       fig_or_ax: a ``Figure`` or an ``Axes``.
-      path: the file to write; its suffix picks the format (``.png``, ``.pdf``, ``.svg``).
+      path: the file to write; its suffix picks the format (``.png``, ``.pdf``, ``.svg``; PNG
+        without a suffix).
       overwrite: replace an existing file.
 
     Returns:
       The path written, as a string.
 
     Raises:
-      FileExistsError: if ``path`` exists and ``overwrite`` is False.
+      FileExistsError: if ``path`` exists and ``overwrite`` is False, or is a folder.
+      ValueError: for an empty path or a suffix matplotlib cannot write.
+      OSError: if the folder does not exist, is a file or cannot be written (read-only, full).
 
     Example:
       >>> import os, tempfile
@@ -65,12 +72,14 @@ def save_figure(fig_or_ax: Any, path: str | os.PathLike, *, overwrite: bool = Fa
       >>> save_figure(new_axes(), path) == path
       True
     """
+    from jaxflow._files import check_output_path, figure_format, write_file
+
     fig = fig_or_ax.get_figure() if hasattr(fig_or_ax, "get_figure") else fig_or_ax
-    path = os.fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    fig.savefig(path, dpi=STYLE["dpi"])
-    return path
+    path = check_output_path("path", path, overwrite=overwrite)
+    file_format = figure_format(path)
+    return write_file(
+        path, lambda f: fig.savefig(f, format=file_format, dpi=STYLE["dpi"]), overwrite=overwrite
+    )
 
 
 _LAYER_AXIS = "Layer l (h_0 = input, h_L = readout input)"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import secrets
+import shutil
 import sys
 import threading
 import time
@@ -157,9 +159,21 @@ class _CompileClock:
         }
 
 
-def _prepare(folder: str) -> str:
-    folder = os.fspath(folder)
-    if os.path.exists(folder):
+INCOMPLETE = "INCOMPLETE"
+"""The marker file of a report folder being written (see :func:`reproduce`)."""
+
+
+def check_out_folder(out) -> str:
+    """``out`` as a string, checked before anything runs: a new or empty folder that can be
+    created (and renamed onto) where it is."""
+    from jaxflow._files import check_writable
+
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out={out!r} is not a folder path")
+    folder = os.fspath(out)
+    if not folder:
+        raise ValueError("out='' is not a folder path")
+    if os.path.lexists(folder):
         if not os.path.isdir(folder):
             raise FileExistsError(f"out={folder!r} exists and is not a folder")
         if os.listdir(folder):
@@ -167,8 +181,45 @@ def _prepare(folder: str) -> str:
                 f"out={folder!r} exists and is not empty; choose another --out (nothing is "
                 "overwritten)"
             )
-    os.makedirs(folder, exist_ok=True)
+    check_writable("out", os.path.dirname(os.path.abspath(folder)))
     return folder
+
+
+def _start(folder: str) -> str:
+    """Makes the hidden sibling of ``folder`` the report is written into, marked INCOMPLETE."""
+    from jaxflow._files import write_file
+
+    parent, name = os.path.split(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    work = os.path.join(parent, f".{name}.incomplete-{secrets.token_hex(4)}")
+    os.mkdir(work)
+    try:
+        write_file(
+            os.path.join(work, INCOMPLETE),
+            f"An unfinished `jaxflow reproduce` run into {folder!r} (process {os.getpid()}, "
+            f"started {time.strftime('%Y-%m-%d %H:%M:%S')}). A finished report is renamed to "
+            f"{name!r}; this folder is what a run that was killed left behind, and can be "
+            "deleted.\n",
+        )
+    except BaseException:
+        os.rmdir(work)
+        raise
+    return work
+
+
+def _finish(work: str, folder: str) -> None:
+    """Gives the finished report ``work`` the name ``folder`` (an empty folder there is
+    replaced; a non-empty one is not)."""
+    os.unlink(os.path.join(work, INCOMPLETE))
+    try:
+        os.rename(work, folder)
+    except OSError as error:
+        if os.path.isdir(folder) and os.listdir(folder):
+            raise FileExistsError(
+                f"out={folder!r} was filled by something else while the report ran; nothing "
+                f"there was overwritten, and the finished report is in {work!r}"
+            ) from None
+        raise error
 
 
 def reproduce(
@@ -191,12 +242,19 @@ def reproduce(
       jobs: sections run at once on worker threads (default: min(2, cores)); every section's
         numbers are the same whatever ``jobs`` is.
 
+    The report is written into a hidden sibling folder ``.NAME.incomplete-XXXXXXXX`` that holds
+    an ``INCOMPLETE`` file while the run lasts and is renamed to ``out`` at the end: ``out`` only
+    ever holds a finished report. A run that fails removes its sibling; a run that is killed
+    leaves it, marked INCOMPLETE, and a rerun is not blocked by it.
+
     Returns:
       A :class:`Report`; ``report.passed`` says whether every section agreed with its theory.
 
     Raises:
-      FileExistsError: if ``out`` exists and is not empty.
-      ValueError: for an unknown section name.
+      FileExistsError: if ``out`` exists and is not an empty folder (checked before any section
+        runs).
+      ValueError: for an unknown section name or an empty ``out``.
+      OSError: if ``out`` cannot be created where it is (inside a file, read-only, a full disk).
 
     Example:
       >>> import tempfile
@@ -215,8 +273,29 @@ def reproduce(
         jobs = min(2, os.cpu_count() or 1)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} is not allowed; it must be an integer >= 1")
-    folder = _prepare(out)
-    ctx = Context(folder, quick, jax.random.key(seed), {}, threading.Lock())
+    folder = check_out_folder(out)
+    try:
+        key = jax.random.key(seed)
+    except (OverflowError, TypeError):
+        raise ValueError(
+            f"seed={seed!r} is not allowed; it must be an integer that fits in 64 bits"
+        ) from None
+    work = _start(folder)
+    try:
+        results, meta, seconds = _run_sections(work, keys, quick, key, seed, progress, jobs, folder)
+        paths = write_report(results, work, meta)
+        _finish(work, folder)
+    except BaseException:
+        if os.path.isdir(work):
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    paths = {kind: os.path.join(folder, os.path.basename(path)) for kind, path in paths.items()}
+    return Report(tuple(results), paths, seconds)
+
+
+def _run_sections(work, keys, quick, key, seed, progress, jobs, folder):
+    """(section results, run facts, seconds) of running ``keys`` into the folder ``work``."""
+    ctx = Context(work, quick, key, {}, threading.Lock())
     start = time.perf_counter()
     done = [0]
     report_lock = threading.Lock()
@@ -263,5 +342,4 @@ def reproduce(
         "compile_seconds": round(sum(s.timing["compile_seconds"] for s in results), 1),
         "compilations": sum(s.timing["compilations"] for s in results),
     }
-    paths = write_report(results, folder, meta)
-    return Report(tuple(results), paths, seconds)
+    return results, meta, seconds

@@ -196,9 +196,9 @@ def _html(sections: Sequence[Section], meta: dict, folder: str) -> str:
 
 
 def _write_new(path: str, text: str) -> None:
-    # "x" mode: fail rather than replace a file that is already there.
-    with open(path, "x", encoding="utf-8") as f:
-        f.write(text)
+    from jaxflow._files import write_file
+
+    write_file(path, text)  # whole or not at all; never replaces a file that is already there
 
 
 def write_report(sections: Sequence[Section], folder: str | os.PathLike, meta: dict) -> dict:

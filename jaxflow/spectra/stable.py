@@ -157,8 +157,7 @@ def log_spectrum(
         raise ValueError(f"method={method!r} is not a known method; use one of {METHODS}")
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not allowed here; use one of {MODES}")
-    x = as_input(x)
-    stack, _ = resolve(model, variables, x, wrt)
+    stack, x = resolve(model, variables, as_input(x), wrt)  # x upcast: one compilation
     selected = tuple(_selected_layers(layers, stack.depth).tolist())
     return _log_spectrum(Static(model), variables, x, method, selected, wrt, mode)
 
@@ -222,7 +221,7 @@ def lyapunov_exponents(
       >>> [round(v, 4) for v in spectrum.exponents.tolist()]  # ln 2, ln 0.5
       [0.6931, -0.6931]
     """
-    stack, _ = resolve(model, variables, x, wrt)
+    stack, x = resolve(model, variables, as_input(x), wrt)
     depth = stack.depth
     if (
         isinstance(batches, bool)
@@ -237,7 +236,7 @@ def lyapunov_exponents(
         raise ValueError(f"mode={mode!r} is not allowed here; use one of {MODES}")
     ends = np.unique(np.round(np.linspace(0, depth, batches + 1)).astype(np.int64))[1:]
     ends = tuple(ends.tolist())
-    return _lyapunov_exponents(Static(model), variables, as_input(x), ends, wrt, mode)
+    return _lyapunov_exponents(Static(model), variables, x, ends, wrt, mode)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
