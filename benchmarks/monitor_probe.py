@@ -4,8 +4,8 @@ The monitor workload's step (the notes' DeepNet, batch 32, ``optax.adam``) with,
 of adam, transformations that do ever more with the gradients: nothing (``optax.identity``), read
 one scalar, read one slice of every leaf, ``optax.tree.norm`` (one pass), and
 ``jaxflow.gradient_monitor()`` (the gradient table). One process, the variants interleaved round
-by round, the best of ``--rounds`` rounds of ``--steps`` steps each; the ratio is each variant's time per step over
-adam's. Reading every leaf at all makes XLA materialise the gradients that adam alone consumes
+by round, the best of ``--rounds`` rounds of ``--steps`` steps each; the ratio is each variant's
+time per step over adam's. Reading every leaf at all makes XLA materialise the gradients that adam alone consumes
 inside its own fused update, which is a floor no monitor can go under (see README.md, "Results
 and targets").
 
