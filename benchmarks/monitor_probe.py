@@ -5,9 +5,9 @@ of adam, transformations that do ever more with the gradients: nothing (``optax.
 one scalar, read one slice of every leaf, ``optax.tree.norm`` (one pass), and
 ``jaxflow.gradient_monitor()`` (the gradient table). One process, the variants interleaved round
 by round, the best of ``--rounds`` rounds of ``--steps`` steps each; the ratio is each variant's
-time per step over adam's. Reading every leaf at all makes XLA materialise the gradients that adam alone consumes
-inside its own fused update, which is a floor no monitor can go under (see README.md, "Results
-and targets").
+time per step over adam's. Reading every leaf at all makes XLA materialise the gradients that
+adam alone consumes inside its own fused update, which is a floor no monitor can go under (see
+README.md, "Results and targets").
 
 ``--models`` (issue 13, item 4) times instead, per model, the adam step with and without
 ``jaxflow.gradient_monitor()``, alternating round by round: the notes' DeepNet (4 leaves, 22 rows),
