@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--machine", default=socket.gethostname())
     p.add_argument("--note", default="")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="measure only these functions")
     args = p.parse_args(argv)
     if args.quick:
         args.depth, args.width, args.repeats = 4, 16, 3
@@ -72,6 +73,11 @@ def main(argv=None) -> int:
         if event.startswith("/jax/core/compile/") else None
     )  # fmt: skip
     cases, model = _cases(jf, jnp, args.depth, args.width)
+    if args.only:
+        unknown = set(args.only) - set(cases)
+        if unknown:
+            p.error(f"--only: unknown {sorted(unknown)}; known: {sorted(cases)}")
+        cases = {name: cases[name] for name in args.only}
     rounds = args.repeats + 2
     keys = jax.random.split(jax.random.key(0), 3 * rounds)
     xs = [jax.random.normal(k, (args.width,)) for k in keys[:rounds]]

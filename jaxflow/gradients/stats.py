@@ -534,9 +534,10 @@ def _row_stats(block):
     return _fused_row_stats([block])
 
 
-# Leaves with at least this many entries per row are measured in place, each on its own: copying
-# them into the fused block would cost a pass and memory for no saving (their cost is their size).
-_FUSE_BELOW = 1 << 16
+# Leaves with at least this many entries are measured in place, each on its own: copying them into
+# the fused block costs more than the few kernels of their own that it saves (measured on the
+# notes' DeepNet, whose 10 stacked 64×64 kernels are one leaf of 40,960 entries).
+_FUSE_BELOW = 1 << 14
 
 
 def _chunk_width(sizes) -> int:
@@ -649,13 +650,13 @@ def _fuse_across_leaves() -> bool:
 def _grouped_row_stats(blocks, means=True):
     """:func:`_fused_row_stats` of blocks of any dtypes and sizes, rows in the blocks' order.
 
-    Blocks are fused by dtype (with one device, see :func:`_fuse_across_leaves`); a block whose
-    rows hold ``_FUSE_BELOW`` entries or more is measured on its own, in place.
+    Blocks are fused by dtype (with one device, see :func:`_fuse_across_leaves`); a block of
+    ``_FUSE_BELOW`` entries or more is measured on its own, in place.
     """
     fuse = _fuse_across_leaves()
     groups = {}
     for i, b in enumerate(blocks):
-        key = (b.dtype, None) if fuse and b.shape[1] < _FUSE_BELOW else (b.dtype, i)
+        key = (b.dtype, None) if fuse and b.size < _FUSE_BELOW else (b.dtype, i)
         groups.setdefault(key, []).append(i)
     columns, order = [[], [], [], []], []
     for members in groups.values():
