@@ -13,8 +13,10 @@ README.md, "Results and targets").
 ``jaxflow.gradient_monitor()``, alternating round by round: the notes' DeepNet (4 leaves, 22 rows),
 a small CNN (10 leaves), a small transformer (70 leaves: 4 pre-LN blocks with attention, width 32)
 and ``tiny`` — 100 leaves of 16 entries under a quadratic loss, whose step does almost nothing, so
-the monitor's added time there is its fixed cost. Reported: the median over rounds of each
-variant's time per step, the median of the per-round ratios and differences, and the load.
+the monitor's added time there is its fixed cost; beside them ``optax.tree.norm`` chained in front
+of adam, the floor of any monitor that reads every entry. Reported: the median over rounds of each
+variant's time per step (wall and process CPU time), the median of the per-round ratios and
+differences, ``gradient_stats`` alone on the model's gradients, and the load.
 
 Usage: ``python benchmarks/monitor_probe.py [--rounds 7] [--steps 1000] [--models] [--machine NAME]
 [--out benchmarks/results]``; writes ``monitor-probe-<machine>-<date>.json`` (with ``--models``:
@@ -190,12 +192,16 @@ def run_models(args) -> dict:
         built = {
             "adam": _compile(params, loss_fn, adam),
             "monitor + adam": _compile(params, loss_fn, optax.chain(jf.gradient_monitor(), adam)),
+            # The floor of any monitor that reads every entry: one global norm.
+            "optax.tree.norm + adam": _compile(
+                params, loss_fn, optax.chain(_reader(optax.tree.norm), adam)
+            ),
         }
         # The measurement alone, on this model's gradients, against a program that reads one
         # entry of each leaf (the call's own dispatch): its fixed and per-entry cost in isolation.
         grads = jax.grad(loss_fn)(params)
         alone = {
-            "read": jax.jit(lambda g: [leaf.ravel()[0] for leaf in jax.tree.leaves(g)]),
+            "read": jax.jit(lambda g: sum(leaf.ravel()[0] for leaf in jax.tree.leaves(g))),
             "gradient_stats": jax.jit(jf.gradient_stats),
         }
         times = {variant: [] for variant in [*built, *alone]}
@@ -216,19 +222,23 @@ def run_models(args) -> dict:
             read, stats = times["read"], times["gradient_stats"]
             alone = [s[c] - r[c] for r, s in zip(read, stats, strict=True)]
             added = [m - a for a, m in zip(adam_t, monitor_t, strict=True)]
+            floor_t = [t[c] for t in times["optax.tree.norm + adam"]]
+            floor = [f / a for a, f in zip(adam_t, floor_t, strict=True)]
             results[name][clock] = {
                 "step_us_median": {
                     v: statistics.median(t[c] for t in ts) for v, ts in times.items()
                 },
                 "ratio_median": statistics.median(ratios),
                 "ratio_min_max": [min(ratios), max(ratios)],
+                "floor_ratio_median": statistics.median(floor),
                 "added_us_median": statistics.median(added),
                 "stats_alone_us_median": statistics.median(alone),
             }
             r = results[name][clock]
             line += (f" | {clock}: adam {r['step_us_median']['adam']:7.1f} µs, monitor "
                      f"{r['added_us_median']:+6.1f} µs ×{r['ratio_median']:.2f} "
-                     f"[{min(ratios):.2f}–{max(ratios):.2f}], "
+                     f"[{min(ratios):.2f}–{max(ratios):.2f}] (tree.norm "
+                     f"×{r['floor_ratio_median']:.2f}), "
                      f"alone {r['stats_alone_us_median']:+6.1f}")  # fmt: skip
         results[name]["times_us"] = times
         print(line, flush=True)

@@ -529,11 +529,6 @@ def _root_sum_square(norms, ids, groups):
     return scale * jnp.sqrt(jnp.sum(terms, axis=1))
 
 
-def _row_stats(block):
-    """Per-row (‖x‖, mean, max|x|, nonfinite) of a (k, n) block: :func:`_fused_row_stats` of it."""
-    return _fused_row_stats([block])
-
-
 # Leaves with at least this many entries are measured in place, each on its own: copying them into
 # the fused block costs more than the few kernels of their own that it saves (measured on the
 # notes' DeepNet, whose 10 stacked 64×64 kernels are one leaf of 40,960 entries).
