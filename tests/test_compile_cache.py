@@ -106,10 +106,10 @@ def test_gradient_stats_works_out_a_trees_layout_once(compiles, monkeypatch):
     make = module._make_plan
     monkeypatch.setattr(module, "_make_plan", lambda *a, **k: made.append(1) or make(*a, **k))
     monkeypatch.setattr(module, "_PLANS", type(module._PLANS)())
-    _, variables, _, _, _ = _inputs(width=5)
+    _, variables, _, _, _ = _inputs()
     grads = [jax.tree.map(lambda a, s=s: s * a, variables[0]["params"]) for s in (1, -2)]
     first = jf.gradient_stats(grads[0], variables[0]["params"])
-    assert made == [1] and compiles
+    assert made == [1]
     compiles.clear()
     again = jf.gradient_stats(grads[1], variables[1]["params"])  # new values, same structure
     assert made == [1] and compiles == []
