@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import jaxlib
+import numpy as np
 import pytest
 from jax import monitoring
 
@@ -96,6 +97,29 @@ def test_a_repeated_eager_call_neither_traces_nor_compiles(name, compiles):
     compiles.clear()
     jax.block_until_ready(call(model, variables[1], xs[1], ws[1], linen[1]))  # new values
     assert compiles == []
+
+
+def test_gradient_stats_works_out_a_trees_layout_once(compiles, monkeypatch):
+    from jaxflow.gradients import stats as module
+
+    made = []
+    make = module._make_plan
+    monkeypatch.setattr(module, "_make_plan", lambda *a, **k: made.append(1) or make(*a, **k))
+    monkeypatch.setattr(module, "_PLANS", type(module._PLANS)())
+    _, variables, _, _, _ = _inputs()
+    grads = [jax.tree.map(lambda a, s=s: s * a, variables[0]["params"]) for s in (1, -2)]
+    first = jf.gradient_stats(grads[0], variables[0]["params"])
+    assert made == [1]
+    compiles.clear()
+    again = jf.gradient_stats(grads[1], variables[1]["params"])  # new values, same structure
+    assert made == [1] and compiles == []
+    assert again.names == first.names
+    np.testing.assert_allclose(again.norm, 2 * np.asarray(first.norm), rtol=1e-6)
+    # Another structure or shape is worked out (and checked) anew.
+    wider = jax.tree.map(lambda a: jnp.concatenate([a, a], axis=-1), grads[0])
+    with pytest.raises(ValueError, match="has shape"):
+        jf.gradient_stats(wider, variables[0]["params"])
+    assert len(made) == 2
 
 
 def test_a_new_shape_compiles_once_more(compiles):

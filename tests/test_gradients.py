@@ -689,3 +689,53 @@ def test_monitor_state_keeps_its_structure_without_params():
     assert jf.GradientStatus.name_of(new_state.stats.status).tolist() == ["vanishing"]
     assert np.isnan(new_state.stats.ratio[0])
     assert new_state.stats.frozen == ("frozen",)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fused measurement (one device): every leaf of a dtype cut into chunks of one block.
+
+
+def _fused_case():
+    """Leaves of many sizes, one stacked, with tiny, huge, zero, NaN and Inf entries, float32 and
+    float16 (measured as float32), as NumPy float64 arrays and the gradient tree."""
+    rng = np.random.default_rng(13)
+    leaves = {
+        "a": rng.normal(size=(37,)),
+        "b": rng.normal(size=(5, 29)) * 1e-30,  # squares underflow float32
+        "c": np.full((300,), 3e36),  # Σg² and Σg overflow float32
+        "d": np.zeros((7, 3)),
+        "e": np.r_[rng.normal(size=50), np.nan],
+        "f": np.r_[rng.normal(size=20), -np.inf],
+        "g": rng.normal(size=(1,)),
+        "h": np.r_[rng.normal(size=1000) * 1e-3, 1e30],  # one chunk of 1e30 among small ones
+    }
+    stacked = rng.normal(size=(3, 70)) * np.array([[1.0], [1e-25], [1e20]])
+    grads = {k: jnp.asarray(v, jnp.float32) for k, v in leaves.items()}
+    grads["half"] = jnp.asarray(rng.normal(size=(33,)), jnp.float16)
+    leaves["half"] = np.asarray(grads["half"], np.float64)
+    grads["blocks"] = {"kernel": jnp.asarray(stacked[:, :, None], jnp.float32)}
+    rows = {f"blocks/{i:02d}/kernel": stacked[i] for i in range(3)}
+    rows.update({k: np.asarray(grads[k], np.float64).ravel() for k in leaves})
+    return grads, rows
+
+
+def test_fused_measurement_matches_numpy_float64(monkeypatch):
+    from jaxflow.gradients import stats as module
+
+    monkeypatch.setattr(module, "_fuse_across_leaves", lambda: True)
+    monkeypatch.setattr(module, "_FUSE_BELOW", 250)  # "c" and "h" measured alone, in place
+    grads, rows = _fused_case()
+    stats = jf.gradient_stats(grads)
+    rtol = tol("float32", "gradient")
+    for name, g in rows.items():
+        leaf = stats.leaf(name)
+        if not np.all(np.isfinite(g)):
+            assert leaf.status == jf.GradientStatus.NONFINITE, name
+            assert np.isnan(leaf.max_abs) == np.isnan(g).any(), name
+            continue
+        norm = np.sqrt(np.sum(g**2))
+        assert float(leaf.norm) == pytest.approx(norm, rel=rtol), name
+        assert float(leaf.max_abs) == pytest.approx(np.max(np.abs(g)), rel=rtol), name
+        spread = np.sum(np.abs(g)) / g.size  # the mean's error is relative to Σ|g|, not Σg
+        assert abs(float(leaf.mean) - np.mean(g)) <= rtol * spread, name
+    assert stats.leaf("d").status == jf.GradientStatus.VANISHING

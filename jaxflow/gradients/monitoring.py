@@ -68,6 +68,14 @@ def gradient_monitor(
     ``init``'s output. Functions, strings and PRNG keys in the tree (an Equinox module,
     ``eqx.filter``'s ``None`` s) are skipped.
 
+    Its cost per step is a few passes over the gradients plus a fixed part that does not grow
+    with the number of leaves: with one device, the leaves of each dtype are measured together as
+    one block (a max, a scaling pass and two matrix-vector sums), not leaf by leaf. With several
+    devices they are measured leaf by leaf, so that the partitioner never has to concatenate
+    differently sharded leaves (which would change how the gradients themselves are computed).
+    There is no every-k-steps mode: measured, skipping steps under ``lax.cond`` saved little, as
+    the condition alone makes XLA materialise the gradients (``benchmarks/README.md``).
+
     Args:
       vanishing, exploding, stacked, group_by: passed to :func:`gradient_stats`.
       ratio: also record ‖g‖/‖w‖ per leaf when ``update`` is given ``params``. Off by default: it

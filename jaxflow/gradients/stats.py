@@ -7,6 +7,7 @@ The text report is in :mod:`jaxflow.gradients.report`, the optax transformation 
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import numbers
@@ -364,7 +365,75 @@ def _stacks(measured, stacked):
     return split
 
 
+# Layouts worked out already, most recently used last, keyed by :func:`_structure`: the layout
+# depends on nothing else, and working it out in Python (paths, stacks, layer groups) cost more
+# than the compiled measurement itself on small trees (issue 13). Bounded, so a long-running
+# process that sees many tree shapes keeps only the latest.
+_PLANS: collections.OrderedDict = collections.OrderedDict()
+_PLANS_KEPT = 64
+
+
+def _structure(tree, *options):
+    """A hashable key of all a layout depends on: the tree's structure (paths, boxes, node types),
+    each leaf's shape and dtype (or that it is not an array), and ``options``; None when some
+    part cannot be hashed (then nothing is cached)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    kinds = tuple(
+        (tuple(leaf.shape), str(leaf.dtype))
+        if hasattr(leaf, "shape") and hasattr(leaf, "dtype")
+        else type(leaf)
+        for leaf in leaves
+    )
+    key = (treedef, kinds, options)
+    try:
+        hash(key)
+    except TypeError:
+        return None, leaves
+    return key, leaves
+
+
+def _positions(chosen, leaves):
+    """The index in ``leaves`` of each of ``chosen`` (by identity), or None unless each is found
+    exactly once (a leaf read through a box that made a new array, or one array at two paths)."""
+    where = {}
+    for i, leaf in enumerate(leaves):
+        where.setdefault(id(leaf), []).append(i)
+    found = [where.get(id(leaf), ()) for leaf in chosen]
+    if any(len(f) != 1 for f in found):
+        return None
+    return tuple(f[0] for f in found)
+
+
+def _recall(key):
+    """What was remembered under ``key`` (marked most recently used), or None."""
+    if key is None or key not in _PLANS:
+        return None
+    _PLANS.move_to_end(key)
+    return _PLANS[key]
+
+
+def _remember(key, value):
+    _PLANS[key] = value
+    if len(_PLANS) > _PLANS_KEPT:
+        _PLANS.popitem(last=False)
+
+
 def _plan(grads, stacked, group_by=None):
+    """(the static :class:`_Layout`, the measured leaves) of a gradient tree, worked out once per
+    tree structure (see :func:`_structure`)."""
+    key, flat = _structure(grads, "grads", stacked, group_by)
+    known = _recall(key)
+    if known is not None:
+        layout, positions = known
+        return layout, [flat[i] for i in positions]
+    layout, leaves = _make_plan(grads, stacked, group_by)
+    positions = None if key is None else _positions(leaves, flat)
+    if positions is not None:
+        _remember(key, (layout, positions))
+    return layout, leaves
+
+
+def _make_plan(grads, stacked, group_by=None):
     """(the static :class:`_Layout`, the measured leaves) of a gradient tree."""
     group = _grouper(group_by)
     measured, frozen = [], []
@@ -460,36 +529,147 @@ def _root_sum_square(norms, ids, groups):
     return scale * jnp.sqrt(jnp.sum(terms, axis=1))
 
 
-def _row_stats(block):
-    """Per-row (‖x‖, mean, max|x|, nonfinite) of a (k, n) block in three passes over the data.
+# Leaves with at least this many entries are measured in place, each on its own: copying them into
+# the fused block costs more than the few kernels of their own that it saves (measured on the
+# notes' DeepNet, whose 10 stacked 64×64 kernels are one leaf of 40,960 entries).
+_FUSE_BELOW = 1 << 14
 
-    ‖x‖ is m·√Σ(x/m)² with m = max|x|, as in :func:`jaxflow._numerics.scaled_norm`, so norms far
-    below 1e-19 (whose squares underflow float32) or above 1e19 come out to float32 precision.
-    The sums are
-    matrix-vector products with a ones vector: XLA:CPU runs those as vectorised kernels and its
-    reductions one element at a time (a matvec sum of the notes' DeepNet gradients took about
-    half the time of ``jnp.sum``). A row holds a NaN or Inf exactly when its scaled Σ is not
-    finite (the max cannot tell: XLA:CPU's vectorised max may skip a NaN).
+
+def _chunk_width(sizes) -> int:
+    """The chunk width C for rows of ``sizes`` entries: the power of two that minimises the padded
+    entries plus the (rows × chunks of the longest row) combination table, weighed 4:1."""
+
+    def cost(c):
+        padded = sum(-(-n // c) * c for n in sizes)
+        return padded + 4 * len(sizes) * -(-max(sizes) // c)
+
+    candidates = [1 << p for p in range(3, 21)]
+    if len(set(sizes)) == 1:
+        candidates.append(sizes[0])  # one chunk per row: no padding, no copy of a lone block
+    return min(candidates, key=cost)
+
+
+def _fused_row_stats(blocks, means=True):
+    """Per-row (‖x‖, mean, max|x|, nonfinite) of (k_i, n_i) blocks of one dtype, in few kernels.
+
+    The fixed cost of measuring a gradient tree is the number of kernels XLA runs, not the
+    entries: per leaf a max, a scaling pass and two sums came to ~20 µs on a loaded 2-core CPU
+    (1.7 ms for a 70-leaf transformer). Here every row is cut into chunks of C entries (zero-
+    padded: zeros change no max, Σx² or Σx) and all chunks of all blocks form one (R, C) matrix,
+    measured with one max, one scaling pass and two matrix-vector sums; each row's chunks are then
+    combined as in LAPACK's ``nrm2``: with chunk maxima m_c, scaled sums q_c = Σ(x/m_c)² and row
+    maximum M, ‖x‖ = M·√Σ_c q_c (m_c/M)², which neither overflows nor underflows (as
+    :func:`jaxflow._numerics.scaled_norm`). The sums are matrix-vector products with a ones vector:
+    XLA:CPU runs those as vectorised kernels and its reductions one element at a time. A row
+    holds a NaN or Inf exactly when its scaled Σ is not finite (the max cannot tell: XLA:CPU's
+    vectorised max may skip a NaN). Σx overflows where the entries are finite but large (n
+    entries of 1e38): then the mean is M·Σ_c (Σ x/m_c)(m_c/M)/n, which cannot; elsewhere the
+    plain Σx/n.
+
+    Args:
+      blocks: (k_i, n_i) arrays of one floating dtype, each row one measured row.
+      means: also compute the means (``False`` for parameters, whose means are not reported).
+
+    Returns:
+      (norm, mean, max_abs, nonfinite), each (Σk_i,), rows in order; ``mean`` is None when
+      ``means`` is False.
     """
-    ones = jnp.ones((block.shape[1],), block.dtype)
+    dtype = blocks[0].dtype
+    sizes = [b.shape[1] for b in blocks for _ in range(b.shape[0])]
+    c = _chunk_width(sizes)
+    parts, starts, counts, first = [], [], [], 0
+    for b in blocks:
+        k, n = b.shape
+        per_row = -(-n // c)
+        pad = per_row * c - n
+        if pad and k > 1:
+            parts.append(jnp.pad(b, ((0, 0), (0, pad))).ravel())
+        else:  # one concatenate with zero operands: XLA fuses it into one kernel, not one per pad
+            parts.extend([b.ravel()] + ([jnp.zeros((pad,), dtype)] if pad else []))
+        starts.extend(first + per_row * np.arange(k))
+        counts.extend([per_row] * k)
+        first += k * per_row
+    x = (parts[0] if len(parts) == 1 else jnp.concatenate(parts)).reshape(first, c)
+    # (rows, most chunks) indices of each row's chunks; missing ones point at a neutral 0 entry.
+    width = max(counts)
+    take = np.arange(width)
+    index = np.where(
+        take < np.array(counts)[:, None], np.array(starts)[:, None] + take, first
+    )
+    ones = jnp.ones((c,), dtype)
     # HIGHEST: no TF32 (GPU) or bfloat16 (TPU) passes in these sums.
     dot = functools.partial(jnp.matmul, precision=HIGHEST)
-    max_abs = jnp.max(jnp.abs(block), axis=1)
+
+    def per_row(chunk_values):
+        return jnp.concatenate([chunk_values, jnp.zeros((1,), dtype)])[index]
+
+    chunk_max = jnp.max(jnp.abs(x), axis=1)
+    chunk_scale = jnp.where((chunk_max > 0) & jnp.isfinite(chunk_max), chunk_max, 1.0)
+    unscaled = unscale(x, chunk_scale[:, None])
+    chunk_sumsq = dot(jnp.square(unscaled), ones)
+
+    maxima = per_row(chunk_max)
+    max_abs = jnp.max(maxima, axis=1)
     scale = jnp.where((max_abs > 0) & jnp.isfinite(max_abs), max_abs, 1.0)
-    unscaled = unscale(block, scale[:, None])
-    sumsq = dot(jnp.square(unscaled), ones)
+    # A chunk's scale relative to its row's; an Inf chunk (scale 1) keeps its Inf.
+    weight = unscale(per_row(chunk_scale), scale[:, None])
+    sumsq = jnp.sum(per_row(chunk_sumsq) * jnp.square(weight), axis=1)
     norm = scale * jnp.sqrt(sumsq)
     nonfinite = ~jnp.isfinite(sumsq)
     # A NaN entry makes Σ(x/m)² NaN (an Inf alone makes it +inf), and the row's max NaN, as
     # NumPy's would be.
     max_abs = jnp.where(jnp.isnan(sumsq), jnp.nan, max_abs)
-    # Σx overflows where the entries are finite but large (n entries of 1e38): then the mean is
-    # m·(Σ(x/m)/n), which cannot overflow; elsewhere the plain Σx/n, unchanged.
-    n = block.shape[1]
-    mean = dot(block, ones) / n
+    if not means:
+        return norm, None, max_abs, nonfinite
+    n = np.array(sizes, dtype=np.dtype(dtype))
+    mean = jnp.sum(per_row(dot(x, ones)), axis=1) / n
     overflowed = jnp.isinf(mean) & ~nonfinite
-    mean = jnp.where(overflowed, scale * (dot(unscaled, ones) / n), mean)
+    scaled_sums = per_row(dot(unscaled, ones))
+    scaled_mean = scale * (jnp.sum(scaled_sums * weight, axis=1) / n)
+    mean = jnp.where(overflowed, scaled_mean, mean)
     return norm, mean, max_abs, nonfinite
+
+
+def _fuse_across_leaves() -> bool:
+    """Whether leaves may be concatenated into one block: only where there is one device.
+
+    With several devices the leaves may be sharded differently (a kernel split over a "model"
+    axis, its bias replicated), and the partitioner propagates the concatenation's sharding back
+    into the computation of the gradients themselves, which then round differently: the updates
+    would no longer be bit-identical to the chain without the monitor. Each leaf is measured on
+    its own there (a few kernels per leaf, as before the fusion).
+    """
+    return jax.device_count() == 1
+
+
+def _grouped_row_stats(blocks, means=True):
+    """:func:`_fused_row_stats` of blocks of any dtypes and sizes, rows in the blocks' order.
+
+    Blocks are fused by dtype (with one device, see :func:`_fuse_across_leaves`); a block of
+    ``_FUSE_BELOW`` entries or more is measured on its own, in place.
+    """
+    fuse = _fuse_across_leaves()
+    groups = {}
+    for i, b in enumerate(blocks):
+        key = (b.dtype, None) if fuse and b.size < _FUSE_BELOW else (b.dtype, i)
+        groups.setdefault(key, []).append(i)
+    columns, order = [[], [], [], []], []
+    for members in groups.values():
+        for column, values in zip(
+            columns, _fused_row_stats([blocks[i] for i in members], means), strict=True
+        ):
+            column.append(values)
+        order.extend((i, r) for i in members for r in range(blocks[i].shape[0]))
+    position = {row: p for p, row in enumerate(order)}
+    index = np.array([position[(i, r)] for i, b in enumerate(blocks) for r in range(b.shape[0])])
+    out = []
+    for column in columns:
+        if column[0] is None:
+            out.append(None)
+            continue
+        values = column[0] if len(column) == 1 else jnp.concatenate(column)
+        out.append(values if len(groups) == 1 else values[index])
+    return tuple(out)
 
 
 def _nonfinite_rows(tree, stacked):
@@ -506,6 +686,21 @@ def _rows_of(leaf, stacked_leaf):
 
 
 def _param_leaves(params, layout, leaves):
+    """The parameters at the measured gradients' paths (boxes read through), checked; where they
+    sit in ``params`` is worked out once per structure (see :func:`_structure`)."""
+    # The gradients' shapes are part of the key: the check compares them with the parameters'.
+    key, flat = _structure(params, "params", layout, tuple(jnp.shape(g) for g in leaves))
+    positions = _recall(key)
+    if positions is not None:
+        return [flat[i] for i in positions]
+    out = _check_param_leaves(params, layout, leaves)
+    positions = None if key is None else _positions(out, flat)
+    if positions is not None:
+        _remember(key, positions)
+    return out
+
+
+def _check_param_leaves(params, layout, leaves):
     """The parameters at the measured gradients' paths (boxes read through), checked."""
     by_path = {parts: leaf for parts, _, leaf in _flatten(params)}
     out = []
@@ -599,16 +794,16 @@ def gradient_stats(
 def _gradient_stats(leaves, w_leaves, layout, vanishing, exploding) -> GradientStats:
     rows = layout.rows
     blocks = [_rows_of(leaf, s) for leaf, s in zip(leaves, layout.split, strict=True)]
-    norm, mean, max_abs, nonfinite = (
-        _per_row(list(column), rows)
-        for column in zip(*(_row_stats(b) for b in blocks), strict=True)
-    )
+    # The fused stats come in the blocks' row order; one static gather puts them in ``rows``'.
+    offsets = np.cumsum([0] + [b.shape[0] for b in blocks])
+    order = np.array([offsets[r.leaf] + (r.layer or 0) for r in rows])
+    norm, mean, max_abs, nonfinite = (a[order] for a in _grouped_row_stats(blocks))
 
     if w_leaves is None:
         ratio = jnp.full_like(norm, jnp.nan)
     else:
         w_blocks = [_rows_of(w, s) for w, s in zip(w_leaves, layout.split, strict=True)]
-        w_norm = _per_row([_row_stats(b)[0] for b in w_blocks], rows)
+        w_norm = _grouped_row_stats(w_blocks, means=False)[0][order]
         safe = jnp.where(w_norm > 0, w_norm, 1.0)
         # ‖w‖ = 0: inf for a nonzero gradient, 0 for a zero one, NaN stays NaN.
         undefined = jnp.where(norm == 0, 0.0, norm * jnp.inf)
