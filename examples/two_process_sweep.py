@@ -25,6 +25,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 
 GRID = dict(
     depth=[2, 4, 8],
@@ -92,7 +93,19 @@ def launch(store: str, processes: int, timeout: float) -> int:
         for p in range(processes)
     ]
     try:
-        return max(child.wait(timeout=timeout) for child in children)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            statuses = [child.poll() for child in children]
+            if None not in statuses or any(status not in (None, 0) for status in statuses):
+                break  # all done, or one failed: a failed process stops the run
+            time.sleep(0.2)
+        for child in children:  # give the others a moment to stop on their own
+            try:
+                child.wait(timeout=max(0.0, min(60.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                pass
+        statuses = [child.poll() for child in children]
+        return 0 if statuses == [0] * len(children) else 1
     finally:
         for child in children:  # one that failed or timed out leaves no process behind
             if child.poll() is None:
