@@ -285,3 +285,24 @@ def test_trainability_checksum_and_tolerance():
     for name in ("spectra", "notes", "deep-chain", "monitor"):
         spec = workloads.get_spec(name, "full")
         assert workloads.checksum_rtol(spec) == workloads.CHECKSUM_RTOL
+
+
+# A real process importing jax and compiling a sweep (~10 s): the slow pass runs it.
+@pytest.mark.slow
+def test_sweep_load_quick_measures_peak_memory_and_progress(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "sweep_load.py"), "--scale", "quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (result,) = tmp_path.glob("sweep-load-*-quick.json")
+    (case,) = json.loads(result.read_text())["cases"]
+    # 3 activations × (xavier + he: one chunk of 2 seeds each; orthogonal: one) = 9 chunks
+    assert case["num_chunks"] == 9 and case["progress_lines"] == 9
+    assert "chunk 9/9 written" in proc.stderr
+    assert 0 < case["baseline_mb"] < case["peak_mb"] <= case["memory_budget_mb"] == 2048
+    assert case["within_budget"] and math.isfinite(case["checksum"])
+    assert (tmp_path / result.name.replace(".json", ".md")).read_text().count("| yes |") == 1

@@ -27,7 +27,10 @@ Multi-host: call ``jax.distributed.initialize()`` in every process, then ``jaxfl
 store=shared_path)`` in every process with the same grid. Each process computes the chunks
 ``index % process_count == process_index`` on its own local devices (no cross-host communication
 inside a chunk), writes them and their records to the shared store, waits at a barrier for the
-others, and then every process returns the whole dataset (process 0 writes ``result/``).
+others, and then every process returns the whole dataset (process 0 writes ``result/``). Process 0
+creates a new store before the others open it; a process that raises still meets the others at
+the barrier, so they stop at once, naming its missing chunks. The recipe, runnable on one machine:
+``examples/two_process_sweep.py`` (README, "Several processes or hosts").
 
 CPU devices: ``devices=None`` uses one device on CPU with jaxlib < 0.11, and a sharding over as
 many CPU devices as cores that would deadlock jaxlib's batched SVD is refused with an error

@@ -337,7 +337,18 @@ def _progress(
     return bar
 
 
-def plan(grid: Grid, spec, identity, store, chunk_size, memory_budget, devices, **sizing):
+def plan(
+    grid: Grid,
+    spec,
+    identity,
+    store,
+    chunk_size,
+    memory_budget,
+    devices,
+    process_index: int = 0,
+    process_count: int = 1,
+    **sizing,
+):
     """(chunk size, chunks, store or ``None``) of a chunked run over ``grid``'s configurations.
 
     Args:
@@ -345,7 +356,9 @@ def plan(grid: Grid, spec, identity, store, chunk_size, memory_budget, devices, 
       identity: what the store records and checks on resume (``identity.to_json()``): the grid
         itself for a sweep, the grid with its training and data for a training run.
       store: a store path or ``None``.
-      chunk_size, memory_budget, devices: as for :func:`sweep`.
+      chunk_size, memory_budget, devices, process_index, process_count: as for :func:`sweep`;
+        in a multi-host run process 0 opens (or creates) the store first, the others after it
+        (:func:`open_in_turn`).
       **sizing: ``per_config_bytes`` and ``per`` for :func:`choose_chunk_size` and
         :func:`plan_chunks` (a training run: the depths are configurations too).
     """
@@ -360,7 +373,11 @@ def plan(grid: Grid, spec, identity, store, chunk_size, memory_budget, devices, 
         from .store import SweepStore
 
         requested = None if chunk_size is None else sizes(chunk_size)[0]
-        sweep_store = SweepStore.open(store, identity, requested, sizes)
+        sweep_store = open_in_turn(
+            lambda: SweepStore.open(store, identity, requested, sizes),
+            process_index,
+            process_count,
+        )
         chunk_size = sweep_store.chunk_size
     else:
         chunk_size = sizes(chunk_size)[0]
@@ -431,6 +448,29 @@ def _verified(sweep_store, chunks, describe, process_index, process_count) -> di
     return verified
 
 
+def open_in_turn(open_store, process_index: int, process_count: int):
+    """``open_store()`` in every process of a run, process 0 first and the others after it.
+
+    Processes that create a new store at once race: one that looks while another is still
+    writing the root metadata finds a folder that is not (yet) a sweep store, and refuses it. So
+    process 0 opens or creates the store alone, every process meets at a barrier (reached by
+    process 0 even when its opening fails, so that none waits for it), and then the others open
+    the store process 0 made — or fail as it did, with the same error.
+    """
+    if process_count == 1:
+        return open_store()
+    from jax.experimental import multihost_utils
+
+    barrier = "jaxflow: the store is open"
+    if process_index == 0:
+        try:
+            return open_store()
+        finally:
+            multihost_utils.sync_global_devices(barrier)
+    multihost_utils.sync_global_devices(barrier)
+    return open_store()
+
+
 def run_chunks(
     dispatch,
     to_dataset,
@@ -490,6 +530,7 @@ def run_chunks(
 
     done: list[int] = []
     in_flight = None
+    failure = None
     try:
         for chunk in todo:
             # Dispatch the next chunk before finishing the previous one: the device computes
@@ -500,10 +541,17 @@ def run_chunks(
             in_flight = (chunk, outputs)
         if in_flight is not None:
             finish(*in_flight)
+    except Exception as error:
+        if process_count == 1:
+            raise
+        # The other processes wait for this one at the barrier below. Meeting them there lets
+        # them stop at once, reporting this process's chunks as missing, instead of waiting
+        # (minutes) for jax's shutdown timeout while this process waits for them to shut down.
+        failure = error
     finally:
         if bar is not None:
             bar.close()
-    if after_loop is not None:
+    if after_loop is not None and failure is None:
         after_loop()
     import xarray as xr
 
@@ -511,6 +559,8 @@ def run_chunks(
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(f"jaxflow.{desc}: every chunk written")
+        if failure is not None:
+            raise failure
     if sweep_store is not None:
         # Other processes' chunks of a multi-host sweep, verified as they are read.
         missing, damaged = [], []
@@ -675,7 +725,7 @@ def sweep(
     devices = resolve_devices(devices)  # this process's own devices, also in a multi-host sweep
     spec = compute.spec_of(grid)
     chunk_size, chunks, sweep_store = plan(
-        grid, spec, grid, store, chunk_size, memory_budget, devices
+        grid, spec, grid, store, chunk_size, memory_budget, devices, process_index, process_count
     )
     padded = math.ceil(chunk_size / len(devices)) * len(devices)
     check_host_devices(devices, spec, padded)

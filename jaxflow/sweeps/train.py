@@ -657,6 +657,9 @@ def trainability(
     spec = spec_of(grid, data, training)._replace(num_classes=num_classes)
     identity = _Identity(grid, training, _data_fingerprint(data))
     K = len(grid.depth)
+    process_index, process_count = jax.process_index(), jax.process_count()
+    if process_count > 1 and store is None:
+        raise ValueError("a multi-host run needs store=: each process writes its own chunks")
     chunk_size, chunks, sweep_store = run.plan(
         grid,
         spec,
@@ -665,6 +668,8 @@ def trainability(
         chunk_size,
         memory_budget,
         devices,
+        process_index,
+        process_count,
         per_config_bytes=bytes_per_config(spec),
         per=K,
     )
@@ -700,9 +705,6 @@ def trainability(
                 outputs[name][positions] = value[: positions.size]
         return run.chunk_dataset(grid, chunk, outputs, K, _raw_dims)
 
-    process_index, process_count = jax.process_index(), jax.process_count()
-    if process_count > 1 and store is None:
-        raise ValueError("a multi-host run needs store=: each process writes its own chunks")
     with run.holding(sweep_store, process_index):
         raw, done = run.run_chunks(
             dispatch,
