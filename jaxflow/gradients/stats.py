@@ -593,9 +593,7 @@ def _fused_row_stats(blocks, means=True):
     # (rows, most chunks) indices of each row's chunks; missing ones point at a neutral 0 entry.
     width = max(counts)
     take = np.arange(width)
-    index = np.where(
-        take < np.array(counts)[:, None], np.array(starts)[:, None] + take, first
-    )
+    index = np.where(take < np.array(counts)[:, None], np.array(starts)[:, None] + take, first)
     ones = jnp.ones((c,), dtype)
     # HIGHEST: no TF32 (GPU) or bfloat16 (TPU) passes in these sums.
     dot = functools.partial(jnp.matmul, precision=HIGHEST)
