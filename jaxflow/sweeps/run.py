@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -337,6 +338,18 @@ def _progress(
     return bar
 
 
+def check_store_path(store) -> None:
+    """Refuses a ``store=`` that is neither ``None`` nor a non-empty folder path."""
+    if store is None:
+        return
+    if not isinstance(store, (str, os.PathLike)):
+        raise TypeError(
+            f"store is a {type(store).__name__}; pass a folder path (str or os.PathLike) or None"
+        )
+    if not os.fspath(store):
+        raise ValueError("store='' is not allowed; pass a folder path such as 'runs/sweep.zarr'")
+
+
 def plan(
     grid: Grid,
     spec,
@@ -363,6 +376,7 @@ def plan(
         :func:`plan_chunks` (a training run: the depths are configurations too).
     """
     per = sizing.get("per", 1)
+    check_store_path(store)
 
     def sizes(requested):
         size = choose_chunk_size(grid, spec, requested, memory_budget, devices, **sizing)
@@ -712,6 +726,7 @@ def sweep(
     # xarray (and pandas) take ~0.3 s to import; XLA's compilation releases the GIL, so importing
     # them on a second thread hides that behind the compile of the first chunk.
     theory = {}
+    check_store_path(store)
     prefetch = threading.Thread(
         target=_prefetch, args=(grid, store is not None, theory), daemon=True
     )
