@@ -695,12 +695,13 @@ def test_a_store_that_asks_for_pickle_is_refused_without_running_it(tmp_path):
     """What the README promises: nothing is unpickled from a store. A store whose array names a
     pickle codec, with a chunk that would run code when unpickled, is refused and the code never
     runs (zarr 3 has no pickle codec; jaxflow writes none)."""
+    import hashlib
     import json
     import pickle
 
     import zarr
 
-    from jaxflow.sweeps.store import FORMAT
+    from jaxflow.sweeps.store import FORMAT, RESULT_RECORD
 
     path, ran = tmp_path / "hostile.zarr", tmp_path / "the store's code ran"
     root = zarr.open_group(path, mode="w", zarr_format=3, attributes={"jaxflow_sweep": FORMAT})
@@ -716,6 +717,9 @@ def test_a_store_that_asks_for_pickle_is_refused_without_running_it(tmp_path):
 
     (path / "result" / "x" / "c").mkdir(parents=True, exist_ok=True)
     (path / "result" / "x" / "c" / "0").write_bytes(pickle.dumps(RunsCode()))
+    # A completion record, so that open_sweep goes on to read result/ to verify it.
+    grid_sha256 = hashlib.sha256(b"None").hexdigest()  # the store names no grid
+    (path / RESULT_RECORD).write_text(json.dumps({"format": FORMAT, "grid_sha256": grid_sha256}))
     with pytest.raises(Exception, match="pickle"):
         jf.open_sweep(str(path))
     assert not ran.exists()

@@ -518,10 +518,12 @@ def open_sweep(path):
             f"killed or out of disk space{'' if problem is None else '; ' + problem}); {rerun} "
             "write it again"
         )
-    ds, problem = _verify_result(path, record)
+    # The record's grid first: result/ is not even read for another grid's record.
     grid = attrs.get("grid")
     if record.get("grid_sha256") != hashlib.sha256(str(grid).encode()).hexdigest():
-        problem = "it was recorded for another grid than the store's zarr.json names"
+        ds, problem = None, "it was recorded for another grid than the store's zarr.json names"
+    else:
+        ds, problem = _verify_result(path, record)
     if problem is not None:
         raise ValueError(
             f"{path!r}: result/ is damaged and was not read ({problem}); {rerun} verify every "
