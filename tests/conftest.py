@@ -6,10 +6,14 @@
 * Rank promotion raises, so a silent broadcast in the library is a test failure.
 * Warnings are errors (pyproject's ``filterwarnings``); every ignore there says why.
 * ``@pytest.mark.slow`` tests run only with ``--runslow``.
-* The drivers' persistent compilation cache is off (``JAXFLOW_CACHE_DIR=off``).
+* The drivers' persistent compilation cache is off (``JAXFLOW_CACHE_DIR=off``); the suite keeps
+  its own, new for every run and shared by its xdist workers, so a program both workers compile is
+  compiled once (JAX's cache: the same programs, so results do not change).
 """
 
 import os
+import shutil
+import tempfile
 
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
@@ -23,6 +27,19 @@ os.environ["JAXFLOW_CACHE_DIR"] = "off"
 # 64 QRs of 256×128: 4.7 CPU-s at 8 threads, 0.33 at 4), and a hang still needs more blocked
 # decompositions than the 4 fake devices can make (docs/platform.md).
 os.environ.setdefault("NPROC", "5")
+# One compilation cache per run: made by the first process to read this file (pytest itself, which
+# then starts the xdist workers with it in their environment) and deleted when that process ends.
+# Nothing is kept between runs, so every run compiles from cold, as on a fresh machine; a cache of
+# the user's own (JAX_COMPILATION_CACHE_DIR) is used instead if set.
+_SUITE_CACHE = "JAXFLOW_SUITE_CACHE"
+_OWN_CACHE = None
+if _SUITE_CACHE not in os.environ and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _OWN_CACHE = tempfile.mkdtemp(prefix="jaxflow-suite-cache-")
+    os.environ[_SUITE_CACHE] = _OWN_CACHE
+if _SUITE_CACHE in os.environ:
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ[_SUITE_CACHE])
+    # JAX's default writes only programs of 1 s or more; the suite's are mostly 0.1-1 s.
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
 from jaxflow import _platform  # noqa: E402
 
@@ -57,3 +74,8 @@ def pytest_collection_modifyitems(config, items):
 # Modules that `jaxflow check` imports in tests/test_cli_check.py, not tests (one fails to import
 # on purpose).
 collect_ignore_glob = ["check_models/*"]
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
