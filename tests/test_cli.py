@@ -153,6 +153,9 @@ def wrong():
 """
 
 
+# ~6 s; `jaxflow check` is tested on linen, NNX and Equinox models in test_cli_check.py; the
+# slow pass runs it on a jaxflow model too.
+@pytest.mark.slow
 def test_check_reports_gradients_and_spectra(tmp_path, capsys):
     import jax
     import jax.numpy as jnp

@@ -105,6 +105,9 @@ def test_linen_resnet_rows_equal_the_library(capsys):
     assert out["gradients"]["leaves"]["conv_init/bias"]["ratio"] is None
 
 
+# ~11 s; token states are tested in test_block_chain.py, the command on linen, NNX and Equinox
+# models by the tests around this one; the slow pass runs this one too.
+@pytest.mark.slow
 def test_linen_transformer_cross_entropy_with_labels(capsys):
     argv = ["tests.check_models.linen_models:build_transformer_labels", "--loss", "cross-entropy",
             "--apply-kwarg", "deterministic=True", "--blocks", r"blocks_\d+"]  # fmt: skip

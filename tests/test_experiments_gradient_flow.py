@@ -202,6 +202,8 @@ def test_residual_keeps_the_gradient_where_the_plain_sigmoid_mlp_loses_it(tmp_pa
     assert save_figure(ax, tmp_path / "residual.png")
 
 
+# ~7 s (two more compilations of the comparison); the slow pass runs it.
+@pytest.mark.slow
 def test_compare_activations_on_given_weights_matches_the_drawn_ones():
     """Given weights and data reproduce the comparison that drew them (one seed)."""
     import jax

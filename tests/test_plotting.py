@@ -108,7 +108,7 @@ def test_sigmoid_bound_y_range_fits_its_data():
     import jaxflow.experiments as ex
     from jaxflow.plotting import plot_sigmoid_bound
 
-    result = ex.sigmoid_bound(depth=12, width=16, seeds=8, inits=("xavier", "orthogonal"))
+    result = ex.sigmoid_bound(depth=20, width=16, seeds=24, inits=("xavier", "orthogonal"))
     ax = plot_sigmoid_bound(result)
     ys = [np.asarray(line.get_ydata(), float) for line in ax.get_lines()]
     ys += [path.vertices[:, 1] for band in ax.collections for path in band.get_paths()]

@@ -43,6 +43,8 @@ def _run_tour(tour, health, tmp_path, monkeypatch):
     assert namespace["ds"].attrs["compilations"] in (0, 1)
 
 
+# ~15 s of compilation; the slow pass runs it, and the verbatim tour, on every landing.
+@pytest.mark.slow
 def test_the_tour_runs(tmp_path, monkeypatch):
     """The README's tour blocks run in order, every line as written but the sweep's seed count:
     one seed instead of eight runs the same compiled sweep on an eighth of the networks (the
@@ -58,6 +60,9 @@ def test_the_tour_runs_verbatim(tmp_path, monkeypatch):
     _run_tour(*_tour(), tmp_path, monkeypatch)
 
 
+# ~8 s; block_chain and group_by on linen models are tested in test_block_chain.py and
+# test_gradient_trees.py; the slow pass runs the README's block itself.
+@pytest.mark.slow
 def test_the_your_model_section_runs():
     """The "Your own model" block runs as written: block_chain on a linen model, per-block norms."""
     text = (ROOT / "README.md").read_text()

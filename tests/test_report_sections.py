@@ -3,6 +3,7 @@ in test_report.py's real-process `reproduce --quick`)."""
 
 import jax
 import numpy as np
+import pytest
 
 from helpers import tol
 from jaxflow.experiments.chain_rule import ChainRuleErrors, chain_rule_errors
@@ -51,7 +52,7 @@ def test_deep_gradient_stats_global_norm_is_the_root_sum_square():
 
 
 def test_clipping_comparison_starts_from_the_same_weights(tmp_path):
-    result = clipping_comparison(4, 8, 5, key=jax.random.key(0), init_key=jax.random.key(1))
+    result = clipping_comparison(3, 4, 5, key=jax.random.key(0), init_key=jax.random.key(1))
     assert float(result.plain.loss[0]) == float(result.clipped.loss[0])
     assert result.clipped.finite
     fig = plot_clipping(result)
@@ -59,6 +60,8 @@ def test_clipping_comparison_starts_from_the_same_weights(tmp_path):
     save_figure(fig, tmp_path / "clipping.png")
 
 
+# ~8 s; each figure function is tested in test_plotting*.py; the slow pass renders them together.
+@pytest.mark.slow
 def test_report_figures_render(tmp_path):
     import jaxflow as jf
     import jaxflow.experiments as ex

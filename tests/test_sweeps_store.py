@@ -159,6 +159,8 @@ GRID_TOML = """
 """
 
 
+# ~4 s (the figures); the slow pass runs it; the sweep command's options are in test_bad_input.py.
+@pytest.mark.slow
 def test_cli_sweep_from_toml_with_plots(reference, tmp_path, capsys):
     config = _toml(tmp_path, GRID_TOML)
     out, plots = tmp_path / "out.zarr", tmp_path / "figures"

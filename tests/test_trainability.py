@@ -410,7 +410,8 @@ def test_chunks_are_sized_by_the_training_memory_estimate():
 HOST_POINTS = [(w, b) for b in (0.05, 0.3) for w in (0.3, 0.8, 2.5, 9.0)]  # 8: one padded batch
 
 
-@pytest.mark.parametrize("x64", [False, True])
+# float64 compiles the theory again (~6 s): the slow pass runs it.
+@pytest.mark.parametrize("x64", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_host_mean_field_table_equals_the_compiled_theory(x64):
     # The host path follows the theory's rule in float64 NumPy: against the float64 theory it
     # agrees to the quadrature's own precision; against the float32 theory to float32 rounding,
@@ -497,6 +498,9 @@ def test_a_chunk_is_split_into_equal_calls_of_one_depth():
     assert sorted(seen) == list(range(grid.num_configs * 3))
 
 
+# ~6 s; chunking is tested by test_chunking_and_resume_do_not_change_results; the slow pass
+# splits depths across chunks too.
+@pytest.mark.slow
 def test_depths_split_across_chunks_train_as_each_network_alone():
     # Depths 3 and 5 in chunks of 3: a chunk holds two depths, in calls of 2 configurations (the
     # second padded). Every network equals the one trained alone.

@@ -281,7 +281,7 @@ def plot_clipping(result, fig=None):
       >>> import jax
       >>> from jaxflow.experiments.monitoring import clipping_comparison
       >>> from jaxflow.plotting import plot_clipping
-      >>> r = clipping_comparison(2, 4, 3, key=jax.random.key(0), init_key=jax.random.key(1))
+      >>> r = clipping_comparison(3, 4, 5, key=jax.random.key(0), init_key=jax.random.key(1))
       >>> [ax.get_title() for ax in plot_clipping(r).axes]
       ['no clipping', 'optax.clip_by_global_norm(1.0)']
     """
