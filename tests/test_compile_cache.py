@@ -259,7 +259,9 @@ sys.exit(status)
 
 
 def _process(args, env):
-    env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    # A user's process: without the suite's own compilation cache (tests/conftest.py).
+    inherited = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env = {**inherited, **env, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", _PROCESS, *args], env=env, capture_output=True,
                          text=True, timeout=300, cwd=ROOT)  # fmt: skip
     assert out.returncode == 0, out.stderr
