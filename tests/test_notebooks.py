@@ -2,10 +2,10 @@
 top to bottom at small sizes.
 
 Running a notebook starts a kernel and compiles everything it shows (10-60 s each on 2 cores), so
-the runs are ``slow`` (``pytest --runslow``; ``.ci/run`` runs them after the suite). The suite keeps
-the first notebook's run, and checks every notebook's code against the library statically: each
-code cell compiles, every ``jaxflow`` name it imports or reads exists (and is not deprecated), and
-every keyword it passes to a jaxflow callable is one the callable takes.
+the runs are ``slow`` (``pytest --runslow``; ``.ci/run`` runs them after the suite, every landing).
+The suite checks every notebook's code against the library statically: each code cell compiles,
+every ``jaxflow`` name it imports or reads exists (and is not deprecated), and every keyword it
+passes to a jaxflow callable is one the callable takes.
 """
 
 import ast
@@ -111,14 +111,8 @@ def test_notebook_uses_only_names_and_keywords_jaxflow_has(path):
     assert checked, f"{path.name} uses no jaxflow name the check could follow"
 
 
-def _slow_but_the_first(paths):
-    return [
-        pytest.param(p, marks=() if i == 0 else pytest.mark.slow, id=p.name)
-        for i, p in enumerate(paths)
-    ]
-
-
-@pytest.mark.parametrize("path", _slow_but_the_first(NOTEBOOKS))
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, monkeypatch):
     monkeypatch.setenv("JAXFLOW_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
