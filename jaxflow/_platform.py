@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import os
 
-_MINIMUM_POOL = 8
+SPARE_THREADS = 1
+"""Pool threads the drivers add to max(cores, CPU devices) (:func:`default_pool_size`)."""
 
 
 def _cores() -> int:
@@ -49,13 +50,45 @@ def _backends_started() -> bool:
     return bool(probe())
 
 
+def _forced_host_devices() -> int:
+    """The CPU devices ``--xla_force_host_platform_device_count`` asks for in ``XLA_FLAGS`` (1
+    without it)."""
+    for flag in os.environ.get("XLA_FLAGS", "").split():
+        name, _, value = flag.partition("=")
+        if name.lstrip("-") == "xla_force_host_platform_device_count":
+            try:
+                return max(1, int(value))
+            except ValueError:
+                return 1
+    return 1
+
+
+def default_pool_size(cores: int, host_devices: int = 1) -> int:
+    """The intra-op pool the drivers choose: max(cores, host devices) + :data:`SPARE_THREADS`.
+
+    Each CPU device executes on a pool thread, and a batched decomposition blocks the thread that
+    calls it until the pool has run its tasks. XLA's own default, one thread per core, hung on 2
+    cores with both threads parked that way; with one thread more, a device blocked in a
+    decomposition still leaves a thread per core for its tasks, and a hang needs more
+    decompositions blocked at once than there are cores and devices. No more than that: every
+    thread beyond the cores takes a share of them (a sweep on 2 cores, ``benchmarks/cpu_pool.py``:
+    1.14-1.28× the time of a 2-thread pool at 3 threads, 1.45-1.65× at 4, 1.76-4.95× at 8).
+
+    Example:
+      >>> from jaxflow._platform import default_pool_size
+      >>> default_pool_size(2), default_pool_size(16), default_pool_size(2, host_devices=4)
+      (3, 17, 5)
+    """
+    return max(cores, host_devices) + SPARE_THREADS
+
+
 def guard_cpu_thread_pool() -> None:
     """Sizes XLA:CPU's intra-op pool so batched LAPACK calls cannot park every thread.
 
-    Sets ``NPROC`` to max(8, 4 × cores) unless the user set it or a backend already runs.
+    Sets ``NPROC`` to :func:`default_pool_size` unless the user set it or a backend already runs.
     """
     if "NPROC" not in os.environ and not _backends_started():
-        os.environ["NPROC"] = str(max(_MINIMUM_POOL, 4 * _cores()))
+        os.environ["NPROC"] = str(default_pool_size(_cores(), _forced_host_devices()))
 
 
 def cpu_pool_threads() -> int:

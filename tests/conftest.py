@@ -22,11 +22,6 @@ os.environ["XLA_FLAGS"] = _flags
 # The drivers keep compiled programs in a per-user cache folder; the suite writes nothing to the
 # user's home (tests/test_compile_cache.py points the cache at temporary folders instead).
 os.environ["JAXFLOW_CACHE_DIR"] = "off"
-# Five pool threads per worker, not the drivers' max(8, 4 × cores): on 2 cores with two workers,
-# 8 threads per worker split every batched QR/SVD into more tasks than cores (a vmapped batch of
-# 64 QRs of 256×128: 4.7 CPU-s at 8 threads, 0.33 at 4), and a hang still needs more blocked
-# decompositions than the 4 fake devices can make (docs/platform.md).
-os.environ.setdefault("NPROC", "5")
 # One compilation cache per run: made by the first process to read this file (pytest itself, which
 # then starts the xdist workers with it in their environment) and deleted when that process ends.
 # Nothing is kept between runs, so every run compiles from cold, as on a fresh machine; a cache of
@@ -43,7 +38,8 @@ if _SUITE_CACHE in os.environ:
 
 from jaxflow import _platform  # noqa: E402
 
-# The suite is a driver: it sizes XLA:CPU's pool before any test starts the backend, and compiles
+# The suite is a driver: it sizes XLA:CPU's pool before any test starts the backend (the drivers'
+# rule, max(cores, the 4 fake devices) + 1: five threads per worker on 2 cores), and compiles
 # as `jaxflow reproduce` does: XLA's -O1 and, on jaxlib 0.10, the elemental fusion emitters (the
 # suite compiles hundreds of small programs once each; neither changes floating-point
 # semantics; docs/platform.md). Notebook kernels inherit both through XLA_FLAGS.

@@ -37,9 +37,30 @@ def _cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def test_the_guard_enlarges_the_pool():
-    expected = max(8, 4 * _cores())
+def test_the_guard_gives_the_pool_one_thread_beyond_the_cores():
+    expected = _cores() + 1
     assert _probe({}) == (str(expected), expected, expected)
+
+
+def test_forced_host_devices_count_towards_the_pool(monkeypatch):
+    # In-process, with the backend taken as not started: the rule, read from XLA_FLAGS.
+    from jaxflow import _platform
+
+    monkeypatch.setattr(_platform, "_backends_started", lambda: False)
+    monkeypatch.setattr(_platform, "_cores", lambda: 2)
+    for flags, expected in [
+        ("", 3),
+        ("--xla_force_host_platform_device_count=1", 3),
+        ("--xla_cpu_use_fusion_emitters=false --xla_force_host_platform_device_count=6", 7),
+        ("--xla_force_host_platform_device_count=x", 3),
+    ]:
+        monkeypatch.delenv("NPROC", raising=False)
+        monkeypatch.setenv("XLA_FLAGS", flags)
+        _platform.guard_cpu_thread_pool()
+        assert os.environ["NPROC"] == str(expected), flags
+    monkeypatch.setenv("NPROC", "7")  # the user's own setting is kept
+    _platform.guard_cpu_thread_pool()
+    assert os.environ["NPROC"] == "7"
 
 
 def test_a_users_nproc_is_respected():
