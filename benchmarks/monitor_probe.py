@@ -258,11 +258,12 @@ def main(argv=None) -> int:
     if args.rounds < 1 or args.steps < 1:
         p.error("--rounds and --steps must be at least 1")
     sys.path.insert(0, HERE)
+    import _results
+
     if args.models:
         import jax
 
         import jaxflow as jf
-        import run
 
         result = {
             "machine": args.machine,
@@ -276,9 +277,8 @@ def main(argv=None) -> int:
             **run_models(args),
         }
         os.makedirs(args.out, exist_ok=True)
-        stem = run._results_path(args.out, f"monitor-models-{args.machine}", result["date"])
-        with open(stem + ".json", "x") as f:
-            json.dump(result, f, indent=1)
+        stem = _results.fresh_stem(args.out, f"monitor-models-{args.machine}", result["date"])
+        _results.write_new({stem + ".json": json.dumps(result, indent=1)})
         print(f"wrote {stem}.json")
         return 0
     import jax
@@ -326,11 +326,8 @@ def main(argv=None) -> int:
     for name, t in best.items():
         print(f"{name:36s} {t:7.1f} µs/step  ×{t / best['adam']:.2f}")
     os.makedirs(args.out, exist_ok=True)
-    import run  # the runner's naming: never overwrite an earlier file
-
-    path = run._results_path(args.out, f"monitor-probe-{args.machine}", result["date"]) + ".json"
-    with open(path, "x") as f:
-        json.dump(result, f, indent=1)
+    path = _results.fresh_stem(args.out, f"monitor-probe-{args.machine}", result["date"]) + ".json"
+    _results.write_new({path: json.dumps(result, indent=1)})
     print(f"wrote {path}")
     return 0
 
