@@ -283,7 +283,6 @@ def main(argv=None) -> int:
         return 0
     import jax
     import jax.numpy as jnp
-    import optax
 
     import jaxflow as jf
     import workloads
@@ -297,25 +296,12 @@ def main(argv=None) -> int:
     def loss_fn(params):
         return jnp.mean(jnp.square(model.apply({"params": params}, x) - y))
 
-    def compiled(optimizer):
-        def step(params, opt_state):
-            loss, grads = jax.value_and_grad(loss_fn)(params)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
-
-        state = optimizer.init(params)
-        return jax.jit(step).lower(params, state).compile(), state
-
-    built = {name: compiled(opt) for name, opt in variants().items()}
+    built = {name: _compile(params, loss_fn, opt) for name, opt in variants().items()}
     best = dict.fromkeys(built, float("inf"))
     for _ in range(args.rounds):
         for name, (step, state) in built.items():
-            current, state = jax.block_until_ready(step(params, state)[:2])
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                current, state, loss = step(current, state)
-            jax.block_until_ready(current)
-            best[name] = min(best[name], (time.perf_counter() - start) / args.steps * 1e6)
+            wall_us, _ = _time_steps(step, state, params, args.steps)
+            best[name] = min(best[name], wall_us)
     result = {
         "machine": args.machine,
         "date": datetime.date.today().isoformat(),
