@@ -15,6 +15,7 @@ is refused before the measurement rather than after it.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO
@@ -96,6 +97,21 @@ def write_new(files: Mapping[str | os.PathLike, Content]) -> list[str]:
             os.unlink(path)
         raise
     return written
+
+
+def write_report(stem: str, report: dict, table: str) -> list[str]:
+    r"""Writes one run's ``stem.json`` (``report``) and ``stem.md`` (``table``) with
+    :func:`write_new`, creating the folder if need be.
+
+    Example:
+      >>> import json, pathlib, tempfile
+      >>> stem = pathlib.Path(tempfile.mkdtemp(), "results", "memory-2026-01-01")
+      >>> _ = write_report(str(stem), {"rows": [1]}, "| rows |")
+      >>> stem.with_suffix(".md").read_text(), json.loads(stem.with_suffix(".json").read_text())
+      ('| rows |\n', {'rows': [1]})
+    """
+    os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
+    return write_new({stem + ".json": json.dumps(report, indent=1), stem + ".md": table + "\n"})
 
 
 def fresh_stem(directory: str, name: str, date: str) -> str:

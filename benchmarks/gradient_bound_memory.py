@@ -126,10 +126,7 @@ def main(argv=None) -> int:
             f"| {r['version']} | {r['prefixes']} | {r['peak_mb']:.0f} | {r['baseline_mb']:.0f} | "
             f"{r['peak_mb'] - r['baseline_mb']:.0f} | {r['seconds']:.1f} |"
         )
-    os.makedirs(args.out, exist_ok=True)
-    _results.write_new(
-        {stem + ".json": json.dumps(report, indent=1), stem + ".md": "\n".join(lines) + "\n"}
-    )
+    _results.write_report(stem, report, "\n".join(lines))
     print("\n".join(lines))
     print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
     return 0

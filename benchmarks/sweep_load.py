@@ -222,9 +222,8 @@ def main(argv=None) -> int:
             *rows,
         ]
     )
-    os.makedirs(args.out, exist_ok=True)
     report = {"title": title, "grid": grid, "machine": args.machine, "date": date, "cases": cases}
-    _results.write_new({stem + ".json": json.dumps(report, indent=1), stem + ".md": table + "\n"})
+    _results.write_report(stem, report, table)
     print(table)
     return 0 if all(c["within_budget"] for c in cases) else 1
 
