@@ -28,6 +28,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+import _results  # noqa: E402
 
 
 def _cases(jf, jnp, depth, width):
@@ -150,8 +153,6 @@ def main(argv=None) -> int:
     while os.path.exists(path + ".json"):
         n += 1
         path = os.path.join(args.out, f"{stem}-{n}")
-    with open(path + ".json", "x") as f:
-        json.dump({"meta": meta, "results": results}, f, indent=2)
     lines = [
         f"# Eager calls against jax.jit: depth {args.depth}, width {args.width}",
         "",
@@ -170,8 +171,12 @@ def main(argv=None) -> int:
             f"[{r['wall_ratio_min_max'][0]:.2f}–{r['wall_ratio_min_max'][1]:.2f}] | "
             f"{r['compile_events_on_repeated_eager_calls']} |"
         )
-    with open(path + ".md", "x") as f:
-        f.write("\n".join(lines) + "\n")
+    _results.write_new(
+        {
+            path + ".json": json.dumps({"meta": meta, "results": results}, indent=2),
+            path + ".md": "\n".join(lines) + "\n",
+        }
+    )
     print(f"wrote {path}.json and .md")
     clean = all(r["compile_events_on_repeated_eager_calls"] == 0 for r in results.values())
     return 0 if clean else 1

@@ -27,6 +27,10 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import _results  # noqa: E402
+
 BASE_COMMIT = "135eff6"
 
 CHILD = r"""
@@ -81,6 +85,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
     depth = 100 if args.quick else args.depth
+    date = datetime.date.today().isoformat()
+    name = f"gradient-bound-memory-{args.machine}-{date}-depth{depth}-width{args.width}"
+    stem = os.path.join(args.out, name)
+    _results.refuse_taken([stem + ".json", stem + ".md"])
     rows = []
     with tempfile.TemporaryDirectory() as base:
         archive = subprocess.run(
@@ -93,7 +101,6 @@ def main(argv=None) -> int:
                 result.pop("jaxflow")
                 rows.append({"version": version, "prefixes": prefixes, **result})
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    date = datetime.date.today().isoformat()
     report = {
         "meta": {
             "date": date,
@@ -119,13 +126,7 @@ def main(argv=None) -> int:
             f"| {r['version']} | {r['prefixes']} | {r['peak_mb']:.0f} | {r['baseline_mb']:.0f} | "
             f"{r['peak_mb'] - r['baseline_mb']:.0f} | {r['seconds']:.1f} |"
         )
-    os.makedirs(args.out, exist_ok=True)
-    name = f"gradient-bound-memory-{args.machine}-{date}-depth{depth}-width{args.width}"
-    stem = os.path.join(args.out, name)
-    with open(stem + ".json", "w") as f:
-        json.dump(report, f, indent=1)
-    with open(stem + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    _results.write_report(stem, report, "\n".join(lines))
     print("\n".join(lines))
     print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
     return 0

@@ -258,11 +258,12 @@ def main(argv=None) -> int:
     if args.rounds < 1 or args.steps < 1:
         p.error("--rounds and --steps must be at least 1")
     sys.path.insert(0, HERE)
+    import _results
+
     if args.models:
         import jax
 
         import jaxflow as jf
-        import run
 
         result = {
             "machine": args.machine,
@@ -276,14 +277,12 @@ def main(argv=None) -> int:
             **run_models(args),
         }
         os.makedirs(args.out, exist_ok=True)
-        stem = run._results_path(args.out, f"monitor-models-{args.machine}", result["date"])
-        with open(stem + ".json", "x") as f:
-            json.dump(result, f, indent=1)
+        stem = _results.fresh_stem(args.out, f"monitor-models-{args.machine}", result["date"])
+        _results.write_new({stem + ".json": json.dumps(result, indent=1)})
         print(f"wrote {stem}.json")
         return 0
     import jax
     import jax.numpy as jnp
-    import optax
 
     import jaxflow as jf
     import workloads
@@ -297,25 +296,12 @@ def main(argv=None) -> int:
     def loss_fn(params):
         return jnp.mean(jnp.square(model.apply({"params": params}, x) - y))
 
-    def compiled(optimizer):
-        def step(params, opt_state):
-            loss, grads = jax.value_and_grad(loss_fn)(params)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
-
-        state = optimizer.init(params)
-        return jax.jit(step).lower(params, state).compile(), state
-
-    built = {name: compiled(opt) for name, opt in variants().items()}
+    built = {name: _compile(params, loss_fn, opt) for name, opt in variants().items()}
     best = dict.fromkeys(built, float("inf"))
     for _ in range(args.rounds):
         for name, (step, state) in built.items():
-            current, state = jax.block_until_ready(step(params, state)[:2])
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                current, state, loss = step(current, state)
-            jax.block_until_ready(current)
-            best[name] = min(best[name], (time.perf_counter() - start) / args.steps * 1e6)
+            wall_us, _ = _time_steps(step, state, params, args.steps)
+            best[name] = min(best[name], wall_us)
     result = {
         "machine": args.machine,
         "date": datetime.date.today().isoformat(),
@@ -326,11 +312,8 @@ def main(argv=None) -> int:
     for name, t in best.items():
         print(f"{name:36s} {t:7.1f} µs/step  ×{t / best['adam']:.2f}")
     os.makedirs(args.out, exist_ok=True)
-    import run  # the runner's naming: never overwrite an earlier file
-
-    path = run._results_path(args.out, f"monitor-probe-{args.machine}", result["date"]) + ".json"
-    with open(path, "x") as f:
-        json.dump(result, f, indent=1)
+    path = _results.fresh_stem(args.out, f"monitor-probe-{args.machine}", result["date"]) + ".json"
+    _results.write_new({path: json.dumps(result, indent=1)})
     print(f"wrote {path}")
     return 0
 

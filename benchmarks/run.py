@@ -50,6 +50,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+import _results  # noqa: E402
 import protocol  # noqa: E402
 import roofline  # noqa: E402
 import workloads  # noqa: E402
@@ -498,13 +499,6 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _results_path(directory: str, machine: str, date: str) -> str:
-    base = os.path.join(directory, f"{machine}-{date}")
-    if not os.path.exists(base + ".json"):
-        return base
-    return base + datetime.datetime.now().strftime("-%H%M%S")
-
-
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -614,12 +608,14 @@ def main(argv=None) -> int:
     known = {i.name for impls in IMPLEMENTATIONS.values() for i in impls}
     if args.impl and not set(args.impl) <= known:
         p.error(f"unknown --impl {sorted(set(args.impl) - known)}; known: {sorted(known)}")
-    if args.json and os.path.exists(args.json):
-        p.error(f"--json {args.json} exists; results are never overwritten")
+    if args.json:
+        try:
+            _results.check_new([args.json])
+        except FileExistsError as error:
+            p.error(f"--json {error}")
     report, status = run_benchmarks(args)
     if args.json:
-        with open(args.json, "x") as f:
-            json.dump(report, f, indent=1)
+        _results.write_new({args.json: json.dumps(report, indent=1)})
     if args.check:
         for name, w in report["workloads"].items():
             for impl_name, e in w["implementations"].items():
@@ -629,11 +625,8 @@ def main(argv=None) -> int:
     text = markdown(report)
     print(text)
     os.makedirs(args.out, exist_ok=True)
-    path = _results_path(args.out, args.machine, report["meta"]["date"])
-    with open(path + ".json", "x") as f:
-        json.dump(report, f, indent=1)
-    with open(path + ".md", "x") as f:
-        f.write(text)
+    path = _results.fresh_stem(args.out, args.machine, report["meta"]["date"])
+    _results.write_new({path + ".json": json.dumps(report, indent=1), path + ".md": text})
     log(f"\nwrote {path}.json and {path}.md")
     return status
 

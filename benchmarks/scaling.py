@@ -29,6 +29,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import _results  # noqa: E402
 import protocol  # noqa: E402
 import run  # noqa: E402
 import workloads  # noqa: E402
@@ -210,14 +211,14 @@ def main(argv=None) -> int:
         }
     report["meta"]["load_end"] = [round(x, 2) for x in os.getloadavg()]
     os.makedirs(args.out, exist_ok=True)
-    prefix = run._results_path(args.out, f"scaling-{args.machine}", report["meta"]["date"])
+    prefix = _results.fresh_stem(args.out, f"scaling-{args.machine}", report["meta"]["date"])
+    _results.check_new([prefix + ".json", *(f"{prefix}-{axis}.png" for axis in report["axes"])])
     for axis, result in report["axes"].items():
         base = AXES[scale][axis][0]
         result["figure"] = os.path.basename(
             plot(axis, base, result["points"], f"{prefix}-{axis}.png")
         )
-    with open(prefix + ".json", "x") as f:
-        json.dump(report, f, indent=1)
+    _results.write_new({prefix + ".json": json.dumps(report, indent=1)})
     run.log(f"wrote {prefix}.json and its figures")
     return 0
 

@@ -85,11 +85,10 @@ def main(argv=None) -> int:
     }
     os.makedirs(args.out, exist_ok=True)
     sys.path.insert(0, HERE)
-    import run  # the runner's naming: never overwrite an earlier file
+    import _results
 
-    path = run._results_path(args.out, f"sweep-engine-{args.machine}", result["date"]) + ".json"
-    with open(path, "x") as f:
-        json.dump(result, f, indent=1)
+    path = _results.fresh_stem(args.out, f"sweep-engine-{args.machine}", result["date"]) + ".json"
+    _results.write_new({path: json.dumps(result, indent=1)})
     median = result["torch_func_over_sweep"]["median"]
     print(
         f"jaxflow.sweep {statistics.median(rounds['jaxflow.sweep']):.2f} s, torch-func "

@@ -35,6 +35,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import _results  # noqa: E402
 
 SCALES = {
     "full": dict(depth=(5, 10, 20, 40, 80, 120, 160, 200), width=128, seeds=8),
@@ -180,9 +183,7 @@ def main(argv=None) -> int:
     )
     date = datetime.date.today().isoformat()
     stem = os.path.join(args.out, f"sweep-load-{args.machine}-{date}-{label}")
-    for suffix in (".json", ".md"):
-        if os.path.exists(stem + suffix):
-            raise SystemExit(f"{stem + suffix} exists; results are never overwritten")
+    _results.refuse_taken([stem + ".json", stem + ".md"])
     cases = []
     for budget in args.budget_mb:
         load = load_average()
@@ -221,15 +222,8 @@ def main(argv=None) -> int:
             *rows,
         ]
     )
-    os.makedirs(args.out, exist_ok=True)
-    with open(stem + ".json", "w") as f:
-        json.dump(
-            {"title": title, "grid": grid, "machine": args.machine, "date": date, "cases": cases},
-            f,
-            indent=1,
-        )
-    with open(stem + ".md", "w") as f:
-        f.write(table + "\n")
+    report = {"title": title, "grid": grid, "machine": args.machine, "date": date, "cases": cases}
+    _results.write_report(stem, report, table)
     print(table)
     return 0 if all(c["within_budget"] for c in cases) else 1
 

@@ -28,6 +28,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import _results  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -95,9 +98,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     date = datetime.date.today().isoformat()
     stem = os.path.join(args.out, f"trainability-memory-{args.machine}-{date}")
-    for suffix in (".json", ".md"):
-        if os.path.exists(stem + suffix):
-            raise SystemExit(f"{stem + suffix} exists; results are never overwritten")
+    _results.refuse_taken([stem + ".json", stem + ".md"])
     rows = []
     for budget_mb in args.budget_mb:
         for seeds in args.seeds:
@@ -128,11 +129,7 @@ def main(argv=None) -> int:
             f"{r['peak_mb'] - r['baseline_mb']:.0f} | {r['seconds']:.1f} | "
             f"{r['load_before'][0]:.1f} |"
         )
-    os.makedirs(args.out, exist_ok=True)
-    with open(stem + ".json", "w") as f:
-        json.dump(report, f, indent=1)
-    with open(stem + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    _results.write_report(stem, report, "\n".join(lines))
     print("\n".join(lines))
     print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
     return 0

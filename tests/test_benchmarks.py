@@ -6,10 +6,14 @@ reference checksums, the runner refuses a result whose checksum disagrees, and t
 definitions and references are what they say. The PyTorch side runs only where torch is installed.
 """
 
+import datetime
+import errno
 import importlib.util
 import json
 import math
+import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -31,6 +35,7 @@ def _load(name):
 
 workloads = _load("workloads")
 run = _load("run")
+_results = _load("_results")
 
 TORCH = importlib.util.find_spec("torch") is not None
 SKLEARN = importlib.util.find_spec("sklearn") is not None
@@ -285,6 +290,126 @@ def test_trainability_checksum_and_tolerance():
     for name in ("spectra", "notes", "deep-chain", "monitor"):
         spec = workloads.get_spec(name, "full")
         assert workloads.checksum_rtol(spec) == workloads.CHECKSUM_RTOL
+
+
+def test_result_files_are_written_exactly(tmp_path):
+    report = {"meta": {"machine": "m"}, "rows": [1, 2.5, None]}
+    files = {
+        tmp_path / "m-2026-01-01.json": json.dumps(report, indent=1),
+        tmp_path / "m-2026-01-01.md": "| a |\n|---|\n| é |\n",
+        tmp_path / "m-2026-01-01-depth.png": b"\x89PNG\r\n\x00\xff",
+    }
+    assert _results.write_new(files) == [str(path) for path in files]
+    assert json.loads((tmp_path / "m-2026-01-01.json").read_text()) == report
+    for path, content in files.items():
+        expected = content if isinstance(content, bytes) else content.encode("utf-8")
+        assert path.read_bytes() == expected
+    assert sorted(os.listdir(tmp_path)) == sorted(path.name for path in files)  # no temporaries
+
+
+def test_an_existing_result_is_refused_before_anything_is_written(tmp_path):
+    earlier = tmp_path / "m-2026-01-01.md"
+    earlier.write_bytes(b"| an earlier run |\n")
+    with pytest.raises(FileExistsError, match=re.escape(f"{earlier} exists; results are never")):
+        _results.write_new({tmp_path / "m-2026-01-01.json": "{}", earlier: "| this run |\n"})
+    assert earlier.read_bytes() == b"| an earlier run |\n"
+    assert os.listdir(tmp_path) == [earlier.name]
+    with pytest.raises(SystemExit, match=re.escape(str(earlier))):
+        _results.refuse_taken([tmp_path / "m-2026-01-01.json", earlier])
+
+
+def test_a_failure_mid_write_leaves_no_result_and_no_temporary(tmp_path, monkeypatch):
+    first, second = tmp_path / "run.json", tmp_path / "run.md"
+
+    def half_then_fail(f):
+        f.write(b'{"rows": [1, 2')
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _results.write_new({first: "{}", second: half_then_fail})
+    assert os.listdir(tmp_path) == []  # the first file, already published, is taken back
+    # The disk fills while the second file is flushed to it.
+    fsync, calls = os.fsync, []
+
+    def full_disk_on_second_file(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk_on_second_file)
+    with pytest.raises(OSError, match="No space left"):
+        _results.write_new({first: "{}", second: "| table |\n"})
+    assert os.listdir(tmp_path) == []
+
+
+def test_two_runs_racing_for_one_result_never_overwrite(tmp_path, monkeypatch):
+    """Another run publishes the second file after this one's check: this one gives way."""
+    first, second = tmp_path / "run.json", tmp_path / "run.md"
+    link = os.link
+
+    def other_run_first(src, dst, **kwargs):
+        if os.fspath(dst) == str(second):
+            second.write_text("the other run's table\n")
+        return link(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "link", other_run_first)
+    with pytest.raises(FileExistsError, match=re.escape(f"{second} exists")):
+        _results.write_new({first: "{}", second: "this run's table\n"})
+    assert os.listdir(tmp_path) == [second.name]
+    assert second.read_text() == "the other run's table\n"
+
+
+@pytest.mark.parametrize(
+    "script, argv, name",
+    [
+        ("sweep_load", ["--scale", "quick"], "sweep-load-m-{date}-quick.json"),
+        ("trainability_memory", [], "trainability-memory-m-{date}.md"),
+        (
+            "gradient_bound_memory",
+            ["--quick"],
+            "gradient-bound-memory-m-{date}-depth100-width64.md",
+        ),
+    ],
+)
+def test_memory_scripts_refuse_a_taken_name_before_measuring(tmp_path, script, argv, name):
+    taken = tmp_path / name.format(date=datetime.date.today().isoformat())
+    taken.write_text("an earlier result")
+    with pytest.raises(SystemExit, match=re.escape(f"{taken} exists")):
+        _load(script).main([*argv, "--machine", "m", "--out", str(tmp_path)])
+    assert taken.read_text() == "an earlier result"
+
+
+def test_runner_writes_each_run_to_new_files(tmp_path, monkeypatch):
+    spec = workloads.get_spec("notes", "quick")
+    reference = workloads.notes_reference(spec, workloads.notes_data(spec))["log_grad_norm"]
+    script = tmp_path / "fake.py"
+    script.write_text(FAKE.format(bench=str(BENCH), value=reference))
+    monkeypatch.setitem(run._PROBES, (sys.executable, "jax"), None)  # the fake needs no jax
+    monkeypatch.setitem(
+        run.IMPLEMENTATIONS, "notes", [run.Implementation("fake", str(script), "jax")]
+    )
+    out = tmp_path / "results"
+    argv = ["--quick", "--workload", "notes", "--repeats", "1", "--python", sys.executable]
+    for _ in range(2):
+        assert run.main([*argv, "--machine", "m", "--out", str(out)]) == 0
+    stems = sorted({path.stem for path in out.iterdir()})
+    assert len(stems) == 2 and sorted(os.listdir(out)) == sorted(
+        stem + suffix for stem in stems for suffix in (".json", ".md")
+    )
+    for stem in stems:
+        report = json.loads((out / f"{stem}.json").read_text())
+        assert report["workloads"]["notes"]["implementations"]["fake"]["status"] == "ok"
+        assert (out / f"{stem}.md").read_text() == run.markdown(report)
+
+
+def test_runner_refuses_an_existing_json_before_running(tmp_path, capsys):
+    taken = tmp_path / "report.json"
+    taken.write_text("{}")
+    with pytest.raises(SystemExit):
+        run.main(["--quick", "--check", "--json", str(taken)])
+    assert f"--json {taken} exists" in capsys.readouterr().err
+    assert taken.read_text() == "{}"
 
 
 # A real process importing jax and compiling a sweep (~10 s): the slow pass runs it.

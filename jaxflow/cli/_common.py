@@ -21,24 +21,42 @@ class _Parser(argparse.ArgumentParser):
 MAX_INT = MAX_SIZE  # the largest size an option takes: XLA's sizes and loop counts are 32-bit
 
 
-def _positive_int(text):
+def _int_value(text) -> int:
+    """``text`` as an integer, or the error argparse reports."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be >= 1")
-    if value > MAX_INT:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be <= {MAX_INT}")
-    return value
+
+
+def _float_value(text) -> float:
+    """``text`` as a float, or the error argparse reports."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _int_from_one_to(maximum: int):
+    """The argparse type of an integer from 1 to ``maximum``."""
+
+    def parse(text):
+        value = _int_value(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be >= 1")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be <= {maximum}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_from_one_to(MAX_INT)
 
 
 def _seed(text):
     """A random seed: an integer that ``jax.random.key`` takes (64-bit signed)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _int_value(text)
     if not -(2**63) <= value < 2**63:
         raise argparse.ArgumentTypeError(
             f"{value} is not allowed; a seed must fit in 64 bits (-2**63 <= seed < 2**63)"
@@ -101,12 +119,17 @@ def _init_arg(text):
     return text
 
 
+def _finite_float(text):
+    """Any finite number."""
+    value = _float_value(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; it must be finite")
+    return value
+
+
 def _float_at_least(minimum, strict):
     def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        value = _float_value(text)
         if value != value or (value <= minimum if strict else value < minimum):
             raise argparse.ArgumentTypeError(
                 f"{value} is not allowed; it must be {'>' if strict else '>='} {minimum}"

@@ -7,9 +7,10 @@ import sys
 
 from jaxflow.cli._common import (
     UsageError,
+    _finite_float,
     _float_at_least,
+    _int_from_one_to,
     _output_path,
-    _positive_int,
     dump_json,
 )
 
@@ -17,21 +18,7 @@ MAX_GRID = 1000
 """The most phase-diagram points per axis (a million mean-field solves in all)."""
 
 
-def _grid_points(text):
-    value = _positive_int(text)
-    if value > MAX_GRID:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be <= {MAX_GRID}")
-    return value
-
-
-def _finite_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; it must be finite")
-    return value
+_grid_points = _int_from_one_to(MAX_GRID)
 
 
 EXAMPLES = """examples:

@@ -350,6 +350,23 @@ def check_store_path(store) -> None:
         raise ValueError("store='' is not allowed; pass a folder path such as 'runs/sweep.zarr'")
 
 
+def resolve_processes(
+    store, process_index: int | None = None, process_count: int | None = None, kind: str = "sweep"
+) -> tuple[int, int]:
+    """(this process's index, the number of processes): jax's where not given.
+
+    Refuses a multi-host run without a store (``kind`` names the run in the message): each
+    process writes its own chunks to the shared store, the only place the results meet.
+    """
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    if process_count > 1 and store is None:
+        raise ValueError(
+            f"a multi-host {kind} needs store=: each process writes its own chunks to a shared store"
+        )
+    return process_index, process_count
+
+
 def plan(
     grid: Grid,
     spec,
@@ -731,12 +748,7 @@ def sweep(
         target=_prefetch, args=(grid, store is not None, theory), daemon=True
     )
     prefetch.start()
-    process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
-    if process_count > 1 and store is None:
-        raise ValueError(
-            "a multi-host sweep needs store=: each process writes its own chunks to a shared store"
-        )
+    process_index, process_count = resolve_processes(store, process_index, process_count)
     devices = resolve_devices(devices)  # this process's own devices, also in a multi-host sweep
     spec = compute.spec_of(grid)
     chunk_size, chunks, sweep_store = plan(

@@ -234,14 +234,12 @@ class SweepStore:
             or record.get("chunk_size") != self.chunk_size
         ):
             return None, "its completion record belongs to another grid, chunk or chunk size"
-        try:
-            ds = self.read_chunk(index)
-        except Exception as error:  # any decoding failure of damaged files
-            return None, f"its data cannot be read ({_one_line(error)})"
-        bad = _mismatches(record.get("sha256"), checksums(ds))
-        if bad:
-            return None, f"its data does not match the recorded checksums ({bad})"
-        return ds, None
+        return _read_verified(
+            lambda: self.read_chunk(index),
+            record,
+            unreadable="its data cannot be read ({})",
+            mismatched="its data does not match the recorded checksums ({})",
+        )
 
     def write_result(self, dataset) -> bool:
         """Writes the labelled dataset to ``result/`` unless it is there, verified, and the same.
@@ -453,16 +451,27 @@ def _read_result(path):
     return ds
 
 
-def _verify_result(path, record):
-    """``(dataset, None)`` if ``result/`` matches its record, else ``(None, problem)``."""
+def _read_verified(read, record, unreadable: str, mismatched: str):
+    """``(read(), None)`` if it reads and matches the checksums ``record`` holds, else
+    ``(None, problem)``: ``unreadable`` or ``mismatched`` filled in with what went wrong."""
     try:
-        ds = _read_result(path)
+        ds = read()
     except Exception as error:  # any decoding failure of damaged files
-        return None, f"it cannot be read ({_one_line(error)})"
+        return None, unreadable.format(_one_line(error))
     bad = _mismatches(record.get("sha256"), checksums(ds))
     if bad:
-        return None, f"these do not match their recorded checksums: {bad}"
+        return None, mismatched.format(bad)
     return ds, None
+
+
+def _verify_result(path, record):
+    """``(dataset, None)`` if ``result/`` matches its record, else ``(None, problem)``."""
+    return _read_verified(
+        lambda: _read_result(path),
+        record,
+        unreadable="it cannot be read ({})",
+        mismatched="these do not match their recorded checksums: {}",
+    )
 
 
 def open_sweep(path):

@@ -657,9 +657,7 @@ def trainability(
     spec = spec_of(grid, data, training)._replace(num_classes=num_classes)
     identity = _Identity(grid, training, _data_fingerprint(data))
     K = len(grid.depth)
-    process_index, process_count = jax.process_index(), jax.process_count()
-    if process_count > 1 and store is None:
-        raise ValueError("a multi-host run needs store=: each process writes its own chunks")
+    process_index, process_count = run.resolve_processes(store, kind="training run")
     chunk_size, chunks, sweep_store = run.plan(
         grid,
         spec,
