@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import subprocess
@@ -29,15 +28,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
+sys.path.insert(0, HERE)
 
-def write_results(stem, contents):  # placeholder until the shared writer lands
-    for suffix, text in contents.items():
-        if os.path.exists(stem + suffix):
-            raise SystemExit(f"{stem + suffix} exists; results are never overwritten")
-    os.makedirs(os.path.dirname(stem), exist_ok=True)
-    for suffix, text in contents.items():
-        with open(stem + suffix, "x") as f:
-            f.write(text)
+from _results import refuse_taken, write_report  # noqa: E402
 
 CHILD = r"""
 import time
@@ -80,11 +73,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     date = datetime.date.today().isoformat()
     stem = os.path.join(args.out, f"cpu-pool-{args.machine}-{date}")
+    refuse_taken([stem + ".json", stem + ".md"])
     rows = []
     for load in (0, n):
-        busy = [
-            subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)
-        ]
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
         try:
             times = {p: [] for p in args.nproc}
             for _ in range(args.repeats):
@@ -124,7 +116,7 @@ def main(argv=None) -> int:
         ]
     )
     record = {"title": title, "cores": n, "machine": args.machine, "date": date, "rows": rows}
-    write_results(stem, {".json": json.dumps(record, indent=1) + "\n", ".md": table + "\n"})
+    write_report(stem, record, table)
     print(table)
     return 0
 
