@@ -184,9 +184,27 @@ def test_deep_sigmoid_chain_flags_underflow():
     assert np.all(np.diff(resolved[:first]) <= 2)
 
 
-@pytest.mark.parametrize("family", ["mlp", "residual"])
-@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
-@pytest.mark.parametrize("depth", [1, 7, 50])
+FLOAT64_FAST = {("mlp", "relu"), ("residual", "tanh"), ("mlp", "sigmoid")}
+
+
+def _covering(depths, activations, families, middle):
+    """Every (activation, family) at the ``middle`` depth and every depth for one activation per
+    family in the fast suite; the rest of the product (each its own compilation, ~1.5 s) in the
+    slow pass."""
+    cases = []
+    for depth in depths:
+        for activation in activations:
+            for i, family in enumerate(families):
+                fast = depth == middle or activation == activations[i % len(activations)]
+                marks = () if fast else pytest.mark.slow
+                cases.append(pytest.param(family, activation, depth, marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize(
+    "family, activation, depth",
+    _covering([1, 7, 50], ["relu", "tanh", "sigmoid"], ["mlp", "residual"], middle=7),
+)
 def test_chain_rule_float32(family, activation, depth):
     builder = jf.mlp if family == "mlp" else jf.residual_stack
     init = "he" if activation == "relu" else "xavier"
@@ -199,8 +217,16 @@ def test_chain_rule_float32(family, activation, depth):
     assert float(check.vjp_error) < tol("float32", "chain_rule")
 
 
-@pytest.mark.parametrize("family", ["mlp", "residual"])
-@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+# Each compiles its float64 model (~2 s); the fast suite keeps every activation once and both
+# families, the slow pass the rest.
+@pytest.mark.parametrize(
+    "family, activation",
+    [
+        pytest.param(f, a, marks=() if (f, a) in FLOAT64_FAST else pytest.mark.slow)
+        for a in ("relu", "tanh", "sigmoid")
+        for f in ("mlp", "residual")
+    ],
+)
 def test_chain_rule_float64(family, activation):
     with jax.enable_x64(True):
         builder = jf.mlp if family == "mlp" else jf.residual_stack

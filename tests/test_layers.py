@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "jaxflow"
 
@@ -235,12 +233,16 @@ HEAVY = (
 
 
 def test_import_jaxflow_is_light():
-    # One fresh interpreter, two moments: after `import jaxflow`, then after reading a lazily
-    # exported experiment (`jaxflow.compare_activations`).
+    # One fresh interpreter, three moments: after `import jaxflow`; after `import jaxflow.data`,
+    # which needs NumPy only (scikit-learn is imported by `digits()`, not before); after reading a
+    # lazily exported experiment (`jaxflow.compare_activations`).
     heavy = f"[m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m in {HEAVY!r}]"
+    data_heavy = "[m for m in ('sklearn', 'matplotlib', 'xarray', 'torch') if m in sys.modules]"
     probe = (
         "import sys, os; import jaxflow\n"
         f"print(repr({heavy}), os.environ.get('NPROC'))\n"
+        "import jaxflow.data\n"
+        f"print(repr({data_heavy}).replace(' ', ''))\n"
         "jaxflow.compare_activations\n"
         f"print(repr({heavy}))"
     )
@@ -248,4 +250,4 @@ def test_import_jaxflow_is_light():
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
                          timeout=120, check=True, cwd=ROOT).stdout.split()  # fmt: skip
-    assert out == ["[]", "None", "[]"]  # nothing heavy loaded, and no platform setting made
+    assert out == ["[]", "None", "[]", "[]"]  # nothing heavy loaded, and no platform setting made
