@@ -103,15 +103,25 @@ def test_lowered_program_does_not_grow_with_depth(builder):
     assert size(256) <= 1.2 * size(4)
 
 
-@pytest.mark.parametrize("partitionable", [True, False])
+_BUILDS = [
+    lambda d: jf.mlp(d, WIDTH, activation="tanh", init="orthogonal"),
+    lambda d: jf.mlp(d, WIDTH, init=(1.5, 0.1), in_dim=3),
+    lambda d: jf.residual_stack(d, WIDTH, norm="batch", init="xavier"),
+]
+
+
+# Every model under jax's default key derivation, and one under each setting of
+# jax_threefry_partitionable in the fast suite (each case ~2 s of eager initialisation); the other
+# two pairs in the slow pass.
 @pytest.mark.parametrize(
-    "build",
+    "build, partitionable",
     [
-        lambda d: jf.mlp(d, WIDTH, activation="tanh", init="orthogonal"),
-        lambda d: jf.mlp(d, WIDTH, init=(1.5, 0.1), in_dim=3),
-        lambda d: jf.residual_stack(d, WIDTH, norm="batch", init="xavier"),
+        pytest.param(b, p, marks=() if p == jax.config.jax_threefry_partitionable or i == 0
+                     else pytest.mark.slow, id=f"{i}-{p}")
+        for i, b in enumerate(_BUILDS)
+        for p in (True, False)
     ],
-)
+)  # fmt: skip
 def test_block_init_does_not_depend_on_depth(build, partitionable):
     previous = jax.config.jax_threefry_partitionable
     jax.config.update("jax_threefry_partitionable", partitionable)
