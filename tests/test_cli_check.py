@@ -176,6 +176,15 @@ def test_nnx_in_training_mode_gradients_and_why_no_spectra(capsys):
     assert "training mode" in note and "model.eval()" in note
 
 
+def test_a_sequence_without_a_batch_axis_is_named_as_a_cause(capsys):
+    # Token-mixing blocks in inference mode, given one (tokens, width) sequence: its tokens read
+    # as a batch look like blocks that mix examples; the note names the missing batch axis too.
+    out = _run_json(capsys, "tests.check_models.nnx_models:build_one_sequence")
+    assert "spectra" not in out
+    note = out["blocks"]["note"]
+    assert "x has no batch axis" in note and "(5, 3)" in note and "x[None]" in note
+
+
 def test_equinox_cross_entropy_against_fixed_random_labels(capsys):
     out = _run_json(capsys, "tests.check_models.eqx_models:build", "--loss", "cross-entropy")
     import equinox as eqx

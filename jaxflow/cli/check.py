@@ -691,13 +691,18 @@ def run_check(args) -> int:
             try:
                 chain, example = _chain(spec, selection, kwargs)
             except Exception as error:  # the user's blocks: report in one line, never a traceback
+                batch = (
+                    f"or x has no batch axis: check reads the first axis of x "
+                    f"{tuple(np.shape(spec['x']))} as the batch, so one example (a (tokens, "
+                    "width) sequence, say) must come as x[None]"
+                )
                 if "do not give their forward-pass output" in str(error):
                     # block_chain refused a model in training mode: say what to change.
                     problem = (
                         f"{names} mix the examples of a batch or draw random numbers (BatchNorm "
                         "or Dropout in training mode), so they have no per-example Jacobian; "
                         "return the model in inference mode from build() (NNX: model.eval()) "
-                        "or pass --apply-kwarg train=False (or deterministic=True)"
+                        f"or pass --apply-kwarg train=False (or deterministic=True); {batch}"
                     )
                     if args.blocks is not None:
                         raise UsageError(
@@ -707,13 +712,13 @@ def run_check(args) -> int:
                 elif args.blocks is not None:
                     raise UsageError(
                         f"jaxflow check: --blocks {args.blocks!r} selects {names}, "
-                        f"but {_one_line(error)}"
+                        f"but {_one_line(error)}; {batch}"
                     ) from None
                 else:
                     note = (
                         f"no per-block spectra: the default pattern found {names}, but "
                         f"{_one_line(error, 400)}; pass --blocks PATTERN (a regex over the "
-                        f"paths {paths}) for blocks that follow one another"
+                        f"paths {paths}) for blocks that follow one another, {batch}"
                     )
             else:
                 output["blocks"] = {

@@ -40,3 +40,31 @@ def build_train_mode():
     (updating its running averages) and Dropout drawing masks from its own Rngs stream."""
     x = jnp.asarray(np.random.default_rng(0).standard_normal((16, 3)), jnp.float32)
     return Model(rngs=nnx.Rngs(0)), x
+
+
+class Mixer(nnx.Module):
+    """A token-mixing block, as attention is: each token's output depends on every token."""
+
+    def __init__(self, tokens, *, rngs):
+        self.mix = nnx.Linear(tokens, tokens, rngs=rngs)
+
+    def __call__(self, x):  # x: (..., tokens, width)
+        return x + jnp.swapaxes(self.mix(jnp.swapaxes(x, -1, -2)), -1, -2)
+
+
+class SequenceModel(nnx.Module):
+    def __init__(self, *, rngs):
+        self.blocks = nnx.List([Mixer(5, rngs=rngs) for _ in range(2)])
+
+    def __call__(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def build_one_sequence():
+    """One (tokens, width) sequence without a batch axis, in inference mode: check reads x's first
+    axis as the batch, so the tokens would be split into examples."""
+    model = SequenceModel(rngs=nnx.Rngs(0))
+    model.eval()
+    return model, jnp.asarray(np.random.default_rng(1).standard_normal((5, 3)), jnp.float32)
