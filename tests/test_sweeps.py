@@ -304,6 +304,28 @@ def test_host_devices_that_would_deadlock_lapack_are_refused(monkeypatch):
     run.check_host_devices(jax.devices(), compute.spec_of(GRID), 8)
 
 
+def test_a_refused_sweep_leaves_no_thread_running(monkeypatch):
+    # The sweep overlaps host work (imports, the mean-field table) with its first compilation on
+    # a daemon thread. A sweep refused after it started must wait for it: a daemon thread still
+    # inside XLA when the interpreter exits aborts the process ("exception not rethrown").
+    import threading
+    import time
+
+    from jaxflow.sweeps import run
+
+    finished = []
+
+    def slow_prefetch(*args):
+        time.sleep(0.5)
+        finished.append(True)
+
+    monkeypatch.setattr(run, "_prefetch", slow_prefetch)
+    with pytest.raises(ValueError, match=r"devices=\(\) is empty"):
+        jf.sweep(jf.Grid(depth=[2], width=4, seeds=1), devices=())
+    assert finished == [True]
+    assert not [t for t in threading.enumerate() if getattr(t, "_target", None) is slow_prefetch]
+
+
 def test_dataset_is_labelled(ds):
     assert ds.J_sv_max.dims == ("activation", "init", "seed", "example", "depth", "layer")
     assert ds.grad_ratio.dims == ("activation", "init", "seed", "depth")

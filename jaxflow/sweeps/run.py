@@ -748,59 +748,72 @@ def sweep(
         target=_prefetch, args=(grid, store is not None, theory), daemon=True
     )
     prefetch.start()
-    process_index, process_count = resolve_processes(store, process_index, process_count)
-    devices = resolve_devices(devices)  # this process's own devices, also in a multi-host sweep
-    spec = compute.spec_of(grid)
-    chunk_size, chunks, sweep_store = plan(
-        grid, spec, grid, store, chunk_size, memory_budget, devices, process_index, process_count
-    )
-    padded = math.ceil(chunk_size / len(devices)) * len(devices)
-    check_host_devices(devices, spec, padded)
-    kernel = compute.compiled_kernel(spec, devices)
-    traces_before = compute.TRACES[spec]
-    with holding(sweep_store, process_index):
-        raw, done = run_chunks(
-            lambda chunk: kernel(*chunk_inputs(grid, chunk, padded)),
-            lambda chunk, outputs: chunk_dataset(grid, chunk, outputs),
-            chunks,
-            sweep_store,
-            quiet=quiet,
-            callback=callback,
-            process_index=process_index,
-            process_count=process_count,
-            after_loop=prefetch.join,
-            describe=lambda chunk: chunk_coordinates(grid, chunk),
+    # Joined on every way out: a daemon thread still compiling when the interpreter exits (after a
+    # refused sweep, say) is torn down inside XLA, which aborts the process.
+    try:
+        process_index, process_count = resolve_processes(store, process_index, process_count)
+        devices = resolve_devices(devices)  # this process's own devices, also in a multi-host sweep
+        spec = compute.spec_of(grid)
+        chunk_size, chunks, sweep_store = plan(
+            grid,
+            spec,
+            grid,
+            store,
+            chunk_size,
+            memory_budget,
+            devices,
+            process_index,
+            process_count,
         )
-        if "error" in theory:
-            raise theory["error"]
-        device = devices[0]
-        attrs = {
-            "grid": grid.to_json(),
-            "versions": json.dumps(dict(_versions()), sort_keys=True),
-            "platform": device.platform,
-            "device_kind": device.device_kind,
-            "num_devices": len(devices),
-            "process_count": process_count,
-            "compilations": compute.TRACES[spec] - traces_before,
-            "chunk_size": chunk_size,
-            "num_chunks": len(chunks),
-            "chunks_computed": json.dumps(sorted(done)),
-            "seconds": round(time.perf_counter() - start_time, 3),
-            "conventions": (
-                "J_l = dh_l/dh_(l-1) over the hidden blocks, P_l = J_l...J_1; singular values "
-                "descending; depth-d quantities of a depth-D pass; loss = batch-mean squared "
-                "error of the readout against y ~ N(0, 1); seed s: k_init, k_data = split(key(s)), "
-                "[x | y] = normal(k_data, (batch, width + 1)); weights = model.init(k_init, x)"
-            ),
-        }
-        ds = assemble(grid, raw, attrs)
-        if "theory" in grid.metrics:
-            from .theory import add_theory
+        padded = math.ceil(chunk_size / len(devices)) * len(devices)
+        check_host_devices(devices, spec, padded)
+        kernel = compute.compiled_kernel(spec, devices)
+        traces_before = compute.TRACES[spec]
+        with holding(sweep_store, process_index):
+            raw, done = run_chunks(
+                lambda chunk: kernel(*chunk_inputs(grid, chunk, padded)),
+                lambda chunk, outputs: chunk_dataset(grid, chunk, outputs),
+                chunks,
+                sweep_store,
+                quiet=quiet,
+                callback=callback,
+                process_index=process_index,
+                process_count=process_count,
+                after_loop=prefetch.join,
+                describe=lambda chunk: chunk_coordinates(grid, chunk),
+            )
+            if "error" in theory:
+                raise theory["error"]
+            device = devices[0]
+            attrs = {
+                "grid": grid.to_json(),
+                "versions": json.dumps(dict(_versions()), sort_keys=True),
+                "platform": device.platform,
+                "device_kind": device.device_kind,
+                "num_devices": len(devices),
+                "process_count": process_count,
+                "compilations": compute.TRACES[spec] - traces_before,
+                "chunk_size": chunk_size,
+                "num_chunks": len(chunks),
+                "chunks_computed": json.dumps(sorted(done)),
+                "seconds": round(time.perf_counter() - start_time, 3),
+                "conventions": (
+                    "J_l = dh_l/dh_(l-1) over the hidden blocks, P_l = J_l...J_1; singular values "
+                    "descending; depth-d quantities of a depth-D pass; loss = batch-mean squared "
+                    "error of the readout against y ~ N(0, 1); seed s: k_init, k_data = split(key(s)), "
+                    "[x | y] = normal(k_data, (batch, width + 1)); weights = model.init(k_init, x)"
+                ),
+            }
+            ds = assemble(grid, raw, attrs)
+            if "theory" in grid.metrics:
+                from .theory import add_theory
 
-            ds = add_theory(ds, theory.get("chi1"))
-        if sweep_store is not None and process_index == 0:
-            sweep_store.write_result(ds)
-    return ds
+                ds = add_theory(ds, theory.get("chi1"))
+            if sweep_store is not None and process_index == 0:
+                sweep_store.write_result(ds)
+        return ds
+    finally:
+        prefetch.join()
 
 
 def _sweep_with_training(grid: Grid, store, data, training, **options):
