@@ -99,6 +99,22 @@ def write_new(files: Mapping[str | os.PathLike, Content]) -> list[str]:
     return written
 
 
+def claim_stem(out: str, name: str, machine: str, label: str = "") -> tuple[str, str]:
+    """``(stem, date)`` of a run's result files, ``out/name-machine-date[-label]``, refused at the
+    start (:func:`refuse_taken`) if its ``.json`` or ``.md`` exists.
+
+    Example:
+      >>> import tempfile
+      >>> stem, date = claim_stem(tempfile.mkdtemp(), "load", "box", "quick")
+      >>> stem.endswith(f"load-box-{date}-quick")
+      True
+    """
+    date = datetime.date.today().isoformat()
+    stem = os.path.join(out, "-".join(filter(None, [name, machine, date, label])))
+    refuse_taken([stem + ".json", stem + ".md"])
+    return stem, date
+
+
 def write_report(stem: str, report: dict, table: str) -> list[str]:
     r"""Writes one run's ``stem.json`` (``report``) and ``stem.md`` (``table``) with
     :func:`write_new`, creating the folder if need be.

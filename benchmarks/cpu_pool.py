@@ -18,7 +18,6 @@ Results go to ``benchmarks/results/cpu-pool-<machine>-<date>.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ ROOT = os.path.dirname(HERE)
 
 sys.path.insert(0, HERE)
 
-from _results import refuse_taken, write_report  # noqa: E402
+from _results import claim_stem, write_report  # noqa: E402
 
 CHILD = r"""
 import time
@@ -71,9 +70,7 @@ def main(argv=None) -> int:
     parser.add_argument("--machine", default="dev-2core")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
-    date = datetime.date.today().isoformat()
-    stem = os.path.join(args.out, f"cpu-pool-{args.machine}-{date}")
-    refuse_taken([stem + ".json", stem + ".md"])
+    stem, date = claim_stem(args.out, "cpu-pool", args.machine)
     rows = []
     for load in (0, n):
         busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]

@@ -18,7 +18,6 @@ initialising the model (``baseline``) and after the jitted ``gradient_bound`` ha
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -85,10 +84,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
     depth = 100 if args.quick else args.depth
-    date = datetime.date.today().isoformat()
-    name = f"gradient-bound-memory-{args.machine}-{date}-depth{depth}-width{args.width}"
-    stem = os.path.join(args.out, name)
-    _results.refuse_taken([stem + ".json", stem + ".md"])
+    label = f"depth{depth}-width{args.width}"
+    stem, date = _results.claim_stem(args.out, "gradient-bound-memory", args.machine, label)
     rows = []
     with tempfile.TemporaryDirectory() as base:
         archive = subprocess.run(

@@ -25,7 +25,6 @@ process's own size — Python, jax, the compiler, ~300 MB — is in the peak too
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -181,9 +180,7 @@ def main(argv=None) -> int:
             else f"depth{max(sizes['depth'])}-width{sizes['width']}-seeds{sizes['seeds']}"
         )
     )
-    date = datetime.date.today().isoformat()
-    stem = os.path.join(args.out, f"sweep-load-{args.machine}-{date}-{label}")
-    _results.refuse_taken([stem + ".json", stem + ".md"])
+    stem, date = _results.claim_stem(args.out, "sweep-load", args.machine, label)
     cases = []
     for budget in args.budget_mb:
         load = load_average()

@@ -20,7 +20,6 @@ compilation included. Results go to
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -96,9 +95,7 @@ def main(argv=None) -> int:
     parser.add_argument("--machine", default="dev-2core")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
-    date = datetime.date.today().isoformat()
-    stem = os.path.join(args.out, f"trainability-memory-{args.machine}-{date}")
-    _results.refuse_taken([stem + ".json", stem + ".md"])
+    stem, date = _results.claim_stem(args.out, "trainability-memory", args.machine)
     rows = []
     for budget_mb in args.budget_mb:
         for seeds in args.seeds:

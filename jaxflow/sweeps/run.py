@@ -751,19 +751,12 @@ def sweep(
     # Joined on every way out: a daemon thread still compiling when the interpreter exits (after a
     # refused sweep, say) is torn down inside XLA, which aborts the process.
     try:
-        process_index, process_count = resolve_processes(store, process_index, process_count)
+        processes = resolve_processes(store, process_index, process_count)
+        process_index, process_count = processes
         devices = resolve_devices(devices)  # this process's own devices, also in a multi-host sweep
         spec = compute.spec_of(grid)
         chunk_size, chunks, sweep_store = plan(
-            grid,
-            spec,
-            grid,
-            store,
-            chunk_size,
-            memory_budget,
-            devices,
-            process_index,
-            process_count,
+            grid, spec, grid, store, chunk_size, memory_budget, devices, *processes
         )
         padded = math.ceil(chunk_size / len(devices)) * len(devices)
         check_host_devices(devices, spec, padded)
