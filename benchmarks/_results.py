@@ -14,6 +14,7 @@ is refused before the measurement rather than after it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -93,15 +94,17 @@ def write_new(files: Mapping[str | os.PathLike, Content]) -> list[str]:
             except FileExistsError:
                 raise FileExistsError(_taken(path)) from None
     except BaseException:
-        for path in written:
-            os.unlink(path)
+        for path in written:  # a failed removal must not hide the error that stopped the writes
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         raise
     return written
 
 
 def claim_stem(out: str, name: str, machine: str, label: str = "") -> tuple[str, str]:
     """``(stem, date)`` of a run's result files, ``out/name-machine-date[-label]``, refused at the
-    start (:func:`refuse_taken`) if its ``.json`` or ``.md`` exists.
+    start (:func:`refuse_taken`) if its ``.json`` or ``.md`` exists. A check, not a reservation:
+    of two runs started together, the second is refused when it writes (:func:`write_new`).
 
     Example:
       >>> import tempfile

@@ -73,8 +73,10 @@ def main(argv=None) -> int:
     stem, date = claim_stem(args.out, "cpu-pool", args.machine)
     rows = []
     for load in (0, n):
-        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
-        try:
+        busy = []
+        try:  # started inside, so that a failed start still stops those already running
+            for _ in range(load):
+                busy.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
             times = {p: [] for p in args.nproc}
             for _ in range(args.repeats):
                 for p in args.nproc:  # alternating, so drift in the machine hits every pool

@@ -50,17 +50,29 @@ def _backends_started() -> bool:
     return bool(probe())
 
 
+def _count(value) -> int:
+    try:
+        return int(str(value).strip().strip("\"'"))
+    except ValueError:
+        return 0
+
+
 def _forced_host_devices() -> int:
-    """The CPU devices ``--xla_force_host_platform_device_count`` asks for in ``XLA_FLAGS`` (1
-    without it)."""
+    """The CPU devices asked for before the backend starts (1 without a request): jax's
+    ``jax_num_cpu_devices`` (``JAX_NUM_CPU_DEVICES`` or ``jax.config``), which wins, else the last
+    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` (as XLA reads them)."""
+    import jax
+
+    asked = max(_count(os.environ.get("JAX_NUM_CPU_DEVICES", -1)),
+                _count(getattr(jax.config, "jax_num_cpu_devices", -1)))  # fmt: skip
+    if asked > 0:
+        return asked
+    found = 1
     for flag in os.environ.get("XLA_FLAGS", "").split():
         name, _, value = flag.partition("=")
         if name.lstrip("-") == "xla_force_host_platform_device_count":
-            try:
-                return max(1, int(value))
-            except ValueError:
-                return 1
-    return 1
+            found = max(1, _count(value))
+    return found
 
 
 def default_pool_size(cores: int, host_devices: int = 1) -> int:

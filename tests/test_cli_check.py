@@ -182,7 +182,7 @@ def test_a_sequence_without_a_batch_axis_is_named_as_a_cause(capsys):
     out = _run_json(capsys, "tests.check_models.nnx_models:build_one_sequence")
     assert "spectra" not in out
     note = out["blocks"]["note"]
-    assert "x has no batch axis" in note and "(5, 3)" in note and "x[None]" in note
+    assert "if x (5, 3) is one example rather than a batch" in note and "x[None]" in note
 
 
 def test_equinox_cross_entropy_against_fixed_random_labels(capsys):

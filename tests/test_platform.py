@@ -53,11 +53,19 @@ def test_forced_host_devices_count_towards_the_pool(monkeypatch):
         ("--xla_force_host_platform_device_count=1", 3),
         ("--xla_cpu_use_fusion_emitters=false --xla_force_host_platform_device_count=6", 7),
         ("--xla_force_host_platform_device_count=x", 3),
+        ('--xla_force_host_platform_device_count="4"', 5),  # XLA reads quoted values too
+        ("--xla_force_host_platform_device_count=2 --xla_force_host_platform_device_count=6", 7),
     ]:
         monkeypatch.delenv("NPROC", raising=False)
         monkeypatch.setenv("XLA_FLAGS", flags)
         _platform.guard_cpu_thread_pool()
         assert os.environ["NPROC"] == str(expected), flags
+    # jax's own setting wins over the XLA flag, as it does in jax
+    monkeypatch.delenv("NPROC", raising=False)
+    monkeypatch.setenv("JAX_NUM_CPU_DEVICES", "4")
+    _platform.guard_cpu_thread_pool()
+    assert os.environ["NPROC"] == "5"
+    monkeypatch.delenv("JAX_NUM_CPU_DEVICES")
     monkeypatch.setenv("NPROC", "7")  # the user's own setting is kept (that XLA then makes
     _platform.guard_cpu_thread_pool()  # NPROC threads: the fresh interpreter above)
     assert os.environ["NPROC"] == "7"

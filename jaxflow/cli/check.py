@@ -612,6 +612,24 @@ def _chain(spec, selection, kwargs):
     return chain, 0
 
 
+def _batch_hint(spec, selection) -> str:
+    """What to say of ``x`` when a chain read per example fails: that path (:func:`_chain` with
+    ``batch_axis=0``) reads x's first axis as the batch, so one unbatched example (a (tokens,
+    width) sequence) is split into "examples"; the Equinox and jaxflow paths take x[0] or x
+    itself, so say nothing there."""
+    import numpy as np
+
+    model = spec["model"]
+    kind = _kind(model)
+    if kind == "equinox" or (kind == "linen" and _is_jaxflow(model) and selection is None):
+        return ""
+    shape = tuple(np.shape(spec["x"]))
+    return (
+        f"; if x {shape} is one example rather than a batch (check reads its first axis as the "
+        "batch), return x[None] from build()"
+    )
+
+
 def _json_safe(value):
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -691,18 +709,14 @@ def run_check(args) -> int:
             try:
                 chain, example = _chain(spec, selection, kwargs)
             except Exception as error:  # the user's blocks: report in one line, never a traceback
-                batch = (
-                    f"or x has no batch axis: check reads the first axis of x "
-                    f"{tuple(np.shape(spec['x']))} as the batch, so one example (a (tokens, "
-                    "width) sequence, say) must come as x[None]"
-                )
+                batch = _batch_hint(spec, selection)
                 if "do not give their forward-pass output" in str(error):
                     # block_chain refused a model in training mode: say what to change.
                     problem = (
                         f"{names} mix the examples of a batch or draw random numbers (BatchNorm "
                         "or Dropout in training mode), so they have no per-example Jacobian; "
                         "return the model in inference mode from build() (NNX: model.eval()) "
-                        f"or pass --apply-kwarg train=False (or deterministic=True); {batch}"
+                        f"or pass --apply-kwarg train=False (or deterministic=True){batch}"
                     )
                     if args.blocks is not None:
                         raise UsageError(
@@ -712,13 +726,13 @@ def run_check(args) -> int:
                 elif args.blocks is not None:
                     raise UsageError(
                         f"jaxflow check: --blocks {args.blocks!r} selects {names}, "
-                        f"but {_one_line(error)}; {batch}"
+                        f"but {_one_line(error)}{batch}"
                     ) from None
                 else:
                     note = (
                         f"no per-block spectra: the default pattern found {names}, but "
                         f"{_one_line(error, 400)}; pass --blocks PATTERN (a regex over the "
-                        f"paths {paths}) for blocks that follow one another, {batch}"
+                        f"paths {paths}) for blocks that follow one another{batch}"
                     )
             else:
                 output["blocks"] = {
