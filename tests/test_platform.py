@@ -89,3 +89,44 @@ def test_fast_compilation_flags_keep_the_users_and_never_guess_at_unknown_jaxlib
     monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=3")
     assert _platform.prefer_fast_compilation()
     assert os.environ["XLA_FLAGS"] == "--xla_backend_optimization_level=3"
+
+
+def test_training_drivers_give_the_cpu_a_device_per_core_unless_asked(monkeypatch):
+    # In-process, with the backend taken as not started and the config update recorded (jax
+    # refuses a real one once its backend runs): the rule.
+    import jax
+
+    from jaxflow import _platform
+
+    updates = []
+    monkeypatch.setattr(jax.config, "update", lambda name, value: updates.append((name, value)))
+    monkeypatch.setattr(_platform, "_backends_started", lambda: False)
+    monkeypatch.setattr(_platform, "_cores", lambda: 2)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.delenv("JAX_NUM_CPU_DEVICES", raising=False)
+    assert _platform.spread_cpu_devices() == 2 and updates == [("jax_num_cpu_devices", 2)]
+    updates.clear()
+    for env, value, expected in [
+        ("JAX_NUM_CPU_DEVICES", "1", 1),  # the user's count is kept, 1 included
+        ("XLA_FLAGS", "--xla_force_host_platform_device_count=3", 3),
+    ]:
+        monkeypatch.setenv(env, value)
+        assert _platform.spread_cpu_devices() == expected and not updates
+        monkeypatch.delenv(env)
+    monkeypatch.setattr(_platform, "_cores", lambda: 1)  # one core: nothing to spread over
+    assert _platform.spread_cpu_devices() == 1 and not updates
+    monkeypatch.setattr(_platform, "_backends_started", lambda: True)  # too late: unchanged
+    monkeypatch.setattr(_platform, "_cores", lambda: 2)
+    assert _platform.spread_cpu_devices() == 1 and not updates
+
+
+def test_a_fresh_training_process_has_a_cpu_device_per_core_and_a_pool_beyond_them():
+    probe = (
+        "import os, jax, jaxflow._platform as p; p.spread_cpu_devices(); p.guard_cpu_thread_pool();"
+        " print(len(jax.devices('cpu')), os.environ['NPROC'])"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    inherited = {k: v for k, v in os.environ.items() if k not in ("NPROC", "XLA_FLAGS")}
+    out = subprocess.run([sys.executable, "-c", probe], env={**inherited, "PYTHONPATH": root},
+                         capture_output=True, text=True, timeout=120, check=True).stdout  # fmt: skip
+    assert out.split() == [str(_cores()), str(_cores() + 1)]

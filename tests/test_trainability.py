@@ -164,6 +164,9 @@ def test_layout_matches_the_agreed_interface(result):
     assert json.loads(ds.attrs["training"]) == TRAINING.to_dict()
     assert jf.Grid.from_dict(json.loads(ds.attrs["grid"])) == GRID
     assert ds.attrs["compilations"] in (0, 1) and ds.attrs["dataset"] == "toy"
+    # Sharded over the suite's fake CPU devices by default, so the comparisons with networks
+    # trained alone below check the sharded kernel.
+    assert ds.attrs["num_devices"] > 1 or len(jax.devices()) == 1
     counts = np.bincount(DATA.y_test, minlength=4)
     assert ds.attrs["chance_accuracy"] == pytest.approx(counts.max() / counts.sum())
     mf = jf.mean_field("tanh", np.asarray([0.3, 1.76, 25.0, 1.76]), 0.05)
@@ -516,3 +519,21 @@ def test_depths_split_across_chunks_train_as_each_network_alone():
         np.testing.assert_allclose(
             _curves(ds, depth, label, 0), expected, rtol=tol("float32", "training"), atol=1e-6
         )
+
+
+def test_training_devices_stay_below_the_pool_where_lapack_blocks_it(monkeypatch):
+    from jaxflow.sweeps import run
+
+    cpus = jax.devices("cpu")
+    if len(cpus) < 4:
+        pytest.skip("needs the suite's four CPU devices")
+    monkeypatch.setattr(run, "_lapack_blocks_pool", lambda: True)  # jaxlib < 0.11's rule
+    monkeypatch.setenv("NPROC", "3")
+    assert run.resolve_training_devices(None, uses_lapack=True) == tuple(cpus[:2])
+    assert run.resolve_training_devices(cpus[:4], uses_lapack=False) == tuple(cpus[:4])
+    with pytest.raises(ValueError, match="devices: 4 CPU devices on a pool of 3 threads"):
+        run.resolve_training_devices(cpus[:4], uses_lapack=True)
+    with pytest.raises(ValueError, match="devices=\\(\\) is empty"):
+        run.resolve_training_devices((), uses_lapack=False)
+    monkeypatch.setattr(run, "_lapack_blocks_pool", lambda: False)  # jaxlib >= 0.11
+    assert run.resolve_training_devices(None, uses_lapack=True) == tuple(jax.local_devices())

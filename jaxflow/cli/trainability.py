@@ -213,6 +213,7 @@ def summary(ds, store=None) -> dict:
         "compilations": int(ds.attrs["compilations"]),
         "chunks": int(ds.attrs["num_chunks"]),
         "chunks_computed": len(json.loads(ds.attrs["chunks_computed"])),
+        "devices": int(ds.attrs["num_devices"]),
         "seconds": float(ds.attrs["seconds"]),
         "final_test_accuracy": results,
     }
@@ -279,7 +280,7 @@ def run_trainability(args) -> int:
             f"trained {grid.num_configs} networks x {len(grid.depth)} depths on "
             f"{ds.attrs['dataset']} for {training.steps} steps ({computed} of "
             f"{ds.attrs['num_chunks']} chunks computed, {ds.attrs['compilations']} "
-            f"compilation(s), {ds.attrs['seconds']} s)"
+            f"compilation(s) on {ds.attrs['num_devices']} device(s), {ds.attrs['seconds']} s)"
             + (f"; stored in {args.out}" if args.out else "")
         )
         print(f"final test accuracy, mean over seeds (chance {ds.attrs['chance_accuracy']:.3f}):")

@@ -88,6 +88,34 @@ def resolve_devices(devices) -> tuple:
     return devices
 
 
+def resolve_training_devices(devices, uses_lapack: bool) -> tuple:
+    """The devices a training run shards over (see :func:`jaxflow.experiments.trainability`).
+
+    Default: every local device. A training step is small batched matmuls, which one CPU device
+    runs on one thread, so on a CPU every device (``jaxflow._platform.spread_cpu_devices``: one
+    per core) trains its share of the configurations side by side. On jaxlib < 0.11 the CPU
+    devices are capped one below XLA:CPU's pool threads, as :func:`check_host_devices` requires
+    (the orthogonal draws' QR and the Jacobian spread's decompositions are batched LAPACK); an
+    explicit ``devices`` beyond that is refused where the kernel decomposes anything.
+    """
+    explicit = devices is not None
+    devices = tuple(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices=() is empty; give at least one device")
+    if devices[0].platform != "cpu" or not _lapack_blocks_pool():
+        return devices
+    threads = _platform.cpu_pool_threads()
+    if not explicit:
+        return devices[: max(1, threads - 1)]
+    if uses_lapack and len(devices) >= threads:
+        raise ValueError(
+            f"devices: {len(devices)} CPU devices on a pool of {threads} threads would deadlock "
+            "jaxlib < 0.11's batched decompositions (the orthogonal draws' QR, the Jacobian "
+            f"spread); pass at most {max(1, threads - 1)} devices, or devices=None"
+        )
+    return devices
+
+
 def _lapack_blocks_pool() -> bool:
     # jaxlib < 0.11 splits every batched LAPACK call (the SVD included) over XLA:CPU's intra-op
     # pool and blocks a pool thread while it waits. One CPU device already uses every core that

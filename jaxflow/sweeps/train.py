@@ -54,7 +54,8 @@ import optax
 
 from jaxflow import _platform
 from jaxflow._checks import positive_int
-from jaxflow._numerics import all_finite
+from jaxflow._numerics import HIGHEST, all_finite
+from jaxflow.activations import get_activation
 from jaxflow.chain import accumulate_chain, log_spectrum
 from jaxflow.initializers import InitScheme
 from jaxflow.models import mlp
@@ -151,7 +152,7 @@ def draw_params(spec: TrainSpec, family, w_vars, b_var, seed):
     return _model(spec, spec.activations[0], scheme).init(k_init, x)["params"], k_data
 
 
-def first_blocks(block, blocks, h0, depth):
+def first_blocks(block, blocks, h0, depth, activation=None):
     """h_depth = block(θ_{depth−1}, … block(θ_0, h0)): the first ``depth`` blocks of the stack,
     by loops that run ``depth`` times (``depth`` may be traced; the stack is longer).
 
@@ -164,18 +165,28 @@ def first_blocks(block, blocks, h0, depth):
     branch ran, which on a CPU costs a skipped layer about as much as a computed one. With
     ``depth`` unbatched under ``vmap`` (one depth per kernel call) the loops stay loops.
 
+    With ``activation``, a layer is ``activation(block(θ_l, h))`` (``block`` its affine part) and
+    the forward loop keeps the pre-activations too, so the backward loop recomputes nothing: the
+    VJP of ``block`` is taken at h_l for its transpose only (its unused forward is dead code),
+    which saves one of a layer's four matmuls (forward, recomputation, two in the VJP).
+
     Args:
-      block: ``(θ_l, h) -> h``.
+      block: ``(θ_l, h) -> h`` (with ``activation``: the affine part ``(θ_l, h) -> z``).
       blocks: the stacked block variables (every leaf with a leading axis of length D).
       h0: the first block's input.
       depth: how many blocks to apply, 0 ≤ depth ≤ D (an int32 scalar).
+      activation: an elementwise ``z -> h`` applied after ``block``, or ``None``.
 
     Returns:
       h_depth, shaped like h0.
     """
+    split = activation is not None
 
     def theta(stack, layer):
         return jax.tree.map(lambda leaf: jax.lax.dynamic_index_in_dim(leaf, layer, 0, False), stack)
+
+    def layer_fn(v, h):
+        return activation(block(v, h)) if split else block(v, h)
 
     @jax.custom_vjp
     def run(blocks, h0, depth):
@@ -184,23 +195,33 @@ def first_blocks(block, blocks, h0, depth):
     def forward(blocks, h0, depth):
         max_depth = jax.tree.leaves(blocks)[0].shape[0]
         inputs = jnp.zeros((max_depth,) + h0.shape, h0.dtype)
+        pre = jnp.zeros((max_depth if split else 0,) + h0.shape, h0.dtype)
 
         def body(layer, carry):
-            h, inputs = carry
+            h, inputs, pre = carry
             inputs = jax.lax.dynamic_update_index_in_dim(inputs, h, layer, 0)
-            return block(theta(blocks, layer), h), inputs
+            if not split:
+                return block(theta(blocks, layer), h), inputs, pre
+            z = block(theta(blocks, layer), h)
+            pre = jax.lax.dynamic_update_index_in_dim(pre, z, layer, 0)
+            return activation(z), inputs, pre
 
-        h, inputs = jax.lax.fori_loop(0, depth, body, (h0, inputs))
-        return h, (blocks, inputs, depth)
+        h, inputs, pre = jax.lax.fori_loop(0, depth, body, (h0, inputs, pre))
+        return h, (blocks, inputs, pre, depth)
 
     def backward(residuals, cotangent):
-        blocks, inputs, depth = residuals
+        blocks, inputs, pre, depth = residuals
 
         def body(i, carry):
             g, grads = carry
             layer = depth - 1 - i
             h = jax.lax.dynamic_index_in_dim(inputs, layer, 0, False)
-            g_theta, g = jax.vjp(block, theta(blocks, layer), h)[1](g)
+            if split:
+                z = jax.lax.dynamic_index_in_dim(pre, layer, 0, False)
+                g = jax.vjp(activation, z)[1](g)[0]
+                g_theta, g = jax.vjp(block, theta(blocks, layer), h)[1](g)
+            else:
+                g_theta, g = jax.vjp(layer_fn, theta(blocks, layer), h)[1](g)
             grads = jax.tree.map(
                 lambda stack, x: jax.lax.dynamic_update_index_in_dim(stack, x, layer, 0),
                 grads,
@@ -241,9 +262,21 @@ def masked_network(spec: TrainSpec, act_idx, depth):
         layers = jnp.arange(spec.max_depth)
         return stack._replace(block_fn=block_fn, blocks=(layers, stack.blocks))
 
+    # The same layer split for first_blocks: DenseBlock's φ(h W + b) (nn.Dense at HIGHEST, as in
+    # jaxflow.models), so the backward loop reuses the forward's pre-activations.
+    phis = [get_activation(a).fn for a in spec.activations]
+
+    def affine(v, h):
+        dense = v["params"]["Dense_0"]
+        return jnp.dot(h, dense["kernel"], precision=HIGHEST) + dense["bias"][None, :]
+
+    def phi(z):
+        return phis[0](z) if len(phis) == 1 else jax.lax.switch(act_idx, phis, z)
+
     def apply(params, x):
         stack = stacks[0].decompose({"params": params})
-        return stack.readout(first_blocks(block, stack.blocks, stack.input_map(x), depth))
+        h = first_blocks(affine, stack.blocks, stack.input_map(x), depth, activation=phi)
+        return stack.readout(h)
 
     return apply, block_fn, stack_of
 
@@ -607,7 +640,10 @@ def trainability(
       training: a :class:`Training`.
       store: a Zarr store path: each finished chunk is written, a rerun resumes; a store of
         another grid, training or data set is refused.
-      devices: devices to shard each chunk over (default as for :func:`jaxflow.sweep`).
+      devices: devices to shard each chunk over (default: every local device; on a CPU, called
+        before any JAX computation, one device per core, so that each core trains its share
+        of the configurations — ``JAX_NUM_CPU_DEVICES`` chooses another count; see
+        :func:`jaxflow.sweeps.run.resolve_training_devices`).
       memory_budget: bytes a chunk may use (default: the sweep's); chunks hold as many
         configurations as :func:`bytes_per_config` says fit.
       chunk_size: configurations per compiled call (default: from ``memory_budget``); results
@@ -651,10 +687,13 @@ def trainability(
         raise TypeError(f"training is a {type(training).__name__}; pass a jaxflow.Training")
     arrays, num_classes = _check_data(data)
     start_time = time.perf_counter()
+    if devices is None:
+        _platform.spread_cpu_devices()  # before the pool guard: its size counts the devices
     _platform.guard_cpu_thread_pool()
     _platform.use_compilation_cache()
-    devices = run.resolve_devices(devices)
     spec = spec_of(grid, data, training)._replace(num_classes=num_classes)
+    uses_lapack = "orthogonal" in spec.families or spec.jacobian_inputs > 0
+    devices = run.resolve_training_devices(devices, uses_lapack)
     identity = _Identity(grid, training, _data_fingerprint(data))
     K = len(grid.depth)
     process_index, process_count = run.resolve_processes(store, kind="training run")
