@@ -78,6 +78,7 @@ def main(argv=None) -> int:
         "final_test_accuracy_mean": float(final["test_accuracy"].mean()),
         "compilations": ds.attrs.get("compilations"),
         "engine_seconds": ds.attrs.get("seconds"),
+        "devices": ds.attrs.get("num_devices"),
         "chunks": ds.attrs.get("num_chunks"),
         "chunk_size": ds.attrs.get("chunk_size"),
         "final_train_loss_by_depth": final["train_loss"]

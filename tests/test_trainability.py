@@ -537,3 +537,17 @@ def test_training_devices_stay_below_the_pool_where_lapack_blocks_it(monkeypatch
         run.resolve_training_devices((), uses_lapack=False)
     monkeypatch.setattr(run, "_lapack_blocks_pool", lambda: False)  # jaxlib >= 0.11
     assert run.resolve_training_devices(None, uses_lapack=True) == tuple(jax.local_devices())
+
+
+def test_the_finiteness_check_of_the_parameters_is_exact():
+    # Σ x·0 is 0 exactly when every entry is finite: largest finite values do not overflow it,
+    # and one NaN or ±Inf anywhere is caught, under jit with the learning rate as an argument.
+    check = jax.jit(train._finite_params)
+    big = np.finfo(np.float32).max
+    params = {"a": np.full((3, 4), big, np.float32), "b": {"c": np.full(5, -big, np.float32)}}
+    assert bool(check(params, np.float32(0.1)))
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = jax.tree.map(np.copy, params)
+        broken["b"]["c"][3] = bad
+        assert not bool(check(broken, np.float32(0.1))), bad
+    assert bool(check({"a": np.zeros((2, 2), np.float32)}, np.float32(1e-3)))

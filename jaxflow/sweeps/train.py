@@ -54,7 +54,7 @@ import optax
 
 from jaxflow import _platform
 from jaxflow._checks import positive_int
-from jaxflow._numerics import HIGHEST, all_finite
+from jaxflow._numerics import HIGHEST
 from jaxflow.activations import get_activation
 from jaxflow.chain import accumulate_chain, log_spectrum
 from jaxflow.initializers import InitScheme
@@ -315,6 +315,20 @@ def jacobian_spread(spec: TrainSpec, block_fn, stack, x):
     return jnp.mean(jax.vmap(one)(stack.input_map(x)))
 
 
+def _finite_params(params, learning_rate):
+    """Whether every parameter is finite, in one vectorised pass per leaf: x·0 is 0 for a finite x
+    and NaN for ±Inf or NaN, so Σ x·0 (a matrix–vector product with zeros) is 0 exactly when every
+    entry is finite, and cannot overflow. The zeros are ``0·learning_rate``, a value of the run,
+    which XLA cannot fold away. XLA:CPU reduces ``jnp.all(jnp.isfinite(x))`` one element at a time:
+    over a depth-32 stack of 12 networks that was ~15% of a training step's CPU time."""
+    zero = jnp.zeros((), jnp.result_type(learning_rate)) * learning_rate
+    total = jnp.zeros((), jnp.float32)
+    for leaf in jax.tree.leaves(params):
+        flat = leaf.reshape(-1)
+        total = total + jnp.dot(flat, jnp.full(flat.shape, zero, flat.dtype), precision=HIGHEST)
+    return total == 0
+
+
 def one_config(spec: TrainSpec, act_idx, family, learning_rate, data, depth, w_vars, b_var, seed):
     """Trains one configuration; returns its recorded metrics (see the module docs)."""
     x_train, y_train, x_record, y_eval, y_test = data
@@ -340,7 +354,7 @@ def one_config(spec: TrainSpec, act_idx, family, learning_rate, data, depth, w_v
         loss, grads = jax.value_and_grad(loss_fn)(params, x_train[idx], y_train[idx])
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, mask_blocks(updates))
-        bad = ~(jnp.isfinite(loss) & all_finite(params))
+        bad = ~(jnp.isfinite(loss) & _finite_params(params, learning_rate))
         first_bad = jnp.where((first_bad < 0) & bad, t, first_bad)
         return (params, opt_state, first_bad), None
 
