@@ -114,7 +114,7 @@ def measure_jax(width: int, device: str) -> dict:
         )
         _svd_rate(rates, name, lambda: svd(svd_batch).block_until_ready(), sizes["batch_svd"])
     if device == "gpu":  # jaxflow's one-sided Jacobi in JAX operations (no cuSOLVER); on a
-        # CPU it is 7-13x slower than LAPACK (benchmarks/svd_methods.py) and not worth the time
+        # CPU it is 3-13x slower than LAPACK (benchmarks/svd_methods.py) and not worth the time
         import jaxflow as jf
 
         jacobi = jax.jit(jf.jacobi_singular_values)
