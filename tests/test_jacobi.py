@@ -117,6 +117,14 @@ def test_float64():
         assert sv_mixed_error(s, a, np.float64) <= 1
 
 
+def test_a_looser_tol_stops_sooner_within_its_accuracy():
+    a = np.random.default_rng(4).standard_normal((4, 32, 32)).astype(np.float32)
+    ref = np.linalg.svd(a.astype(np.float64), compute_uv=False)
+    loose = np.asarray(jacobi_singular_values(a, tol=1e-3), np.float64)
+    # Rows within 1e-3 of orthogonal: each σ_i within ~tol·σ_max of the converged value.
+    assert np.max(np.abs(loose - ref) / ref[:, :1]) <= 1e-3
+
+
 def test_is_public():
     assert jf.jacobi_singular_values is jacobi_singular_values
 
@@ -127,6 +135,8 @@ def test_is_public():
         (lambda: jacobi_singular_values(jnp.ones(3)), ValueError, r"a: shape \(3,\)"),
         (lambda: jacobi_singular_values(jnp.ones((2, 2), int)), TypeError, "a: dtype int"),
         (lambda: jacobi_singular_values(jnp.ones((2, 2)), max_sweeps=0), ValueError, "max_sweeps"),
+        (lambda: jacobi_singular_values(jnp.ones((2, 2)), tol=-1e-3), ValueError, r"tol=-0.001"),
+        (lambda: jacobi_singular_values(jnp.ones((2, 2)), tol="0"), ValueError, r"tol='0'"),
     ],
 )
 def test_bad_input(call, error, match):

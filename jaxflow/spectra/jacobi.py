@@ -29,6 +29,8 @@ References:
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 
@@ -79,6 +81,8 @@ def jacobi_singular_values(a, *, max_sweeps: int = 30, tol=None) -> jax.Array:
         return jnp.zeros(x.shape[:-2] + (k,), a.dtype)
     if tol is None:
         tol = length * jnp.finfo(a.dtype).eps
+    elif isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not 0 <= tol < 1:
+        raise ValueError(f"tol={tol!r} is not allowed; it must be a number in [0, 1) (a cosine)")
     amax = jnp.max(jnp.abs(x), axis=(-2, -1), keepdims=True)
     _, exponent = jnp.frexp(jnp.where(amax > 0, amax, 1))
     x = jnp.ldexp(x, -exponent)
