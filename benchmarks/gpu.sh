@@ -7,7 +7,8 @@
 # 1. checks the machine (a GPU both jax and torch see, every package) and stops loudly if not;
 # 2. measures the roofline on the GPU with jax and torch at widths 64 and 256: float32 matmul
 #    rates and the batched small-SVD time of every algorithm each library offers
-#    (small-matrix SVD is the GPU's known weak spot: jax-ml/jax#2980);
+#    (small-matrix SVD is the GPU's known weak spot: jax-ml/jax#2980), jaxflow's Jacobi SVD
+#    included, and the values-only SVD methods at widths 32-256 (benchmarks/svd_methods.py);
 # 3. runs the spectra sweep at the GPU scale (workloads.SPECTRA["gpu"]: width 64, depths to
 #    100, 288 chains) for jaxflow and torch.func on the same GPU, alternating, with jaxflow's
 #    SVD set to the fastest jax algorithm of step 2; checksums must agree or the result is
@@ -73,6 +74,15 @@ for width in $WIDTHS; do
       || step_failed "roofline $backend width $width"
   done
 done
+
+# 2b. Values-only SVD at widths 32-256: LAPACK-style (cuSOLVER) against jaxflow's batched
+# one-sided Jacobi in JAX operations, per step of a scan and per chunk (benchmarks/svd_methods.py).
+SVD_MACHINE="gpu-$(echo "$NAME" | tr -cs 'A-Za-z0-9' '-' | sed 's/-*$//')"
+if [ "$DEVICE" = gpu ]; then SVD_ARGS="--repeats $REPEATS"; else SVD_ARGS="--quick"; fi
+echo "gpu.sh: svd methods"
+# shellcheck disable=SC2086
+timeout "$TIMEOUT" "$PY" benchmarks/svd_methods.py $SVD_ARGS --machine "$SVD_MACHINE" --out "$OUT" \
+  || step_failed "svd methods (benchmarks/svd_methods.py)"
 
 # 3. jaxflow's SVD: the fastest jax algorithm at the sweep's width.
 SWEEP_WIDTH="$("$PY" -c "import sys; sys.path.insert(0, 'benchmarks'); import workloads; print(workloads.SPECTRA['$SCALE'].width)")" \

@@ -100,7 +100,8 @@ def measure_jax(width: int, device: str) -> dict:
         / _median_time(lambda: mm(batch, batch).block_until_ready())
         / 1e9,
     }
-    # CPU: LAPACK gesdd (default) and gesvd (QR); GPU: cuSOLVER gesvdj (default), gesvd, gesvdp.
+    # CPU: LAPACK gesdd (default) and gesvd (QR); GPU: cuSOLVER gesvdj (default), gesvd, gesvdp,
+    # and jaxflow's own Jacobi.
     lin = jax.lax.linalg
     algorithms = {"default": None, "qr": lin.SvdAlgorithm.QR}
     if device == "gpu":
@@ -112,6 +113,17 @@ def measure_jax(width: int, device: str) -> dict:
             )
         )
         _svd_rate(rates, name, lambda: svd(svd_batch).block_until_ready(), sizes["batch_svd"])
+    if device == "gpu":  # jaxflow's one-sided Jacobi in JAX operations (no cuSOLVER); on a
+        # CPU it is 3-13x slower than LAPACK (benchmarks/svd_methods.py) and not worth the time
+        import jaxflow as jf
+
+        jacobi = jax.jit(jf.jacobi_singular_values)
+        _svd_rate(
+            rates,
+            "jaxflow-jacobi",
+            lambda: jacobi(svd_batch).block_until_ready(),
+            sizes["batch_svd"],
+        )
     device_kind = jax.devices()[0].device_kind
     return {
         "backend": "jax",

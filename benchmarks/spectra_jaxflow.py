@@ -36,10 +36,11 @@ import workloads  # noqa: E402
 
 NAME = "jaxflow"
 SVD_ENV = "JAXFLOW_BENCH_SVD"
-"""Environment variable naming the SVD algorithm: ``default`` (``jf.singular_values``) or one of
-``jax.lax.linalg.SvdAlgorithm``'s ``qr``, ``jacobi``, ``polar`` (GPU; ``benchmarks/gpu.sh`` picks
-the fastest the roofline measured, since small-matrix SVD is the GPU's weak spot)."""
-SVD_ALGORITHMS = ("default", "qr", "jacobi", "polar")
+"""Environment variable naming the SVD algorithm: ``default`` (``jf.singular_values``), one of
+``jax.lax.linalg.SvdAlgorithm``'s ``qr``, ``jacobi``, ``polar`` (GPU), or ``jaxflow-jacobi``
+(``jf.jacobi_singular_values``, any device); ``benchmarks/gpu.sh`` picks the fastest the roofline
+measured, since small-matrix SVD is the GPU's weak spot."""
+SVD_ALGORITHMS = ("default", "qr", "jacobi", "polar", "jaxflow-jacobi")
 
 
 def _singular_values():
@@ -53,6 +54,8 @@ def _singular_values():
         raise ValueError(f"{SVD_ENV}={name!r} is not an SVD algorithm; use one of {SVD_ALGORITHMS}")
     if name == "default":
         return jf.singular_values
+    if name == "jaxflow-jacobi":
+        return jf.jacobi_singular_values
     algorithm = {
         "qr": jax.lax.linalg.SvdAlgorithm.QR,
         "jacobi": jax.lax.linalg.SvdAlgorithm.JACOBI,

@@ -17,6 +17,9 @@ TOLERANCES = {
         "elementwise": 2e-6,  # φ, φ′ against each other or autodiff (relative)
         "jacobian": 2e-6,  # entries of J_l vs float64, relative to max |J_l|
         "svd": 1e-4,  # singular values vs float64 SVD, relative to σ_max of the same matrix
+        # Each σ_i vs float64 SVD, relative to σ_i itself, above the float32 floor n·ε·σ_max
+        # (see sv_mixed_error): what a backward-stable float32 SVD resolves.
+        "svd_relative": 1e-4,
         "chain_rule": 1e-5,  # ∂L/∂x, relative norm error
         "model": 1e-5,  # scanned vs unrolled model outputs
         "orthogonal": 1e-5,  # WᵀW − gain²I, absolute
@@ -47,6 +50,7 @@ TOLERANCES = {
         "elementwise": 1e-12,
         "jacobian": 1e-12,
         "svd": 1e-10,
+        "svd_relative": 1e-10,
         "chain_rule": 1e-12,
         "model": 1e-12,
         "orthogonal": 1e-12,
@@ -203,6 +207,19 @@ def sv_error(computed, matrices):
     ref = np.linalg.svd(np.asarray(matrices, np.float64), compute_uv=False)
     computed = np.asarray(computed, np.float64)
     return float(np.max(np.abs(computed - ref) / ref[..., :1]))
+
+
+def sv_mixed_error(computed, matrices, dtype):
+    """max_i |σ_i − σ_i^ref| / (rtol·σ_i^ref + n·ε·σ_max^ref): ≤ 1 when every singular value is
+    within ``tol(dtype, "svd_relative")`` of the float64 NumPy SVD relative to itself, down to the
+    floor n·ε·σ_max where the dtype stops resolving it (n = max(m, n); the floor of
+    ``P_resolved``). A backward-stable SVD in precision ε perturbs every σ_i by up to ~√n·ε·σ_max,
+    so no such method is relatively accurate far below that floor."""
+    matrices = np.asarray(matrices, np.float64)
+    ref = np.linalg.svd(matrices, compute_uv=False)
+    floor = max(matrices.shape[-2:]) * np.finfo(dtype).eps * ref[..., :1]
+    bound = tol(dtype, "svd_relative") * ref + floor
+    return float(np.max(np.abs(np.asarray(computed, np.float64) - ref) / bound))
 
 
 def np_mlp_backprop(params, x, y, activation):

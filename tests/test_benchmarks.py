@@ -370,6 +370,7 @@ def test_two_runs_racing_for_one_result_never_overwrite(tmp_path, monkeypatch):
             ["--quick"],
             "gradient-bound-memory-m-{date}-depth100-width64.md",
         ),
+        ("svd_methods", ["--quick"], "svd-methods-m-{date}.json"),
     ],
 )
 def test_memory_scripts_refuse_a_taken_name_before_measuring(tmp_path, script, argv, name):
@@ -431,3 +432,15 @@ def test_sweep_load_quick_measures_peak_memory_and_progress(tmp_path):
     assert 0 < case["baseline_mb"] < case["peak_mb"] <= case["memory_budget_mb"] == 2048
     assert case["within_budget"] and math.isfinite(case["checksum"])
     assert (tmp_path / result.name.replace(".json", ".md")).read_text().count("| yes |") == 1
+
+
+def test_svd_methods_quick_checks_every_method_against_float64(tmp_path):
+    # Timings are the script's business; the suite checks that every method it times computes
+    # the singular values within the tests' rule (tests/helpers.py sv_mixed_error).
+    _load("svd_methods").main(["--quick", "--machine", "m", "--out", str(tmp_path)])
+    (result,) = tmp_path.glob("svd-methods-m-*.json")
+    rows = json.loads(result.read_text())["rows"]
+    methods = {"lapack-scan", "lapack-chunk", "jacobi-scan", "jacobi-chunk"}
+    assert {(r["n"], r["method"]) for r in rows} == {(n, m) for n in (32, 64) for m in methods}
+    assert all(0 <= r["max_err"] <= 1 for r in rows)
+    assert result.with_suffix(".md").read_text().count("| jacobi-chunk |") == 2

@@ -35,6 +35,12 @@ mean squared singular value (1/n)‖J‖_F² by Hutchinson's estimator
 :func:`layer_spectral_estimates` and :func:`product_spectral_estimates` apply them to every J_l
 and to P_L through the network.
 
+Singular values without LAPACK: :func:`jacobi_singular_values` is a one-sided Jacobi SVD (values
+only) in JAX operations, vectorised across a batch of small matrices — n/2 disjoint row pairs of
+every matrix rotated at once — for accelerators, where batched LAPACK-style SVDs of small matrices
+are slow. On CPU LAPACK is faster at every width measured (``benchmarks/svd_methods.py``), so
+:func:`~jaxflow.singular_values` and the sweeps keep LAPACK there.
+
 References:
   Benettin, Galgani, Giorgilli & Strelcyn (1980), *Lyapunov characteristic exponents for smooth
   dynamical systems and for Hamiltonian systems; a method for computing all of them*, Meccanica 15.
@@ -49,10 +55,14 @@ References:
   Appl. 29.
   Newman (1986), *The distribution of Lyapunov exponents: exact results for random matrices*,
   Commun. Math. Phys. 103, 121–126.
+  Hestenes (1958), *Inversion of matrices by biorthogonalization and related results*, J. SIAM 6;
+  Brent & Luk (1985), *The solution of singular-value and symmetric eigenvalue problems on
+  multiprocessor arrays*, SIAM J. Sci. Stat. Comput. 6 (:func:`jacobi_singular_values`).
   Hutchinson (1989), *A stochastic estimator of the trace of the influence matrix*, Commun.
   Statist. Simul. Comput. 18, 1059–1076.
 """
 
+from jaxflow.spectra.jacobi import jacobi_singular_values
 from jaxflow.spectra.matrix_free import (
     HutchinsonEstimate,
     PowerIteration,
@@ -70,6 +80,7 @@ __all__ = [
     "LyapunovSpectrum",
     "PowerIteration",
     "SpectralEstimates",
+    "jacobi_singular_values",
     "layer_spectral_estimates",
     "log_spectrum",
     "lyapunov_exponents",
