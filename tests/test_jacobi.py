@@ -19,7 +19,8 @@ import jaxflow as jf
 from helpers import sv_mixed_error, tol
 from jaxflow.spectra import jacobi_singular_values
 
-WIDTHS = (32, 64, 128, 256)
+# Width 256 (~4 s of Jacobi sweeps on 2 cores) runs in the slow pass.
+WIDTHS = (32, 64, 128, pytest.param(256, marks=pytest.mark.slow))
 KINDS = ("gaussian", "cond1e6", "graded_rows", "zero_rows")
 
 
