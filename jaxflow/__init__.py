@@ -106,7 +106,14 @@ _LAZY = {
 }
 
 
+# Subpackages loaded on first use (``jf.experiments.trainability(...)`` works after a plain
+# ``import jaxflow``), for the same reason.
+_LAZY_MODULES = ("data", "experiments", "plotting", "report")
+
+
 def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        return _importlib.import_module(f"jaxflow.{name}")  # the import sets the attribute
     if name in _LAZY:
         value = getattr(_importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
@@ -115,7 +122,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_MODULES))
 
 
 def _version() -> str:

@@ -74,3 +74,13 @@ def test_lazily_loaded_names_are_the_modules_own():
     gradient_flow = importlib.import_module("jaxflow.experiments.gradient_flow")
     assert jaxflow.compare_inits is gradient_flow.compare_inits
     assert "compare_inits" in dir(jaxflow)
+
+
+@pytest.mark.parametrize("name", ["data", "experiments", "plotting", "report"])
+def test_subpackages_load_on_first_use(name):
+    # The README writes jf.experiments.trainability(...) after a plain `import jaxflow as jf`.
+    assert getattr(jaxflow, name) is importlib.import_module(f"jaxflow.{name}")
+    assert name in dir(jaxflow)
+    assert jaxflow.experiments.trainability is importlib.import_module(
+        "jaxflow.sweeps.train"
+    ).trainability
