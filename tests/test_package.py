@@ -81,6 +81,7 @@ def test_subpackages_load_on_first_use(name):
     # The README writes jf.experiments.trainability(...) after a plain `import jaxflow as jf`.
     assert getattr(jaxflow, name) is importlib.import_module(f"jaxflow.{name}")
     assert name in dir(jaxflow)
-    assert jaxflow.experiments.trainability is importlib.import_module(
-        "jaxflow.sweeps.train"
-    ).trainability
+    assert (
+        jaxflow.experiments.trainability
+        is importlib.import_module("jaxflow.sweeps.train").trainability
+    )
