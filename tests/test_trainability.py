@@ -551,3 +551,34 @@ def test_the_finiteness_check_of_the_parameters_is_exact():
         broken["b"]["c"][3] = bad
         assert not bool(check(broken, np.float32(0.1))), bad
     assert bool(check({"a": np.zeros((2, 2), np.float32)}, np.float32(1e-3)))
+
+
+def test_the_experiments_spread_the_cpu_devices_before_any_theory_runs(monkeypatch):
+    # isometry_speedup asks the theory for the critical σ_w² first, which starts a JAX backend:
+    # after that the process keeps one CPU device, so the driver spreads them before.
+    import importlib
+
+    from jaxflow import _platform, theory
+
+    experiments = importlib.import_module("jaxflow.experiments.trainability")
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def critical(*args, **kwargs):
+        calls.append("theory")
+        raise Stop
+
+    monkeypatch.setattr(_platform, "spread_cpu_devices", lambda: calls.append("spread"))
+    monkeypatch.setattr(theory, "critical_sigma_w2", critical)
+    with pytest.raises(Stop):
+        experiments.isometry_speedup(data=DATA, depths=(2,), steps=2, width=4, seeds=1)
+    assert calls == ["spread", "theory"]
+    calls.clear()
+    with pytest.raises(Stop):  # devices given: the user's choice, nothing spread
+        experiments.isometry_speedup(
+            data=DATA, depths=(2,), steps=2, width=4, seeds=1, devices=jax.devices()[:1]
+        )
+    assert calls == ["theory"]

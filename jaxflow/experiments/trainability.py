@@ -180,6 +180,9 @@ def schoenholz_heatmap(
       >>> heat.accuracy.shape, heat.fraction_below_train.shape
       ((2, 2, 2), (2,))
     """
+    if devices is None:  # before the theory below starts a backend: one CPU device per core
+        _platform.spread_cpu_devices()
+        _platform.guard_cpu_thread_pool()
     _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     from jaxflow import theory
 
@@ -354,6 +357,9 @@ def isometry_speedup(
       >>> iso.activation, iso.loss.shape[:3], iso.speedup.shape
       (('tanh', 'relu'), (2, 2, 1), (2, 1))
     """
+    if devices is None:  # before the theory below starts a backend: one CPU device per core
+        _platform.spread_cpu_devices()
+        _platform.guard_cpu_thread_pool()
     _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     from jaxflow import theory
 
