@@ -1,0 +1,78 @@
+"""The spectra sweep as a researcher writes it with jaxflow's public API, as a whole process.
+
+A block function h ↦ φ(W h) over the workload's NumPy-drawn weights, ``jf.jacobian_chain`` for
+every J_l, P_l and their singular values, ``jax.vmap`` over seeds and inputs, and one
+``jax.jit`` per configuration shape: one jitted function per activation, compiled once per depth
+(4 depths × 3 activations = 12 programs); the inits are data of the same shape, so the three of
+each (activation, depth) share one program. Each depth is its own configuration, as a loop over
+configurations computes it (no reuse of the deepest chain's prefixes: that is
+``spectra_jaxflow.py``'s specialisation).
+
+JAX's persistent compilation cache is used only when the runner gives one (``run.py
+--cache-dir DIR`` sets ``JAXFLOW_CACHE_DIR``; a user sets ``jax_compilation_cache_dir``).
+
+Usage: ``python benchmarks/spectra_public_api.py [--scale S] [--data DIR] [--device cpu|gpu]``
+"""
+
+# The clock starts before the heavy imports.
+from protocol import Phases, emit, parser, use_jax_platform  # noqa: I001
+
+phases = Phases()
+
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import workloads  # noqa: E402
+
+NAME = "jaxflow-api"
+
+
+def main(argv=None) -> int:
+    args = parser(__doc__.splitlines()[0], devices=("cpu", "gpu")).parse_args(argv)
+    use_jax_platform(args.device)
+    import jax
+    import jax.numpy as jnp
+
+    import jaxflow as jf
+
+    phases.imports_done()
+    cache = os.environ.get("JAXFLOW_CACHE_DIR", "off")
+    if cache.strip().lower() != "off":
+        from jaxflow._platform import use_compilation_cache
+
+        use_compilation_cache(cache)
+    activations = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid}
+
+    def spectra_of(phi):
+        def block(W, h):
+            return phi(W @ h)
+
+        @jax.jit
+        def spectra(weights, inputs):
+            """weights (seeds, d, n, n), inputs (seeds, inputs, n) -> (seeds, inputs, d, n) × 2."""
+            chain = jax.vmap(lambda w, x: jf.jacobian_chain(block, w, x))(weights, inputs)
+            return chain.layer_singular_values, chain.product_singular_values
+
+        return spectra
+
+    spec = workloads.get_spec("spectra", args.scale)
+    with phases.time("data_s"):
+        data = workloads.load_data("spectra", args.scale, args.data)
+        weights, inputs = jnp.asarray(data.weights), jnp.asarray(data.inputs)
+    checksum = workloads.SpectraChecksum()
+    for activation in spec.activations:
+        spectra = spectra_of(activations[activation])
+        for depth in spec.depths:
+            # One program per (activation, depth); compiled here so compile_s is separate.
+            with phases.time("compile_s"):
+                compiled = spectra.lower(weights[0, :, :depth], inputs).compile()
+            with phases.time("run_s"):
+                for i in range(len(spec.inits)):
+                    layer_sv, product_sv = compiled(weights[i, :, :depth], inputs)
+                    checksum.add(layer_sv, product_sv)
+    emit("spectra", NAME, args.scale, checksum.values(), phases)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
