@@ -8,10 +8,16 @@ each (activation, depth) share one program. Each depth is its own configuration,
 configurations computes it (no reuse of the deepest chain's prefixes: that is
 ``spectra_jaxflow.py``'s specialisation).
 
+With ``--variant eager`` (the runner's ``jaxflow-api-eager``) there is no ``jax.jit`` of the
+user's: ``jax.vmap`` of ``jf.jacobian_chain`` is called eagerly, and the library's own program is
+compiled once per shape (issue 13, item 1) with the XLA options jaxflow chooses for it
+(``jaxflow._platform.fast_compiling_jit``); under a user's ``jit`` the user's options apply.
+
 JAX's persistent compilation cache is used only when the runner gives one (``run.py
 --cache-dir DIR`` sets ``JAXFLOW_CACHE_DIR``; a user sets ``jax_compilation_cache_dir``).
 
-Usage: ``python benchmarks/spectra_public_api.py [--scale S] [--data DIR] [--device cpu|gpu]``
+Usage: ``python benchmarks/spectra_public_api.py [--scale S] [--data DIR] [--device cpu|gpu]
+[--variant jit|eager]``
 """
 
 # The clock starts before the heavy imports.
@@ -28,7 +34,9 @@ NAME = "jaxflow-api"
 
 
 def main(argv=None) -> int:
-    args = parser(__doc__.splitlines()[0], devices=("cpu", "gpu")).parse_args(argv)
+    p = parser(__doc__.splitlines()[0], devices=("cpu", "gpu"))
+    p.add_argument("--variant", choices=("jit", "eager"), default="jit")
+    args = p.parse_args(argv)
     use_jax_platform(args.device)
     import jax
     import jax.numpy as jnp
@@ -47,13 +55,12 @@ def main(argv=None) -> int:
         def block(W, h):
             return phi(W @ h)
 
-        @jax.jit
         def spectra(weights, inputs):
             """weights (seeds, d, n, n), inputs (seeds, inputs, n) -> (seeds, inputs, d, n) × 2."""
             chain = jax.vmap(lambda w, x: jf.jacobian_chain(block, w, x))(weights, inputs)
             return chain.layer_singular_values, chain.product_singular_values
 
-        return spectra
+        return jax.jit(spectra) if args.variant == "jit" else spectra
 
     spec = workloads.get_spec("spectra", args.scale)
     with phases.time("data_s"):
@@ -63,14 +70,19 @@ def main(argv=None) -> int:
     for activation in spec.activations:
         spectra = spectra_of(activations[activation])
         for depth in spec.depths:
-            # One program per (activation, depth); compiled here so compile_s is separate.
-            with phases.time("compile_s"):
-                compiled = spectra.lower(weights[0, :, :depth], inputs).compile()
-            with phases.time("run_s"):
-                for i in range(len(spec.inits)):
+            # One program per (activation, depth), compiled first so compile_s is separate; the
+            # eager variant compiles inside its first call, which is counted as compilation.
+            compiled = spectra
+            if args.variant == "jit":
+                with phases.time("compile_s"):
+                    compiled = spectra.lower(weights[0, :, :depth], inputs).compile()
+            for i in range(len(spec.inits)):
+                first = args.variant == "eager" and i == 0
+                with phases.time("compile_s" if first else "run_s"):
                     layer_sv, product_sv = compiled(weights[i, :, :depth], inputs)
                     checksum.add(layer_sv, product_sv)
-    emit("spectra", NAME, args.scale, checksum.values(), phases)
+    name = NAME if args.variant == "jit" else f"{NAME}-eager"
+    emit("spectra", name, args.scale, checksum.values(), phases)
     return 0
 
 
