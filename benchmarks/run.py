@@ -69,6 +69,7 @@ IMPLEMENTATIONS = {
     "spectra": [
         Implementation("jaxflow", "spectra_jaxflow.py", "jax"),
         Implementation("jaxflow-api", "spectra_public_api.py", "jax"),
+        Implementation("jaxflow-api-o1", "spectra_public_api.py", "jax", ("--variant", "jit-o1")),
         Implementation("jaxflow-api-eager", "spectra_public_api.py", "jax", ("--variant", "eager")),
         Implementation("torch-func", "spectra_torch_func.py", "torch"),
         Implementation("torch-tutorial", "spectra_torch_tutorial.py", "torch"),

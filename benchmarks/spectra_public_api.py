@@ -13,11 +13,17 @@ user's: ``jax.vmap`` of ``jf.jacobian_chain`` is called eagerly, and the library
 compiled once per shape (issue 13, item 1) with the XLA options jaxflow chooses for it
 (``jaxflow._platform.fast_compiling_jit``); under a user's ``jit`` the user's options apply.
 
+With ``--variant jit-o1`` (``jaxflow-api-o1``) the user's ``jax.jit`` is given the options
+jaxflow's own programs use on a CPU, ``compiler_options={"xla_backend_optimization_level": 1,
+"xla_cpu_use_fusion_emitters": False}`` (the second exists in jaxlib 0.10's XLA, where it was
+measured): the library cannot set them for a user's program, because JAX refuses compiler options
+on a nested ``jit``.
+
 JAX's persistent compilation cache is used only when the runner gives one (``run.py
 --cache-dir DIR`` sets ``JAXFLOW_CACHE_DIR``; a user sets ``jax_compilation_cache_dir``).
 
 Usage: ``python benchmarks/spectra_public_api.py [--scale S] [--data DIR] [--device cpu|gpu]
-[--variant jit|eager]``
+[--variant jit|jit-o1|eager]``
 """
 
 # The clock starts before the heavy imports.
@@ -35,7 +41,7 @@ NAME = "jaxflow-api"
 
 def main(argv=None) -> int:
     p = parser(__doc__.splitlines()[0], devices=("cpu", "gpu"))
-    p.add_argument("--variant", choices=("jit", "eager"), default="jit")
+    p.add_argument("--variant", choices=("jit", "jit-o1", "eager"), default="jit")
     args = p.parse_args(argv)
     use_jax_platform(args.device)
     import jax
@@ -49,6 +55,9 @@ def main(argv=None) -> int:
         from jaxflow._platform import use_compilation_cache
 
         use_compilation_cache(cache)
+    options = None
+    if args.variant == "jit-o1" and args.device == "cpu":
+        options = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
     activations = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid}
 
     def spectra_of(phi):
@@ -60,7 +69,9 @@ def main(argv=None) -> int:
             chain = jax.vmap(lambda w, x: jf.jacobian_chain(block, w, x))(weights, inputs)
             return chain.layer_singular_values, chain.product_singular_values
 
-        return jax.jit(spectra) if args.variant == "jit" else spectra
+        if args.variant == "eager":
+            return spectra
+        return jax.jit(spectra, compiler_options=options)
 
     spec = workloads.get_spec("spectra", args.scale)
     with phases.time("data_s"):
@@ -73,7 +84,7 @@ def main(argv=None) -> int:
             # One program per (activation, depth), compiled first so compile_s is separate; the
             # eager variant compiles inside its first call, which is counted as compilation.
             compiled = spectra
-            if args.variant == "jit":
+            if args.variant != "eager":
                 with phases.time("compile_s"):
                     compiled = spectra.lower(weights[0, :, :depth], inputs).compile()
             for i in range(len(spec.inits)):
@@ -81,7 +92,7 @@ def main(argv=None) -> int:
                 with phases.time("compile_s" if first else "run_s"):
                     layer_sv, product_sv = compiled(weights[i, :, :depth], inputs)
                     checksum.add(layer_sv, product_sv)
-    name = NAME if args.variant == "jit" else f"{NAME}-eager"
+    name = {"jit": NAME, "jit-o1": f"{NAME}-o1", "eager": f"{NAME}-eager"}[args.variant]
     emit("spectra", name, args.scale, checksum.values(), phases)
     return 0
 
