@@ -181,11 +181,12 @@ def prefer_fast_compilation() -> bool:
     return True
 
 
-def _fast_compile_flags(elemental_emitters: bool = True) -> dict:
-    """XLA:CPU's -O1 and (on the jaxlib releases of :func:`prefer_fast_compilation`, if asked)
-    its elemental emitters, as compiler options, less those the user set in ``XLA_FLAGS``."""
+def _fast_compile_flags() -> dict:
+    """:func:`prefer_fast_compilation`'s options (-O1, and the elemental emitters on the jaxlib
+    releases where they were measured) as compiler options, less those the user set in
+    ``XLA_FLAGS``."""
     wanted = {"xla_backend_optimization_level": 1}
-    if elemental_emitters and _jaxlib_version().startswith(_FUSION_EMITTERS_OFF_JAXLIB):
+    if _jaxlib_version().startswith(_FUSION_EMITTERS_OFF_JAXLIB):
         wanted["xla_cpu_use_fusion_emitters"] = False
     flags = os.environ.get("XLA_FLAGS", "")
     return {k: v for k, v in wanted.items() if k not in flags}
@@ -203,29 +204,27 @@ def _under_a_trace() -> bool:
         return True
 
 
-def fast_compiling_jit(fun, *, elemental_emitters: bool = True, **jit_kwargs):
-    """``jax.jit(fun, **jit_kwargs)`` that compiles at XLA:CPU's -O1 and, with
-    ``elemental_emitters``, with the elemental emitters (:func:`prefer_fast_compilation`'s
-    options, for this program only), when it is called outside any trace and JAX's default
-    backend is the CPU.
+def fast_compiling_jit(fun, **jit_kwargs):
+    """``jax.jit(fun, **jit_kwargs)`` that compiles at XLA:CPU's -O1 with the elemental emitters
+    (:func:`prefer_fast_compilation`'s options, for this program only) when it is called outside
+    any trace and JAX's default backend is the CPU.
 
-    For the library's own programs, chosen per program by measurement (``benchmarks/README.md``,
-    issue 13): where the run time is LAPACK's and Eigen's (the Jacobian chain: decompositions and
-    batched matmuls), both options cut the compile CPU time two- to three-fold at no measurable
-    cost in run time; where LLVM-generated loops matter (the graded log-spectrum's scan), the
-    elemental emitters cost ~10 % of run time and only -O1 is used. The results are bitwise the
-    same as the default options' on the programs measured. Under a user's ``jit``, ``scan`` or
-    ``eval_shape`` the plain program is traced instead (a nested ``jax.jit`` may not carry
-    options) and the user's own ``jit`` decides; under an eager ``vmap`` or ``grad`` the options
-    still apply. Each variant is compiled once per static arguments and shapes, as by
-    ``jax.jit``; ``.plain`` and ``.fast`` are the two jitted functions.
+    For the library's own programs whose run time is LAPACK's and the batched matmuls' and whose
+    results the options leave bitwise the same (measured: the Jacobian chain, the layer Jacobians,
+    the gradient bound; ``benchmarks/README.md``, issue 13): their compile CPU time falls two- to
+    three-fold. Not for the log-spectrum kernels: -O1 changes the graded kernel's rounding. Under
+    a user's ``jit``, ``scan`` or ``eval_shape`` the plain program is traced instead (a nested
+    ``jax.jit`` may not carry options) and the user's own ``jit`` decides; under an eager
+    ``vmap`` or ``grad`` the options still apply. Each variant is compiled once per static
+    arguments and shapes, as by ``jax.jit``; ``.plain`` and ``.fast`` are the two jitted
+    functions.
     """
     import functools
 
     import jax
 
     plain = jax.jit(fun, **jit_kwargs)
-    options = _fast_compile_flags(elemental_emitters)
+    options = _fast_compile_flags()
     if not options:
         return plain
     fast = jax.jit(fun, compiler_options=options, **jit_kwargs)

@@ -16,7 +16,6 @@ import numpy as np
 from jaxflow._chain_inputs import Static, as_input, check_square, per_example, resolve
 from jaxflow._chain_kernels import METHODS as _KERNELS
 from jaxflow._numerics import all_finite
-from jaxflow._platform import fast_compiling_jit
 from jaxflow.chain import MODES, accumulate_chain
 from jaxflow.chain import log_spectrum as log_spectrum_reduction
 
@@ -165,7 +164,7 @@ def log_spectrum(
 
 # Compiled once per model structure, options and input shapes (JAX's jit cache), so a repeated
 # eager call does not trace again; the arguments were checked eagerly by the public functions.
-@functools.partial(fast_compiling_jit, elemental_emitters=False, static_argnums=(0, 3, 4, 5, 6))
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6))
 def _log_spectrum(model, variables, x, method, selected, wrt, mode):
     stack, x = resolve(model.value, variables, x, wrt)
     selected = np.asarray(selected, np.int64)
@@ -240,7 +239,7 @@ def lyapunov_exponents(
     return _lyapunov_exponents(Static(model), variables, x, ends, wrt, mode)
 
 
-@functools.partial(fast_compiling_jit, elemental_emitters=False, static_argnums=(0, 3, 4, 5))
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
 def _lyapunov_exponents(model, variables, x, ends, wrt, mode):
     depth = ends[-1]
     spectrum = _log_spectrum(model, variables, x, "qr", ends, wrt, mode)
