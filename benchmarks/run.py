@@ -65,12 +65,15 @@ class Implementation(NamedTuple):
     args: tuple[str, ...] = ()
 
 
+_PUBLIC_API = "spectra_public_api.py"  # the spectra sweep written with jaxflow's public API
+
 IMPLEMENTATIONS = {
     "spectra": [
         Implementation("jaxflow", "spectra_jaxflow.py", "jax"),
-        Implementation("jaxflow-api", "spectra_public_api.py", "jax"),
-        Implementation("jaxflow-api-o1", "spectra_public_api.py", "jax", ("--variant", "jit-o1")),
-        Implementation("jaxflow-api-eager", "spectra_public_api.py", "jax", ("--variant", "eager")),
+        Implementation("jaxflow-api", _PUBLIC_API, "jax"),
+        Implementation("jaxflow-api-o1", _PUBLIC_API, "jax", ("--variant", "jit-o1")),
+        Implementation("jaxflow-api-eager", _PUBLIC_API, "jax", ("--variant", "eager")),
+        Implementation("jaxflow-api-prefix", _PUBLIC_API, "jax", ("--variant", "prefix")),
         Implementation("torch-func", "spectra_torch_func.py", "torch"),
         Implementation("torch-tutorial", "spectra_torch_tutorial.py", "torch"),
         Implementation("jax-eager", "spectra_jax_eager.py", "jax"),

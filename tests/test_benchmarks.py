@@ -48,8 +48,8 @@ NO_SKLEARN = "scikit-learn is not installed (pip install 'jaxflow[data]')"
 def test_runner_quick_checksums(tmp_path):
     """The issue's smoke test: jaxflow's side of `run.py --quick`, checksums only."""
     report_path = tmp_path / "report.json"
-    impls = ["jaxflow", "jaxflow-api", "jaxflow-api-o1", "jaxflow-api-eager", "optax"]
-    impls += ["jaxflow-monitor", "torch-func", "torch-notes"]
+    impls = ["jaxflow", "jaxflow-api", "jaxflow-api-o1", "jaxflow-api-eager", "jaxflow-api-prefix"]
+    impls += ["optax", "jaxflow-monitor", "torch-func", "torch-notes"]
     proc = subprocess.run(
         [
             sys.executable,
@@ -73,7 +73,7 @@ def test_runner_quick_checksums(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(report_path.read_text())["workloads"]
     spectra = report["spectra"]
-    for impl in ("jaxflow", "jaxflow-api", "jaxflow-api-o1", "jaxflow-api-eager"):
+    for impl in [i for i in impls if i.startswith("jaxflow-api")] + ["jaxflow"]:
         entry = spectra["implementations"][impl]
         assert entry["status"] == "ok", entry
         for key, value in spectra["reference_checksums"].items():
