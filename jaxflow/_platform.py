@@ -181,6 +181,64 @@ def prefer_fast_compilation() -> bool:
     return True
 
 
+def _fast_compile_flags() -> dict:
+    """:func:`prefer_fast_compilation`'s options (-O1, and the elemental emitters on the jaxlib
+    releases where they were measured) as compiler options, less those the user set in
+    ``XLA_FLAGS``."""
+    wanted = {"xla_backend_optimization_level": 1}
+    if _jaxlib_version().startswith(_FUSION_EMITTERS_OFF_JAXLIB):
+        wanted["xla_cpu_use_fusion_emitters"] = False
+    flags = os.environ.get("XLA_FLAGS", "")
+    return {k: v for k, v in wanted.items() if k not in flags}
+
+
+def _under_a_trace() -> bool:
+    """Whether a jit, scan, cond or eval_shape is tracing (a nested ``jax.jit`` must not carry
+    compiler options: JAX raises). JAX offers no public probe; its private one is read here, and
+    without it the answer is yes, so no options are ever passed where they are refused."""
+    try:
+        from jax._src import core  # private: isolated here, with the fallback below
+
+        return bool(core.unsafe_am_i_under_a_jit())
+    except (ImportError, AttributeError):
+        return True
+
+
+def fast_compiling_jit(fun, **jit_kwargs):
+    """``jax.jit(fun, **jit_kwargs)`` that compiles at XLA:CPU's -O1 with the elemental emitters
+    (:func:`prefer_fast_compilation`'s options, for this program only) when it is called outside
+    any trace and JAX's default backend is the CPU.
+
+    For the library's own programs whose run time is LAPACK's and the batched matmuls' and whose
+    results the options leave bitwise the same (measured: the Jacobian chain, the layer Jacobians,
+    the gradient bound; ``benchmarks/README.md``, issue 13): their compile CPU time falls two- to
+    three-fold. Not for the log-spectrum kernels: -O1 changes the graded kernel's rounding. Under
+    a user's ``jit``, ``scan`` or ``eval_shape`` the plain program is traced instead (a nested
+    ``jax.jit`` may not carry options) and the user's own ``jit`` decides; under an eager
+    ``vmap`` or ``grad`` the options still apply. Each variant is compiled once per static
+    arguments and shapes, as by ``jax.jit``; ``.plain`` and ``.fast`` are the two jitted
+    functions.
+    """
+    import functools
+
+    import jax
+
+    plain = jax.jit(fun, **jit_kwargs)
+    options = _fast_compile_flags()
+    if not options:
+        return plain
+    fast = jax.jit(fun, compiler_options=options, **jit_kwargs)
+
+    @functools.wraps(fun)
+    def call(*args, **kwargs):
+        if jax.default_backend() == "cpu" and not _under_a_trace():
+            return fast(*args, **kwargs)
+        return plain(*args, **kwargs)
+
+    call.plain, call.fast = plain, fast
+    return call
+
+
 CACHE_ENV = "JAXFLOW_CACHE_DIR"
 """The environment variable that moves jaxflow's compilation cache (a folder) or turns it off
 (``off``)."""

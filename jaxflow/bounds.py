@@ -45,6 +45,7 @@ import jax.numpy as jnp
 from jaxflow._chain_inputs import Static, as_input
 from jaxflow._checks import network_input
 from jaxflow._numerics import HIGHEST, all_finite, safe_log, scaled_norm
+from jaxflow._platform import fast_compiling_jit
 from jaxflow.activations import get_activation
 from jaxflow.chain import (
     Reduction,
@@ -253,7 +254,7 @@ def gradient_bound(
 
 # Compiled once per model, loss, options and input shapes (JAX's jit cache), so a repeated eager
 # call does not trace again; the arguments were checked eagerly by gradient_bound.
-@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+@functools.partial(fast_compiling_jit, static_argnums=(0, 4, 5))
 def _gradient_bound(model, variables, x, y, loss_fn, prefixes):
     model, loss_fn = model.value, loss_fn.value
     stack = model.decompose(variables, wrt="preactivation")

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from jaxflow._chain_inputs import Static, as_input, check_square, per_example, resolve
 from jaxflow._checks import network_input
 from jaxflow._numerics import HIGHEST, all_finite, relative_error
+from jaxflow._platform import fast_compiling_jit
 from jaxflow.chain import (
     MODES,
     accumulate_chain,
@@ -180,7 +181,7 @@ def _check_mode(mode):
 
 # Compiled once per model structure, options and input shapes (JAX's jit cache), so a repeated
 # eager call does not trace again; the arguments were checked eagerly by the public function.
-@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+@functools.partial(fast_compiling_jit, static_argnums=(0, 3, 4))
 def _layer_jacobians(model, variables, x, wrt, mode):
     stack, x = resolve(model.value, variables, x, wrt)
 
@@ -241,7 +242,7 @@ def jacobian_chain(
     return _jacobian_chain(Static(model), variables, x, wrt, mode)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+@functools.partial(fast_compiling_jit, static_argnums=(0, 3, 4))
 def _jacobian_chain(model, variables, x, wrt, mode):
     stack, x = resolve(model.value, variables, x, wrt)
 

@@ -48,7 +48,8 @@ NO_SKLEARN = "scikit-learn is not installed (pip install 'jaxflow[data]')"
 def test_runner_quick_checksums(tmp_path):
     """The issue's smoke test: jaxflow's side of `run.py --quick`, checksums only."""
     report_path = tmp_path / "report.json"
-    impls = ["jaxflow", "optax", "jaxflow-monitor", "torch-func", "torch-notes"]
+    impls = ["jaxflow", "jaxflow-api", "jaxflow-api-o1", "jaxflow-api-eager", "jaxflow-api-prefix"]
+    impls += ["optax", "jaxflow-monitor", "torch-func", "torch-notes"]
     proc = subprocess.run(
         [
             sys.executable,
@@ -72,10 +73,11 @@ def test_runner_quick_checksums(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(report_path.read_text())["workloads"]
     spectra = report["spectra"]
-    jaxflow = spectra["implementations"]["jaxflow"]
-    assert jaxflow["status"] == "ok", jaxflow
-    for key, value in spectra["reference_checksums"].items():
-        assert jaxflow["checksums"][key] == pytest.approx(value, rel=tol(np.float32, "checksum"))
+    for impl in [i for i in impls if i.startswith("jaxflow-api")] + ["jaxflow"]:
+        entry = spectra["implementations"][impl]
+        assert entry["status"] == "ok", entry
+        for key, value in spectra["reference_checksums"].items():
+            assert entry["checksums"][key] == pytest.approx(value, rel=tol(np.float32, "checksum"))
     assert report["monitor"]["implementations"]["optax"]["status"] == "ok"
     # jaxflow APIs of other issues: either computed and verified, or reported as unavailable.
     for name, impl in (
@@ -134,6 +136,13 @@ def test_runner_refuses_a_disagreeing_checksum(tmp_path, monkeypatch):
     assert impls["wrong"]["status"] == "refused"
     assert "checksum disagrees with the float64 reference" in impls["wrong"]["reason"]
     assert "summary" not in impls["wrong"] and not impls["wrong"]["runs"]
+
+
+def test_ratios_divide_by_the_first_selected_implementation_without_the_baseline():
+    spectra = {i.name: i for i in run.IMPLEMENTATIONS["spectra"]}
+    assert run.baseline_of("spectra", list(spectra.values())) == "jaxflow"
+    selected = [spectra["jaxflow-api"], spectra["torch-func"]]
+    assert run.baseline_of("spectra", selected) == "jaxflow-api"
 
 
 def test_checksum_tolerance_is_the_suites():

@@ -26,6 +26,7 @@ from jax import monitoring
 import jaxflow as jf
 from jaxflow import _platform
 from jaxflow._chain_inputs import Static
+from tests.helpers import tol
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPILE_EVENTS = (
@@ -285,3 +286,37 @@ def test_a_second_process_loads_the_cli_programs_from_the_cache(tmp_path):
     assert int(second["hits"]) > 0
     off = _process(["--cache-dir", "off", *command], env)
     assert off["cache"] == "None" and off["hits"] == "0"
+
+
+def test_the_librarys_programs_compile_with_their_own_options_and_stay_nestable(
+    compiles, monkeypatch
+):
+    # The suite sets -O1 and the elemental emitters for the whole process (conftest), which makes
+    # fast_compiling_jit a plain jax.jit; without them it keeps a second program with options.
+    monkeypatch.setenv("XLA_FLAGS", "")
+
+    def spectra(w, h):
+        return jf.jacobian_chain(_tanh_block, w, h).product_singular_values
+
+    program = _platform.fast_compiling_jit(spectra)
+    assert set(_platform._fast_compile_flags()) >= {"xla_backend_optimization_level"}
+    _, _, xs, ws, _ = _inputs()
+    eager = program(ws[0], xs[0])
+    assert (program.fast._cache_size(), program.plain._cache_size()) == (1, 0)
+    compiles.clear()
+    program(ws[1], xs[1])  # new values: no trace, no compile
+    assert compiles == []
+    # Under a user's jit the library's program is traced without options (a nested jit may not
+    # carry them: JAX raises); an eager vmap runs it with them.
+    nested = jax.jit(program)(ws[0], xs[0])
+    batched = jax.vmap(program, in_axes=(None, 0))(ws[0], jnp.stack([xs[0], xs[1]]))
+    # Against float64 NumPy: σ_i(P_l) of the explicit products J_l = diag(1 − h_l²) W_l.
+    h, P, expected = np.asarray(xs[0], np.float64), np.eye(4), []
+    for w in np.asarray(ws[0], np.float64):
+        h = np.tanh(w @ h)
+        P = np.diag(1 - h**2) @ w @ P
+        expected.append(np.linalg.svd(P, compute_uv=False))
+    for values in (eager, nested, batched[0]):
+        np.testing.assert_allclose(
+            values, expected, atol=tol(np.float32, "svd") * np.max(expected), rtol=0
+        )
