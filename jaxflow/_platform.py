@@ -107,6 +107,14 @@ def spread_cpu_devices() -> int:
     return cores
 
 
+def prepare_training(devices=None) -> None:
+    """What a training driver does first, before anything starts a backend: with ``devices=None``
+    :func:`spread_cpu_devices`, then :func:`guard_cpu_thread_pool` (whose size counts them)."""
+    if devices is None:
+        spread_cpu_devices()
+    guard_cpu_thread_pool()
+
+
 def default_pool_size(cores: int, host_devices: int = 1) -> int:
     """The intra-op pool the drivers choose: max(cores, host devices) + :data:`SPARE_THREADS`.
 

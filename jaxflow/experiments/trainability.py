@@ -180,9 +180,7 @@ def schoenholz_heatmap(
       >>> heat.accuracy.shape, heat.fraction_below_train.shape
       ((2, 2, 2), (2,))
     """
-    if devices is None:  # before the theory below starts a backend: one CPU device per core
-        _platform.spread_cpu_devices()
-        _platform.guard_cpu_thread_pool()
+    _platform.prepare_training(devices)  # before the theory below starts a backend
     _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     from jaxflow import theory
 
@@ -357,9 +355,7 @@ def isometry_speedup(
       >>> iso.activation, iso.loss.shape[:3], iso.speedup.shape
       (('tanh', 'relu'), (2, 2, 1), (2, 1))
     """
-    if devices is None:  # before the theory below starts a backend: one CPU device per core
-        _platform.spread_cpu_devices()
-        _platform.guard_cpu_thread_pool()
+    _platform.prepare_training(devices)  # before the theory below starts a backend
     _platform.use_compilation_cache()  # a driver: see jaxflow._platform
     from jaxflow import theory
 

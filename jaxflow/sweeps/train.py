@@ -185,9 +185,6 @@ def first_blocks(block, blocks, h0, depth, activation=None):
     def theta(stack, layer):
         return jax.tree.map(lambda leaf: jax.lax.dynamic_index_in_dim(leaf, layer, 0, False), stack)
 
-    def layer_fn(v, h):
-        return activation(block(v, h)) if split else block(v, h)
-
     @jax.custom_vjp
     def run(blocks, h0, depth):
         return forward(blocks, h0, depth)[0]
@@ -221,7 +218,7 @@ def first_blocks(block, blocks, h0, depth, activation=None):
                 g = jax.vjp(activation, z)[1](g)[0]
                 g_theta, g = jax.vjp(block, theta(blocks, layer), h)[1](g)
             else:
-                g_theta, g = jax.vjp(layer_fn, theta(blocks, layer), h)[1](g)
+                g_theta, g = jax.vjp(block, theta(blocks, layer), h)[1](g)
             grads = jax.tree.map(
                 lambda stack, x: jax.lax.dynamic_update_index_in_dim(stack, x, layer, 0),
                 grads,
@@ -324,8 +321,9 @@ def _finite_params(params, learning_rate):
     zero = jnp.zeros((), jnp.result_type(learning_rate)) * learning_rate
     total = jnp.zeros((), jnp.float32)
     for leaf in jax.tree.leaves(params):
-        flat = leaf.reshape(-1)
-        total = total + jnp.dot(flat, jnp.full(flat.shape, zero, flat.dtype), precision=HIGHEST)
+        rows = leaf.reshape(-1, leaf.shape[-1] if leaf.ndim else 1)  # zeros of one row's length
+        products = jnp.dot(rows, jnp.full(rows.shape[-1:], zero, rows.dtype), precision=HIGHEST)
+        total = total + jnp.sum(products)  # zeros, or a NaN: the sum cannot overflow either
     return total == 0
 
 
@@ -701,9 +699,7 @@ def trainability(
         raise TypeError(f"training is a {type(training).__name__}; pass a jaxflow.Training")
     arrays, num_classes = _check_data(data)
     start_time = time.perf_counter()
-    if devices is None:
-        _platform.spread_cpu_devices()  # before the pool guard: its size counts the devices
-    _platform.guard_cpu_thread_pool()
+    _platform.prepare_training(devices)
     _platform.use_compilation_cache()
     spec = spec_of(grid, data, training)._replace(num_classes=num_classes)
     uses_lapack = "orthogonal" in spec.families or spec.jacobian_inputs > 0
