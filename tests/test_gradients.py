@@ -739,3 +739,28 @@ def test_fused_measurement_matches_numpy_float64(monkeypatch):
         spread = np.sum(np.abs(g)) / g.size  # the mean's error is relative to Σ|g|, not Σg
         assert abs(float(leaf.mean) - np.mean(g)) <= rtol * spread, name
     assert stats.leaf("d").status == jf.GradientStatus.VANISHING
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_long_rows_keep_float32_accuracy(monkeypatch, fused):
+    """Layers of 2^18 entries (a scanned stack of 512×512 kernels): each layer's norm and mean vs
+    float64 to the summation floor, not to the error of one long sequential sum; and rows of the
+    same length near the float32 maximum and minimum, whose plain Σg² and Σg overflow or lose
+    every square."""
+    from jaxflow.gradients import stats as module
+
+    monkeypatch.setattr(module, "_fuse_across_leaves", lambda: fused)
+    rng = np.random.default_rng(5)
+    n = 1 << 18
+    stacked = rng.normal(size=(4, n)) + 0.3
+    stacked[2] *= 1e33  # Σg overflows float32 (Σg² would, unscaled, already at ~1e19)
+    stacked[3] *= 1e-30  # every square underflows float32
+    grads = {"blocks": {"kernel": jnp.asarray(stacked, jnp.float32)}}
+    g64 = np.asarray(grads["blocks"]["kernel"], np.float64)
+    stats = jf.gradient_stats(grads, stacked="blocks")
+    rtol = tol("float32", "long_sum")
+    for i in range(4):
+        leaf = stats.leaf(f"blocks/{i:02d}/kernel")
+        assert float(leaf.norm) == pytest.approx(np.linalg.norm(g64[i]), rel=rtol), i
+        assert float(leaf.mean) == pytest.approx(np.mean(g64[i]), rel=rtol), i
+        assert float(leaf.max_abs) == np.max(np.abs(g64[i])), i
