@@ -11,9 +11,10 @@ README.md, "Results and targets").
 
 ``--models`` (issue 13, item 4) times instead, per model, the adam step with and without
 ``jaxflow.gradient_monitor()``, alternating round by round: the notes' DeepNet (4 leaves, 22 rows),
-a small CNN (10 leaves), a small transformer (70 leaves: 4 pre-LN blocks with attention, width 32)
-and ``tiny`` — 100 leaves of 16 entries under a quadratic loss, whose step does almost nothing, so
-the monitor's added time there is its fixed cost; beside them ``optax.tree.norm`` chained in front
+a small CNN (10 leaves), a small transformer (70 leaves: 4 pre-LN blocks with attention, width 32),
+``tiny`` — 100 leaves of 16 entries under a quadratic loss, whose step does almost nothing, so
+the monitor's added time there is its fixed cost — and two parameter-heavy ReLU MLPs (256 × 8 at
+batch 256, 1024 × 4 at batch 8), where its passes over the entries decide; beside them ``optax.tree.norm`` chained in front
 of adam, the floor of any monitor that reads every entry. Reported: the median over rounds of each
 variant's time per step (wall and process CPU time), the median of the per-round ratios and
 differences, ``gradient_stats`` alone on the model's gradients, and the load.
@@ -132,6 +133,20 @@ def models():
     )
     tiny = {f"leaf_{i:03d}": jnp.full((16,), 0.01 * (i + 1)) for i in range(100)}
     out["tiny"] = (tiny, lambda p: sum(jnp.sum(jnp.square(a)) for a in jax.tree.leaves(p)))
+    # Parameter-heavy steps, where the monitor's passes over the entries, not its fixed cost,
+    # decide: 0.5M parameters at batch 256, and 4.2M at batch 8 (a step that mostly streams
+    # memory: adam's update and the monitor both read every entry).
+    for width, depth, batch in ((256, 8, 256), (1024, 4, 8)):
+        k = jax.random.split(jax.random.key(width), 3)
+        inputs = jax.random.normal(k[0], (batch, width))
+        targets = jax.random.normal(k[1], (batch, 1))
+        net = jf.mlp(depth, width, activation="relu", out_dim=1)
+        out[f"mlp{width}x{depth}b{batch}"] = (
+            net.init(k[2], inputs)["params"],
+            lambda p, net=net, x=inputs, y=targets: jnp.mean(
+                jnp.square(net.apply({"params": p}, x) - y)
+            ),
+        )
     return out
 
 

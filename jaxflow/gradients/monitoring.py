@@ -70,7 +70,7 @@ def gradient_monitor(
 
     Its cost per step is a few passes over the gradients plus a fixed part that does not grow
     with the number of leaves: with one device, the leaves of each dtype are measured together as
-    one block (a max, a scaling pass and two matrix-vector sums), not leaf by leaf. With several
+    one block (a max, then Σg² of each row scaled by a power of two, and Σg), not leaf by leaf. With several
     devices they are measured leaf by leaf, so that the partitioner never has to concatenate
     differently sharded leaves (which would change how the gradients themselves are computed).
     There is no every-k-steps mode: measured, skipping steps under ``lax.cond`` saved little, as
