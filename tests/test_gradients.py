@@ -764,3 +764,27 @@ def test_long_rows_keep_float32_accuracy(monkeypatch, fused):
         assert float(leaf.norm) == pytest.approx(np.linalg.norm(g64[i]), rel=rtol), i
         assert float(leaf.mean) == pytest.approx(np.mean(g64[i]), rel=rtol), i
         assert float(leaf.max_abs) == np.max(np.abs(g64[i])), i
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_mean_of_large_entries_of_both_signs(monkeypatch, fused):
+    """Finite entries near the float32 maximum, of both signs: the plain Σg overflows to +inf and
+    to -inf on the way (NaN), and the mean must still be the float64 one, not NaN. (The norm,
+    1.9e39 for the matrix, is above the float32 maximum: inf is its float32 value.)"""
+    from jaxflow.gradients import stats as module
+
+    monkeypatch.setattr(module, "_fuse_across_leaves", lambda: fused)
+    g = np.random.default_rng(8).normal(size=(64, 64)) * 3e37
+    grads = {"w": jnp.asarray(g, jnp.float32), "b": jnp.asarray(g[0], jnp.float32)}
+    stats = jf.gradient_stats(grads)
+    for name in ("w", "b"):
+        g64 = np.asarray(grads[name], np.float64)
+        leaf = stats.leaf(name)
+        spread = np.mean(np.abs(g64))  # the mean's error is relative to Σ|g|, not Σg
+        assert abs(float(leaf.mean) - np.mean(g64)) <= tol("float32", "gradient") * spread, name
+        norm64 = np.linalg.norm(g64)
+        if norm64 > np.finfo(np.float32).max:
+            assert float(leaf.norm) == np.inf, name
+        else:
+            assert float(leaf.norm) == pytest.approx(norm64, rel=tol("float32", "gradient")), name
+    assert stats.leaves_with("exploding") == ("b", "w")

@@ -644,7 +644,8 @@ def _fused_row_stats(blocks, means=True):
     # overflows only where n entries come near the float32 maximum (above ~3e38/n); then, and only
     # then (a branch, so no pass is spent on it otherwise), the mean is Σ(x·s)/(n·s), which cannot.
     plain = row_sums(x)
-    overflowed = jnp.isinf(plain) & ~nonfinite
+    # inf, or NaN where the partial sums overflowed to +inf and to -inf (entries of both signs).
+    overflowed = ~jnp.isfinite(plain) & ~nonfinite
     mean = jax.lax.cond(
         jnp.any(overflowed),
         lambda: jnp.where(overflowed, row_sums(scaled()) / n / scale, plain / n),
