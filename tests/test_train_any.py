@@ -417,3 +417,23 @@ def test_modules_passed_directly_are_refused_with_the_recipe():
     variables = model.init(jax.random.key(0), jnp.ones((1, 3)))
     with pytest.raises(TypeError, match="key= belong to the loss-function form"):
         jf.train(model, variables, DATA, optax.sgd(0.1), 2, key=jax.random.key(0))
+
+
+def test_a_linen_model_with_batch_norm_in_the_model_form_is_refused_with_the_recipe():
+    """The model form cannot know how a user's module switches to training mode: with its
+    BatchNorm statistics in the variables it would train in inference mode, silently."""
+
+    class BNMLP(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            x = nn.Dense(4)(x)
+            return nn.Dense(1)(nn.relu(nn.BatchNorm(use_running_average=not train)(x)))
+
+    x, y = jnp.ones((4, 3)), jnp.zeros((4, 1))
+    variables = BNMLP().init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match=r"collections besides 'params' \(batch_stats\)"):
+        jf.train(BNMLP(), variables, (x, y), optax.sgd(0.1), 2)
+    # Its parameters alone (a model without mutable state) still train in the model form.
+    plain = nn.Dense(1)
+    result = jf.train(plain, plain.init(jax.random.key(0), x), (x, y), optax.sgd(0.1), 2)
+    assert result.loss.shape == (2,)

@@ -525,7 +525,9 @@ def train(
     Args:
       model: a loss function (above); or a jaxflow model, or any flax linen module whose
         ``model.apply(variables, x)`` is the prediction (a jaxflow model with ``batch_stats``
-        trains BatchNorm in training mode). An NNX or Equinox module is refused with the recipe.
+        trains BatchNorm in training mode; another linen module's variables may hold only
+        ``params``, since jaxflow cannot know how it switches to training mode: use the
+        loss-function form for BatchNorm or dropout). An NNX or Equinox module is refused with the recipe.
       variables: the parameters ``params`` (any pytree; NNX ``State`` and Equinox partitions
         included) for a loss function; the variables (``{"params": ..., ...}``) for a model.
       data: for a loss function, in-memory arrays or an iterator/iterable of batches (above). For
@@ -552,7 +554,8 @@ def train(
       (``variables`` is ``params`` in the loss-function form).
 
     Raises:
-      ValueError: for ``steps`` < 1, bad data shapes or ``batch_size``, an empty iterator, a
+      ValueError: for ``steps`` < 1, bad data shapes or ``batch_size``, a model's variables with
+        collections besides ``params`` (other than a jaxflow model's), an empty iterator, a
         batch whose shapes differ from the first, or a ``loss_fn`` that returns a non-scalar
         (or a ``new_state`` of another structure); bad clip thresholds.
       TypeError: for an NNX or Equinox module passed as ``model`` (with the recipe), a
@@ -633,6 +636,18 @@ def train(
                 )
         params = variables["params"]
         state = {k: v for k, v in variables.items() if k != "params"}
+        if state and not isinstance(model, Network):
+            # Only jaxflow's models are known to take train=True; anything else would train in
+            # inference mode (running BatchNorm statistics never updated, dropout off), silently.
+            raise ValueError(
+                f"variables holds collections besides 'params' ({', '.join(map(str, state))}), "
+                f"and jf.train cannot know how your {type(model).__name__} switches to training "
+                "mode; use the loss-function form: loss_fn(params, state, batch, rng) calling "
+                "model.apply({'params': params, **state}, x, train=True, mutable=list(state), "
+                "rngs={'dropout': rng}) and returning (loss, updated), with "
+                "jf.train(loss_fn, variables['params'], data, optimizer, steps, "
+                "state={k: v for k, v in variables.items() if k != 'params'}, key=key)"
+            )
         train_mode = isinstance(model, Network) and "batch_stats" in state
         objective = _ModelObjective(model, get_loss(loss), train_mode)
         # N batches of B as N·B examples, B per step: step t uses batch t mod N.
