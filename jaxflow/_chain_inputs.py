@@ -12,6 +12,8 @@ traces nor compiles, and under an outer ``jit``/``vmap`` the program is simply i
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -88,7 +90,47 @@ def resolve(model, variables, x, wrt) -> tuple[Stack, jax.Array]:
         )
     if jnp.ndim(x) not in (1, 2):
         raise ValueError(f"h0 has shape {jnp.shape(x)}; it must be (n,) or (batch, n)")
+    if jnp.ndim(x) == 2:
+        check_rows_independent(model, variables, x)
     return Stack(lambda h: h, model, variables, lambda h: h, int(depth)), x
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _row_mixing(block_fn, first, x):
+    """(max |f(x) − vmap(f)(x)|, max |vmap(f)(x)|) for the first block f on a 2-D h_0; (0, 1)
+    when f maps the whole h_0 to another shape (then it does not treat it as one state)."""
+    rows = jax.vmap(block_fn.value, in_axes=(None, 0))(first, x)
+    whole = block_fn.value(first, x)
+    if jnp.shape(whole) != jnp.shape(rows):
+        return jnp.zeros((), rows.dtype), jnp.ones((), rows.dtype)
+    return jnp.max(jnp.abs(whole - rows)), jnp.max(jnp.abs(rows))
+
+
+def check_rows_independent(block_fn, blocks, x) -> None:
+    """``ValueError`` when ``block_fn`` mixes the rows of a 2-D h_0, which the chain measurements
+    read as a batch of independent examples: a (tokens × width) state passed as it is would give
+    each token's Jacobian with the other tokens held out of the block, silently wrong. Compares
+    the first block applied to h_0 whole with it mapped over the rows (one small compiled
+    program per block function and shape); skipped under a trace, where no value is known, and
+    for a block that only takes one example."""
+    arrays = [x, *jax.tree.leaves(blocks)]
+    if any(isinstance(a, jax.core.Tracer) for a in arrays):
+        return
+    first = jax.tree.map(lambda a: a[0], blocks)
+    try:
+        mixed, scale = (float(v) for v in _row_mixing(Static(block_fn), first, x))
+    except Exception:  # noqa: BLE001 — a block that cannot take the whole batch cannot mix it
+        return
+    if mixed > 1e-3 * scale:  # (a NaN in h0 is not a sign of mixing)
+        n_rows, n = jnp.shape(x)
+        raise ValueError(
+            f"block_fn mixes the rows of h0 (shape {jnp.shape(x)}): its output on h0 as a whole "
+            f"differs from it applied to each row alone (by {mixed:.3g}, against |h| up to "
+            f"{scale:.3g}), and a 2-D h0 is read as a batch of independent examples. For a "
+            f"({n_rows} × {n}) state such as tokens × width, flatten it: "
+            f"block_fn=lambda p, h: f(p, h.reshape({n_rows}, {n})).reshape(-1) with "
+            "h0.reshape(-1), or measure the model with jf.block_chain"
+        )
 
 
 def check_square(block_fn, blocks, h0) -> None:

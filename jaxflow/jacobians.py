@@ -214,7 +214,9 @@ def jacobian_chain(
         function ``block_fn(block_params, h) -> h`` mapping R^n to R^n.
       variables: the model's variables, or (for a block function) the stacked block params with a
         leading depth axis.
-      x: one input (d,) or a batch (batch, d); for a block function, h_0 of shape (n,).
+      x: one input (d,) or a batch (batch, d); for a block function, h_0 of shape (n,), or a batch
+        (batch, n) of independent examples: a (tokens × width) state must be flattened to (n,)
+        (a block that mixes the rows of a 2-D h_0 is refused).
       wrt: ``"postactivation"`` (default, J_l = ∂h_l/∂h_{l−1}) or ``"preactivation"`` (MLP only,
         the notes' J^[l] = ∂z^[l]/∂z^[l−1], l = 2…L).
       mode: ``"rev"`` (``jax.jacrev``, default) or ``"fwd"`` (``jax.jacfwd``); they agree.
@@ -224,7 +226,8 @@ def jacobian_chain(
       underflowed products as ``underflow``.
 
     Raises:
-      ValueError: if x does not fit the model, or a block function is not square.
+      ValueError: if x does not fit the model, or a block function is not square or mixes the
+        rows of a 2-D h_0.
       TypeError: if ``model`` is neither a jaxflow model nor a block function.
 
     Example:

@@ -307,6 +307,46 @@ def test_non_square_block_function_is_refused():
         jf.jacobian_chain(lambda w, h: w @ h, ws, jnp.ones(6))
 
 
+def _token_mixing(w, h):
+    """A (tokens × width) block: each token sees the mean over tokens."""
+    return h + jnp.tanh(h @ w + jnp.mean(h, axis=0, keepdims=True))
+
+
+@pytest.mark.parametrize(
+    "measure", [jf.jacobian_chain, jf.layer_jacobians, jf.log_spectrum, jf.lyapunov_exponents]
+)
+def test_a_block_that_mixes_the_rows_of_a_2d_h0_is_refused(measure):
+    """A 2-D h0 is a batch: a (tokens × width) state given as it is would be measured token by
+    token with the others held out, silently wrong; the error says to flatten it."""
+    ws = jax.random.normal(jax.random.key(0), (3, 6, 6)) / 3
+    h0 = jax.random.normal(jax.random.key(1), (4, 6))
+    options = {"batches": 3} if measure is jf.lyapunov_exponents else {}
+    with pytest.raises(ValueError, match=r"mixes the rows of h0 \(shape \(4, 6\)\).*flatten"):
+        measure(_token_mixing, ws, h0, **options)
+
+
+def test_the_flattened_token_state_matches_numpy_float64():
+    """The error's recipe, flattened to (tokens·width,): J_1 against an explicit float64 Jacobian
+    (finite differences would blur it; the block is written out by hand in NumPy)."""
+    t, d = 4, 6
+    ws = jax.random.normal(jax.random.key(0), (2, d, d)) / 3
+    h0 = jax.random.normal(jax.random.key(1), (t, d))
+    chain = jf.jacobian_chain(
+        lambda w, h: _token_mixing(w, h.reshape(t, d)).reshape(-1), ws, h0.reshape(-1)
+    )
+    w, h = np.asarray(ws[0], np.float64), np.asarray(h0, np.float64)
+    z = h @ w + h.mean(axis=0)
+    s = 1 - np.tanh(z) ** 2  # (t, d): tanh' at each entry
+    # ∂out[i, a]/∂h[j, b] = δ_ij δ_ab + s[i, a] (w[b, a] δ_ij + δ_ab / t)
+    eye_t, eye_d = np.eye(t), np.eye(d)
+    jac = np.einsum("ij,ab->iajb", eye_t, eye_d) + s[:, :, None, None] * (
+        np.einsum("ij,ba->iajb", eye_t, w) + np.einsum("ij,ab->iajb", np.ones((t, t)) / t, eye_d)
+    )
+    np.testing.assert_allclose(
+        chain.layers[0], jac.reshape(t * d, t * d), rtol=0, atol=tol("float32", "jacobian")
+    )
+
+
 def test_preactivation_needs_mlp_of_depth_two():
     model = jf.residual_stack(3, WIDTH)
     with pytest.raises(ValueError, match="mlp only"):
