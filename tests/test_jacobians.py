@@ -371,6 +371,22 @@ def test_other_modules_are_refused():
         jf.jacobian_chain(nn.Dense(3), {}, jnp.ones(3))
 
 
+@pytest.mark.parametrize(
+    "measure", [jf.jacobian_chain, jf.layer_jacobians, jf.log_spectrum, jf.lyapunov_exponents]
+)
+def test_nnx_and_equinox_modules_are_refused_with_block_chain_named(measure):
+    """They are callable, so they used to be read as a block function with empty params."""
+    import equinox as eqx
+    from flax import nnx
+
+    for module, framework in (
+        (nnx.Linear(3, 3, rngs=nnx.Rngs(0)), "flax.nnx"),
+        (eqx.nn.Linear(3, 3, key=jax.random.key(0)), "equinox"),
+    ):
+        with pytest.raises(TypeError, match=rf"{framework} module \(Linear\).*jf.block_chain"):
+            measure(module, None, jnp.ones(3))
+
+
 def test_non_finite_inputs_and_parameters_are_reported():
     model = MLPS["tanh"]
     variables, x = _setup(model)
