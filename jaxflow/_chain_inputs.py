@@ -99,6 +99,11 @@ def resolve(model, variables, x, wrt) -> tuple[Stack, jax.Array]:
         )
     if jnp.ndim(x) not in (1, 2):
         raise ValueError(f"h0 has shape {jnp.shape(x)}; it must be (n,) or (batch, n)")
+    if not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+        raise TypeError(
+            f"h0 has dtype {jnp.result_type(x)}; a Jacobian needs a floating-point h0 "
+            "(e.g. h0.astype(jnp.float32))"
+        )
     if jnp.ndim(x) == 2:
         check_rows_independent(model, variables, x)
     return Stack(lambda h: h, model, variables, lambda h: h, int(depth)), x
@@ -153,10 +158,22 @@ def _module_framework(model) -> str | None:
 
 
 def check_square(block_fn, blocks, h0) -> None:
-    """``ValueError`` unless the first block maps h_0 to the shape of h_0 (a Jacobian chain
-    needs square blocks); from shapes alone (``jax.eval_shape``)."""
+    """``ValueError`` unless the first block can be applied to h_0 and maps it to the shape of
+    h_0 (a Jacobian chain needs square blocks); from shapes alone (``jax.eval_shape``). A block
+    that fails on h_0 (a width that does not fit, per-block params not stacked) is reported in
+    terms of the arguments, with JAX's error attached as the cause."""
     first = jax.tree.map(lambda a: a[0], blocks)
-    out = jax.eval_shape(block_fn, first, h0)
+    try:
+        out = jax.eval_shape(block_fn, first, h0)
+    except Exception as error:  # noqa: BLE001 — said in terms of the arguments, cause attached
+        shapes = jax.tree.map(jnp.shape, first)
+        cause = str(error).splitlines()[0].rstrip(".") if str(error) else ""
+        raise ValueError(
+            f"block_fn cannot be applied to h of shape {jnp.shape(h0)} with the first block's "
+            f"params (shapes {shapes}): {type(error).__name__}: {cause}. Does h0 have the "
+            "width the blocks expect, and are the params stacked, every leaf with a leading "
+            "depth axis?"
+        ) from error
     if getattr(out, "shape", None) != jnp.shape(h0):
         raise ValueError(
             f"block_fn maps h of shape {jnp.shape(h0)} to {getattr(out, 'shape', out)}; a Jacobian "

@@ -347,6 +347,17 @@ def test_the_flattened_token_state_matches_numpy_float64():
     )
 
 
+def test_a_block_function_that_does_not_fit_h0_or_an_integer_h0_is_refused():
+    ws = jnp.ones((3, 4, 4))
+    with pytest.raises(ValueError, match=r"cannot be applied to h of shape \(6,\).*\(4, 4\)"):
+        jf.jacobian_chain(lambda w, h: w @ h, ws, jnp.ones(6))
+    per_block = [{"w": jnp.ones((4, 4))}] * 3  # a list of per-block params, not stacked
+    with pytest.raises(ValueError, match="are the params stacked"):
+        jf.log_spectrum(lambda p, h: p["w"] @ h, per_block, jnp.ones(4))
+    with pytest.raises(TypeError, match="h0 has dtype int32"):
+        jf.layer_jacobians(lambda w, h: w @ h, ws, jnp.ones(4, jnp.int32))
+
+
 def test_preactivation_needs_mlp_of_depth_two():
     model = jf.residual_stack(3, WIDTH)
     with pytest.raises(ValueError, match="mlp only"):
