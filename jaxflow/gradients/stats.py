@@ -570,17 +570,18 @@ def _fused_row_stats(blocks, means=True):
     entries: per leaf a max, a scaling pass and two sums came to ~20 µs on a loaded 2-core CPU
     (1.7 ms for a 70-leaf transformer). Here every row is cut into chunks of C entries (zero-
     padded: zeros change no max, Σx² or Σx) and all chunks of all blocks form one (R, C) matrix,
-    measured in two passes: the chunk maxima, then — each chunk multiplied by its row's power-of-
-    two scale s (:func:`_power_of_two_scale` of the row's max) — the chunk sums of (x·s)² and x·s
-    in one fused reduction. ‖x‖ = √Σ(x·s)² / s and the mean Σ(x·s)/(s·n) neither overflow nor
-    underflow (as :func:`jaxflow._numerics.scaled_norm`), and because the scale is exact they are
-    the plain sums wherever those are representable. A row holds a NaN or Inf exactly when its
-    Σ(x·s)² is not finite (the max cannot tell: XLA:CPU's vectorised max may skip a NaN).
+    measured in two passes for the norm: the chunk maxima, then — each chunk multiplied by its
+    row's power-of-two scale s (:func:`_power_of_two_scale` of the row's max) — the chunk sums of
+    (x·s)². ‖x‖ = √Σ(x·s)² / s neither overflows nor underflows (as
+    :func:`jaxflow._numerics.scaled_norm`), and because the scale is exact it is the plain sum
+    wherever that is representable. A row holds a NaN or Inf exactly when its Σ(x·s)² is not
+    finite (the max cannot tell: XLA:CPU's vectorised max may skip a NaN). The mean is one more
+    plain reduction, Σx/n, recomputed as Σ(x·s)/(n·s) under a branch only where Σx overflows.
 
     A block with one chunk per row (a leaf measured in place) is read as it is, with no copy.
     The sums used to be matrix-vector products with a ones vector, on each chunk divided by its
-    own max: five passes over the entries, against two here (2–6× slower on leaves of 4k–4M
-    entries on the 2-core CPU, and 1e-5 relative error on rows of 1M entries).
+    own max: five passes over the entries for the norm, against two here (2–8× slower on leaves
+    of 1M–4M entries on the 2-core CPU, and 1e-5 relative error on rows of 1M entries).
 
     Args:
       blocks: (k_i, n_i) arrays of one floating dtype, each row one measured row.
