@@ -13,13 +13,12 @@ traces nor compiles, and under an outer ``jit``/``vmap`` the program is simply i
 from __future__ import annotations
 
 import functools
-import sys
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxflow._checks import network_input
+from jaxflow._checks import module_kind, network_input
 from jaxflow.models import Network, Stack
 
 
@@ -81,8 +80,9 @@ def resolve(model, variables, x, wrt) -> tuple[Stack, jax.Array]:
     if wrt != "postactivation":
         raise ValueError("wrt= applies to jaxflow MLPs; a block function defines its own chain")
     leaves = jax.tree.leaves(variables)
-    framework = _module_framework(model)
-    if framework is not None and (framework == "flax.nnx" or not leaves):
+    kind = module_kind(model)
+    framework = {"nnx": "flax.nnx", "equinox": "equinox"}.get(kind)
+    if framework is not None and (kind == "nnx" or not leaves):
         raise TypeError(
             f"model is a {framework} module ({type(model).__name__}); jacobian_chain and the "
             "spectra take a jaxflow model or a block function block_fn(block_params, h) -> h "
@@ -145,16 +145,6 @@ def check_rows_independent(block_fn, blocks, x) -> None:
             f"block_fn=lambda p, h: f(p, h.reshape({n_rows}, {n})).reshape(-1) with "
             "h0.reshape(-1), or measure the model with jf.block_chain"
         )
-
-
-def _module_framework(model) -> str | None:
-    """``"flax.nnx"`` or ``"equinox"`` for a module of those frameworks (callable, so otherwise
-    read as a block function), else None; neither is imported for the check."""
-    for framework, name in (("flax.nnx", "Module"), ("equinox", "Module")):
-        module = sys.modules.get(framework)
-        if module is not None and isinstance(model, getattr(module, name)):
-            return framework
-    return None
 
 
 def check_square(block_fn, blocks, h0) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numbers
+import sys
 
 import jax.numpy as jnp
 
@@ -81,3 +82,25 @@ def known_keys(source: str, mapping, allowed) -> None:
             raise ValueError(
                 f"{source}: unknown key {key!r}; allowed keys are: {', '.join(allowed)}"
             )
+
+
+def module_kind(model) -> str | None:
+    """``"linen"``, ``"nnx"`` or ``"equinox"`` for a module of that framework, else None (a
+    function, a jaxflow model is ``"linen"``). Reads ``sys.modules``: an object cannot be an
+    instance of a class whose module was never imported, so nothing is imported for the check.
+
+    Example:
+      >>> import flax.linen as nn
+      >>> from jaxflow._checks import module_kind
+      >>> module_kind(nn.Dense(3)), module_kind(len)
+      ('linen', None)
+    """
+    for kind, (name, attr) in {
+        "linen": ("flax.linen", "Module"),
+        "nnx": ("flax.nnx", "Module"),
+        "equinox": ("equinox", "Module"),
+    }.items():
+        module = sys.modules.get(name)
+        if module is not None and isinstance(model, getattr(module, attr)):
+            return kind
+    return None

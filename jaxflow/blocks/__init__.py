@@ -40,15 +40,13 @@ repeated eager calls do not trace again (:data:`TRACES` counts the traces).
 from __future__ import annotations
 
 import collections
-import sys
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxflow._checks import positive_int
+from jaxflow._checks import module_kind, positive_int
 from jaxflow.blocks._capture import (
     _capture_linen,
     _capture_nnx,
@@ -77,20 +75,12 @@ _CACHE_SIZE = 64
 
 
 def _kind(model):
-    if isinstance(model, nn.Module):
-        return "linen"
-    nnx = sys.modules.get("flax.nnx")
-    if nnx is not None and isinstance(model, nnx.Module):
-        return "nnx"
-    eqx = sys.modules.get("equinox")
-    if eqx is not None and isinstance(model, eqx.Module):
-        return "equinox"
+    kind = module_kind(model)
+    if kind is not None:
+        return kind
     if isinstance(model, (list, tuple)):
-        if nnx is not None and any(isinstance(b, nnx.Module) for b in model):
-            return "nnx"
-        if eqx is not None and any(isinstance(b, eqx.Module) for b in model):
-            return "equinox"
-        return "callables"
+        kinds = {module_kind(block) for block in model}
+        return next((k for k in ("nnx", "equinox") if k in kinds), "callables")
     raise TypeError(
         f"model is a {type(model).__name__}; block_chain takes a flax.linen Module (with its "
         "variables), a flax.nnx Module, an equinox Module, or a list of callables h -> h"

@@ -26,6 +26,7 @@ import math
 import re
 import sys
 
+from jaxflow._checks import module_kind
 from jaxflow.cli._common import UsageError, format_spectra_table
 
 LOSSES = ("mse", "cross-entropy")
@@ -126,20 +127,6 @@ def _one_line(error, limit=300):
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _kind(model):
-    import flax.linen as nn
-
-    if isinstance(model, nn.Module):
-        return "linen"
-    nnx = sys.modules.get("flax.nnx")
-    if nnx is not None and isinstance(model, nnx.Module):
-        return "nnx"
-    eqx = sys.modules.get("equinox")
-    if eqx is not None and isinstance(model, eqx.Module):
-        return "equinox"
-    return None
-
-
 _SHAPES = (
     "it must return (model, variables, x) [+ y] for a flax.linen model, (model, x) [+ y] for an "
     "NNX or Equinox module, or a dict with loss_fn, params, batch (see jaxflow check --help)"
@@ -173,7 +160,7 @@ def _read_built(built, target):
         if "model" not in spec or "x" not in spec:
             raise UsageError(f"{name} returned a dict without model and x; {_SHAPES}")
     elif isinstance(built, (tuple, list)) and 2 <= len(built) <= 4:
-        kind = _kind(built[0])
+        kind = module_kind(built[0])
         if kind == "linen":
             if len(built) < 3:
                 raise UsageError(
@@ -195,7 +182,7 @@ def _read_built(built, target):
             )
     else:
         raise UsageError(f"{name} returned {type(built).__name__}; {_SHAPES}")
-    kind = _kind(spec["model"])
+    kind = module_kind(spec["model"])
     if kind is None:
         raise UsageError(
             f"{name}: the model is a {type(spec['model']).__name__}, not a "
@@ -243,7 +230,7 @@ def _forward(spec, kwargs):
     """prediction(params, x) and the parameters to differentiate, for each kind of model."""
     import jax
 
-    model, kind = spec["model"], _kind(spec["model"])
+    model, kind = spec["model"], module_kind(spec["model"])
     if kind == "linen":
         variables = spec["variables"]
         if "params" not in variables:
@@ -334,7 +321,7 @@ def _model_gradients(spec, loss, kwargs):
     import jax
     import jax.numpy as jnp
 
-    kind = _kind(spec["model"])
+    kind = module_kind(spec["model"])
     predict, params = _forward(spec, kwargs)
     x = jnp.asarray(spec["x"])
     if x.ndim == 0:
@@ -475,19 +462,19 @@ def _attribute_paths(model, kind, depth=3):
         return []
 
     def is_module(obj):
-        if _kind(obj) is not None:
+        if module_kind(obj) is not None:
             return True
         # A list of blocks may hold plain functions too (jax.nn.relu, jnp.ravel in the Equinox
         # docs' CNN): it counts when every entry is callable and one is a module.
         return (
             isinstance(obj, (list, tuple))
             and all(callable(o) for o in obj)
-            and any(_kind(o) for o in obj)
+            and any(module_kind(o) for o in obj)
         )
 
     def walk(obj, prefix, level):
         for name, child in children(obj):
-            if not is_module(child) and not (kind == "nnx" and _kind(child) == "nnx"):
+            if not is_module(child) and not (kind == "nnx" and module_kind(child) == "nnx"):
                 continue
             path = f"{prefix}.{name}" if prefix else name
             paths.append(path)
@@ -525,7 +512,7 @@ def _find_blocks(spec, pattern, kwargs):
     """(selection for block_chain, names found, how they were found, paths) or a note."""
     import jax.numpy as jnp
 
-    model, kind = spec["model"], _kind(spec["model"])
+    model, kind = spec["model"], module_kind(spec["model"])
     x = jnp.asarray(spec["x"])
     if kind == "linen":
         if _is_jaxflow(model) and pattern is None:
@@ -591,7 +578,7 @@ def _chain(spec, selection, kwargs):
 
     import jaxflow as jf
 
-    model, kind = spec["model"], _kind(spec["model"])
+    model, kind = spec["model"], module_kind(spec["model"])
     x = jnp.asarray(spec["x"])
     if kind == "linen" and _is_jaxflow(model) and selection is None:
         fns, h0 = _jaxflow_blocks(model, spec["variables"], x if x.ndim == 1 else x[0])
@@ -620,7 +607,7 @@ def _batch_hint(spec, selection) -> str:
     import numpy as np
 
     model = spec["model"]
-    kind = _kind(model)
+    kind = module_kind(model)
     if kind == "equinox" or (kind == "linen" and _is_jaxflow(model) and selection is None):
         return ""
     shape = tuple(np.shape(spec["x"]))

@@ -9,7 +9,6 @@ import dataclasses
 import functools
 import math
 import numbers
-import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -17,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxflow._checks import model_input, positive_int
+from jaxflow._checks import model_input, module_kind, positive_int
 from jaxflow.gradients.stats import (
     GradientStats,
     GradientStatus,
@@ -332,21 +331,6 @@ def _train_data(model, data):
     return x, y
 
 
-def _module_kind(model) -> str | None:
-    """The kind of module: linen, nnx, equinox, or None (a loss function, anything else)."""
-    import flax.linen as nn
-    from flax import nnx
-
-    if isinstance(model, nn.Module):
-        return "linen"
-    if isinstance(model, nnx.Module):
-        return "nnx"
-    eqx = sys.modules.get("equinox")
-    if eqx is not None and isinstance(model, eqx.Module):
-        return "equinox"
-    return None
-
-
 _RECIPES = {
     "nnx": (
         "an NNX",
@@ -600,7 +584,7 @@ def train(
     _clipper(clip_norm, clip_value)  # validates the thresholds here, not inside jit
     stacked = tuple(sorted(_as_names(stacked)))
     _grouper(group_by)  # validated here, not inside jit
-    kind = _module_kind(model)
+    kind = module_kind(model)
     if kind in _RECIPES:
         raise TypeError(f"model is {_RECIPES[kind][0]} module; {_RECIPES[kind][1]}")
     is_model = kind == "linen" or (hasattr(model, "apply") and hasattr(model, "init"))
