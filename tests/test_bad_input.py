@@ -327,10 +327,10 @@ CASES = [
     # -- gradients and status codes
     ("gradient_stats: stacked=True",
      lambda e: jf.gradient_stats({"a": jnp.ones(2)}, stacked=True),
-     TypeError, r"stacked=True is not allowed; pass a subtree name"),
+     TypeError, r"stacked=True is not allowed; pass .auto., a subtree name"),
     ("gradient_stats: stacked=5",
      lambda e: jf.gradient_stats({"a": jnp.ones(2)}, stacked=5),
-     TypeError, r"stacked=5 is not allowed; pass a subtree name"),
+     TypeError, r"stacked=5 is not allowed; pass .auto., a subtree name"),
     ("gradient_stats: complex gradients",
      lambda e: jf.gradient_stats({"a": jnp.ones(2, jnp.complex64)}),
      TypeError, r"grads leaf 'a' is complex"),

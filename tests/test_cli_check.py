@@ -225,6 +225,44 @@ def test_loss_function_against_float64_numpy(capsys):
     assert out["blocks"]["names"] == [] and "add 'model'" in out["blocks"]["note"]
 
 
+def test_a_scanned_stack_named_with_stacked_and_grouped_with_group_by(capsys):
+    # The Equinox docs' scan over layers: one Linear stacked by filter_vmap under "layers".
+    import equinox as eqx
+
+    model, x = eqx_models.build_scanned()
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    grads = jax.grad(lambda p: jnp.mean(jax.vmap(eqx.combine(p, static))(x) ** 2))(params)
+    weight = np.asarray(grads.layers.weight, np.float64)
+    bias = np.asarray(grads.layers.bias, np.float64)
+    rtol = tol(F32, "gradient")
+    # Without --stacked the stack is one leaf per field (the guess looks under "blocks" only).
+    whole = _run_json(capsys, "tests.check_models.eqx_models:build_scanned")
+    assert list(whole["gradients"]["layers"]) == ["layers", "head"]
+    out = _run_json(capsys, "tests.check_models.eqx_models:build_scanned", "--stacked", "layers")
+    assert list(out["gradients"]["layers"]) == ["layers/00", "layers/01", "layers/02", "head"]
+    for l in range(3):
+        assert out["gradients"]["leaves"][f"layers/{l:02d}/weight"]["norm"] == pytest.approx(
+            np.linalg.norm(weight[l]), rel=rtol
+        )
+        assert out["gradients"]["layers"][f"layers/{l:02d}"] == pytest.approx(
+            np.sqrt(np.sum(weight[l] ** 2) + np.sum(bias[l] ** 2)), rel=rtol
+        )
+    # --group-by: one row for every field of the stack's layers together, one for the head.
+    grouped = _run_json(
+        capsys,
+        "tests.check_models.eqx_models:build_scanned",
+        *("--stacked", "layers", "--group-by", "^[a-z]+"),
+    )
+    assert grouped["gradients"]["layers"]["layers"] == pytest.approx(
+        np.sqrt(np.sum(weight**2) + np.sum(bias**2)), rel=rtol
+    )
+    # A subtree named in --stacked must be a stack: one line, exit 2.
+    argv = ["tests.check_models.linen_models:build_resnet", "--apply-kwarg", "train=False"]
+    assert main(["check", *argv, "--stacked", "ResNetBlock_0"]) == 2
+    err = capsys.readouterr().err
+    assert "'ResNetBlock_0' is not a scanned stack" in err and "leave it out of stacked" in err
+
+
 @pytest.mark.parametrize(
     "target, says",
     [

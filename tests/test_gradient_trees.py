@@ -233,6 +233,73 @@ def test_stack_rules_by_shape_and_by_request():
     assert _close(split.leaf("layers/03/weight").norm, _norm64(stack.weight[3]))
 
 
+def test_the_default_guess_splits_no_bias_free_dense_or_embedding_named_blocks():
+    rng = np.random.default_rng(0)
+    # nn.Dense(16, use_bias=False, name="blocks") and nn.Embed(10, 16, name="blocks"): one 2-D
+    # leaf each. Split on a guess, their rows would be reported as 16 or 10 "layers".
+    for shape in ((16, 16), (10, 16)):
+        kernel = rng.normal(size=shape)
+        stats = jf.gradient_stats({"blocks": {"kernel": jnp.asarray(kernel, jnp.float32)}})
+        assert stats.names == ("blocks/kernel",) and stats.layer_names == ("blocks",)
+        assert _close(stats.norm[0], _norm64(kernel))
+    # A scanned Dense with its bias, jaxflow's own stack: split on the guess.
+    kernel, bias = rng.normal(size=(3, 4, 4)), rng.normal(size=(3, 4))
+    tree = {"blocks": {"kernel": jnp.asarray(kernel, jnp.float32), "bias": jnp.asarray(bias)}}
+    _check_leaves(
+        jf.gradient_stats(tree),
+        {
+            f"blocks/{l:02d}/{k}": v[l]
+            for l in range(3)
+            for k, v in (("kernel", kernel), ("bias", bias))
+        },
+    )
+
+
+def test_a_named_stack_is_split_with_its_scalar_gates_and_inner_lists():
+    rng = np.random.default_rng(1)
+    # A scanned ReZero block: a per-layer scalar gate is an (L,) leaf; an nnx.List inside the
+    # scanned block adds list positions below the stack's name.
+    kernel, gate = rng.normal(size=(4, 3, 3)), rng.normal(size=4)
+    inner = [rng.normal(size=(4, 3)) for _ in range(2)]
+    tree = {
+        "blocks": {
+            "kernel": jnp.asarray(kernel, jnp.float32),
+            "alpha": jnp.asarray(gate, jnp.float32),
+            "norms": [{"scale": jnp.asarray(a, jnp.float32)} for a in inner],
+        }
+    }
+    assert jf.gradient_stats(tree).names == (  # the guess leaves it whole
+        "blocks/alpha", "blocks/kernel", "blocks/norms/0/scale", "blocks/norms/1/scale"
+    )  # fmt: skip
+    stats = jf.gradient_stats(tree, stacked="blocks")
+    expected = {}
+    for l in range(4):
+        expected[f"blocks/{l:02d}/alpha"] = gate[l : l + 1]
+        expected[f"blocks/{l:02d}/kernel"] = kernel[l]
+        expected |= {f"blocks/{l:02d}/norms/{i}/scale": a[l] for i, a in enumerate(inner)}
+    _check_leaves(stats, expected)
+    _check_layers(
+        stats,
+        {
+            f"blocks/{l:02d}": [gate[l : l + 1], kernel[l], inner[0][l], inner[1][l]]
+            for l in range(4)
+        },
+    )
+
+
+def test_a_named_stack_must_be_one():
+    # Named by the caller, a subtree whose leaves do not share a leading length is a mistake:
+    # say so, rather than quietly measure it whole.
+    dense = {"layers": {"kernel": jnp.ones((16, 32)), "bias": jnp.ones(32)}}
+    with pytest.raises(ValueError, match=r"'layers' is not a scanned stack.*layers/bias \(32,\)"):
+        jf.gradient_stats(dense, stacked="layers")
+    with pytest.raises(ValueError, match=r"'layers/s' .* is a scalar"):
+        jf.gradient_stats({"layers": {"s": jnp.ones(())}}, stacked=("layers",))
+    # A list of layers under the name is split by layer already, named or not.
+    listed = {"layers": [{"w": jnp.ones((3, 3))}, {"w": jnp.ones((3, 3))}]}
+    assert jf.gradient_stats(listed, stacked="layers").names == ("layers/0/w", "layers/1/w")
+
+
 # ---------------------------------------------------------------------------------------------
 # Item 2: real trees.
 

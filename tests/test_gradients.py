@@ -117,7 +117,9 @@ def test_norms_near_the_largest_float_are_not_flushed_to_zero():
     np.testing.assert_allclose(stats.mean[:2], [1e38, 3e38], rtol=tol("float32", "gradient"))
     stacked = jf.gradient_stats({"blocks": {"kernel": jnp.full((2, 3, 3), 1e38)}}, stacked="blocks")
     np.testing.assert_allclose(stacked.norm, [3e38, 3e38], rtol=tol("float32", "gradient"))
-    with pytest.raises(TypeError, match=r"stacked=True is not allowed; pass a subtree name"):
+    with pytest.raises(
+        TypeError, match=r"stacked=True is not allowed; pass .auto., a subtree name"
+    ):
         jf.gradient_stats(grads, stacked=True)
 
 
@@ -190,7 +192,8 @@ def test_scanned_blocks_split_per_layer_with_padded_index():
 
 def test_padding_widens_for_deep_stacks_and_stacked_can_be_turned_off():
     grads = {"blocks": {"w": jnp.ones((101, 2))}, "head": jnp.ones(2)}
-    assert jf.gradient_stats(grads).names[:2] == ("blocks/000/w", "blocks/001/w")
+    assert jf.gradient_stats(grads, stacked="blocks").names[:2] == ("blocks/000/w", "blocks/001/w")
+    assert jf.gradient_stats(grads).names == ("blocks/w", "head")  # 2-D alone: no guess
     assert jf.gradient_stats(grads, stacked=()).names == ("blocks/w", "head")
     assert jf.gradient_stats({"params": grads}).layer_names[-1] == "params/head"
 
@@ -223,7 +226,7 @@ def test_zero_weights_give_inf_or_zero_ratio():
         ({"w": jnp.ones(2)}, {"vanishing": float("nan")}, ValueError, "vanishing=nan"),
         ({"w": jnp.ones(2)}, {"exploding": True}, ValueError, "exploding=True"),
         ({"w": None, "n": jnp.array(1)}, {}, ValueError, "no floating-point leaves"),
-        ({"blocks": {"s": jnp.array(1.0)}}, {}, ValueError, "leading depth axis"),
+        ({"blocks": {"s": jnp.array(1.0)}}, {"stacked": "blocks"}, ValueError, "depth axis"),
         ({"w": jnp.ones(2, jnp.complex64)}, {}, TypeError, "complex"),
         ({"w": jnp.ones(2)}, {"params": {"w": jnp.ones(3)}}, ValueError, r"shape \(3,\)"),
         ({"w": jnp.ones(2)}, {"params": {"v": jnp.ones(2)}}, ValueError, "no array at 'w'"),

@@ -651,7 +651,9 @@ def run_check(args) -> int:
     else:
         loss_value, grads, params, described = _model_gradients(spec, args.loss or "mse", kwargs)
     try:
-        stats = jf.gradient_stats(grads, params)
+        stats = jf.gradient_stats(
+            grads, params, stacked=args.stacked or "auto", group_by=args.group_by
+        )
     except (ValueError, TypeError) as error:
         raise UsageError(f"jaxflow check: gradient statistics fail: {_one_line(error)}") from None
 
@@ -750,10 +752,8 @@ def run_check(args) -> int:
     print(f"loss: {described} = {float(loss_value):.6g}")
     print(jf.format_gradient_report(stats, stream=sys.stdout))
     width = max(len("block"), *(len(n) for n in stats.layer_names))
-    print(
-        f"\ngradient norm per block (gradient_stats' default grouping), "
-        f"global {float(stats.global_norm):.4e}:"
-    )
+    grouping = "gradient_stats' default grouping" if args.group_by is None else args.group_by
+    print(f"\ngradient norm per block ({grouping}), global {float(stats.global_norm):.4e}:")
     print(f"{'block':<{width}}  {'|g|_2':>11}")
     for name, norm in zip(stats.layer_names, np.asarray(stats.layer_norms), strict=True):
         print(f"{name:<{width}}  {norm:>11.4e}")
@@ -807,6 +807,23 @@ def add_parser(commands) -> None:
         metavar="PATTERN",
         default=None,
         help="regex selecting the blocks to chain (see below)",
+    )
+    check.add_argument(
+        "--stacked",
+        action="append",
+        metavar="NAME",
+        help="a subtree that is a scanned stack (nn.scan, nnx.vmap, eqx.filter_vmap: one leading "
+        "depth axis on every leaf), reported per layer; repeat for several (default: jaxflow's "
+        "'blocks' where its shapes say it is one; gradient_stats' stacked)",
+    )
+    check.add_argument(
+        "--group-by",
+        type=_pattern,
+        metavar="REGEX",
+        default=None,
+        help="the per-block norms group leaves by their first match of REGEX (or its first "
+        "group), e.g. 'blocks/[0-9]+' (default: the path up to its last layer index; "
+        "gradient_stats' group_by)",
     )
     check.add_argument("--json", action="store_true", help="print JSON instead of tables")
     check.set_defaults(run=run_check)

@@ -17,15 +17,21 @@ Conventions (they change numbers, so they are fixed here and tested):
   skipped and listed by name in ``frozen``.
 * **Leaf keys are paths**, ``/``-joined, without the boxes' ``value``: ``readout/kernel``,
   ``blocks/0/linear/kernel`` (an ``nnx.List``), ``layers/3/weight`` (Equinox's ``layers[3]``).
-* **Stacks.** A subtree under a path component named in ``stacked`` (default ``blocks``, the
-  ``nn.scan`` stack of jaxflow models; name your own, e.g. ``stacked="layers"`` for an Equinox
-  ``filter_vmap`` stack) is split per layer only when it is a scanned stack: no list position or
-  all-digit key below it (a list of layers — ``nnx.List``, a Python list — is split by layer
-  already) and every leaf with at least two axes, the first of one common length L (a 1-D leaf is
-  an unscanned module's bias or scale, so a square ``Dense`` named ``blocks`` is not taken for a
-  stack; a stack of per-layer scalars is measured unsplit). Then each leaf gives L rows, with the
-  index zero-padded to at least two digits (``blocks/07/Dense_0/kernel``). Otherwise every leaf is
-  one leaf. A scalar leaf in such a subtree is an error (no scan makes one: pass ``stacked=()``).
+* **Stacks.** A scanned stack (``nn.scan``, ``nnx.vmap``/``nnx.scan``, ``eqx.filter_vmap``)
+  holds every layer's parameters in one leaf with a leading depth axis L. ``stacked`` says which
+  subtrees are stacks (by a path component's name; the first one on a path counts). Named by
+  you (``stacked="layers"``, ``stacked=("blocks", "layers")``), a subtree is split per layer, and
+  its leaves must share one leading length (a per-layer scalar gate is an (L,) leaf; a scalar or
+  differing lengths are an error). The default ``"auto"`` guesses, for jaxflow's own models: a
+  subtree named ``blocks`` is split only when no list position is below it, every leaf has at
+  least two axes, the first of one common length, and one has three or more (a scanned layer's
+  weight matrix). So a square ``Dense`` named ``blocks`` (1-D bias), a bias-free ``Dense`` or an
+  ``Embed`` (2-D leaves alone) is one leaf, not a stack of rows; a stack of bias-free layers or of
+  vectors alone, or one with a scalar gate, is measured unsplit until you name it. A list of layers
+  right below the name (``nnx.List``, a Python list, all-digit keys) is split by layer already and
+  never split again; a list inside a named stack's layer is split by the leading axis with the
+  rest. Each split leaf gives L rows, with the index zero-padded to at least two digits
+  (``blocks/07/Dense_0/kernel``).
 * **Layers** group the leaves (``group_by``). By default a leaf's layer is its path up to its
   last *layer index* — a list position (``layers/3``, ``blocks/0``), an all-digit key
   (``blocks/07``) or a lowercase name ending in ``_N`` (``layers_3``, ``blocks_5``,

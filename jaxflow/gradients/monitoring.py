@@ -47,7 +47,7 @@ def gradient_monitor(
     *,
     vanishing: float = 1e-7,
     exploding: float = 1e3,
-    stacked: Any = ("blocks",),
+    stacked: Any = "auto",
     group_by: Any = None,
     ratio: bool = False,
 ) -> optax.GradientTransformation:
@@ -98,7 +98,7 @@ def gradient_monitor(
     _check_thresholds(vanishing, exploding)
     if not isinstance(ratio, bool):
         raise TypeError(f"ratio={ratio!r} must be True or False")
-    stacked = tuple(sorted(_as_names(stacked)))
+    stacked = _as_names(stacked)
     _grouper(group_by)  # a bad group_by fails here, not at the first update
     measure = functools.partial(
         gradient_stats, vanishing=vanishing, exploding=exploding, stacked=stacked, group_by=group_by
@@ -106,7 +106,7 @@ def gradient_monitor(
     thresholds = (float(vanishing), float(exploding))
 
     def init_fn(params):
-        layout, leaves = _plan(params, frozenset(stacked), group_by)
+        layout, leaves = _plan(params, stacked, group_by)
         if not leaves:
             raise ValueError(
                 f"params has no floating-point leaves to monitor (skipped: {list(layout.frozen)})"

@@ -323,26 +323,41 @@ class _Layout(NamedTuple):
     frozen: tuple[str, ...]
 
 
-def _stacks(measured, stacked):
+class _Stacks(NamedTuple):
+    """``stacked`` as :func:`_as_names` reads it: the subtree names, and whether they were the
+    default guess (``"auto"``) or the caller's word. Hashable, so a static argument."""
+
+    names: frozenset
+    auto: bool
+
+
+# The name jaxflow's models give their nn.scan stack: what stacked="auto" looks under.
+_AUTO_NAMES = frozenset(("blocks",))
+
+
+def _stacks(measured, stacked: _Stacks):
     """{prefix: whether the subtree at prefix is split per layer}, for the stacked candidates.
 
-    A candidate is the subtree under the first path component named in ``stacked``. It is a
-    stack — what ``nn.scan``/``nnx.vmap`` make of a module — when none of its paths has a list
-    position or an all-digit key below it (a list of per-layer modules is split by layer
-    already; numbered submodule names such as ``dense_0`` may sit inside a scanned block) and
-    every leaf has at
-    least two axes, the first of one common length L (a scanned layer's parameters are at least
-    vectors, so a 1-D leaf is an unscanned module's bias or scale: a square ``Dense`` named
-    ``blocks`` is not a stack of 16 rows). A scalar leaf in a candidate without layer indices is
-    an error: no scan makes one, so the caller must say (``stacked=()``).
+    A candidate is the subtree under the first path component named in ``stacked.names``. A list
+    of layers (a list position or an all-digit key right below the name) is split by layer
+    already and never split again. Otherwise:
+
+    * named by the caller, it is a stack: every leaf has a leading axis of one common length L
+      (a per-layer scalar gate is an (L,) leaf), else a ValueError says which leaves differ;
+    * guessed (``"auto"``), it is split only when its shapes leave little doubt: no list position
+      anywhere below, every leaf with at least two axes, the first of one common length L, and at
+      least one with three or more (a scanned layer's weight matrix). A 1-D leaf is an unscanned
+      module's bias or scale, and a subtree of 2-D leaves alone is as likely a bias-free
+      ``Dense`` or an ``Embed`` as a stack of vectors: neither is split on a guess.
     """
+    names = _AUTO_NAMES if stacked.auto else stacked.names
     found = {}
     for parts, listed, _, leaf in measured:
         where = next(
             (
                 i
                 for i, (p, ix) in enumerate(zip(parts, listed, strict=True))
-                if p in stacked and not ix
+                if p in names and not ix
             ),
             None,
         )
@@ -350,19 +365,41 @@ def _stacks(measured, stacked):
             found.setdefault(parts[: where + 1], []).append((parts, listed[where + 1 :], leaf))
     split = {}
     for prefix, members in found.items():
-        if any(any(ix) for _, ix, _ in members):
-            split[prefix] = False
-            continue
-        for parts, _, leaf in members:
-            if jnp.ndim(leaf) == 0:
-                raise ValueError(
-                    f"grads leaf {'/'.join(parts)!r} sits under the stacked subtree "
-                    f"{prefix[-1]!r} but is a scalar; stacked leaves need a leading depth axis "
-                    "(pass stacked=() if it has none)"
-                )
-        shapes = [jnp.shape(leaf) for _, _, leaf in members]
-        split[prefix] = all(len(s) >= 2 for s in shapes) and len({s[0] for s in shapes}) == 1
+        if any(ix[:1] == (True,) for _, ix, _ in members):
+            split[prefix] = False  # a list of layers
+        elif stacked.auto:
+            shapes = [jnp.shape(leaf) for _, ix, leaf in members if not any(ix)]
+            split[prefix] = (
+                len(shapes) == len(members)
+                and all(len(s) >= 2 for s in shapes)
+                and len({s[0] for s in shapes}) == 1
+                and any(len(s) >= 3 for s in shapes)
+            )
+        else:
+            split[prefix] = _check_named_stack(prefix, members)
     return split
+
+
+def _check_named_stack(prefix, members):
+    """True, after checking that the caller's stack ``prefix`` has one leading length."""
+    name = "/".join(prefix)
+    for parts, _, leaf in members:
+        if jnp.ndim(leaf) == 0:
+            raise ValueError(
+                f"grads leaf {'/'.join(parts)!r} sits under the stacked subtree {name!r} but is "
+                "a scalar; stacked leaves need a leading depth axis (leave "
+                f"{prefix[-1]!r} out of stacked if it is not a scanned stack)"
+            )
+    lengths = {}
+    for parts, _, leaf in members:
+        lengths.setdefault(jnp.shape(leaf)[0], []).append(("/".join(parts), jnp.shape(leaf)))
+    if len(lengths) > 1:
+        seen = "; ".join(f"{path} {shape}" for path, shape in (v[0] for v in lengths.values()))
+        raise ValueError(
+            f"stacked names {prefix[-1]!r}, but {name!r} is not a scanned stack: its leaves have "
+            f"no common leading depth axis ({seen}); leave it out of stacked"
+        )
+    return True
 
 
 # Layouts worked out already, most recently used last, keyed by :func:`_structure`: the layout
@@ -488,20 +525,24 @@ def _check_thresholds(vanishing, exploding):
         )
 
 
-def _as_names(stacked) -> frozenset:
+def _as_names(stacked) -> _Stacks:
+    if isinstance(stacked, _Stacks):
+        return stacked
+    if isinstance(stacked, str) and stacked == "auto":
+        return _Stacks(_AUTO_NAMES, True)
     if isinstance(stacked, str):
-        return frozenset((stacked,))
+        return _Stacks(frozenset((stacked,)), False)
     if stacked is None:
-        return frozenset()
+        return _Stacks(frozenset(), False)
     if isinstance(stacked, (bool, int, float)) or not hasattr(stacked, "__iter__"):
         raise TypeError(
-            f"stacked={stacked!r} is not allowed; pass a subtree name (e.g. 'blocks'), a "
-            "sequence of names, or None"
+            f"stacked={stacked!r} is not allowed; pass 'auto', a subtree name (e.g. 'blocks'), "
+            "a sequence of names, or None"
         )
     stacked = tuple(stacked)
     if not all(isinstance(s, str) for s in stacked):
-        raise TypeError(f"stacked={stacked!r} must be a name or a sequence of names")
-    return frozenset(stacked)
+        raise TypeError(f"stacked={stacked!r} must be 'auto', a name or a sequence of names")
+    return _Stacks(frozenset(stacked), False)
 
 
 def _per_row(values, rows):
@@ -749,7 +790,7 @@ def gradient_stats(
     *,
     vanishing: float = 1e-7,
     exploding: float = 1e3,
-    stacked: Any = ("blocks",),
+    stacked: Any = "auto",
     group_by: Any = None,
 ) -> GradientStats:
     """The notes' gradient table as a pure function: per-leaf and per-layer norms, and a status.
@@ -767,9 +808,11 @@ def gradient_stats(
         ``None``.
       vanishing: a leaf whose ‖g‖ is below this is ``vanishing`` (the notes' 1e-7).
       exploding: a leaf whose ‖g‖ is above this is ``exploding`` (the notes' 1e3).
-      stacked: names of path components whose subtrees may be scanned stacks (``nn.scan`` /
-        ``nnx.vmap`` modules, one leading depth axis on every leaf), split per layer when they
-        are; ``()`` for none. See the module docs for when a subtree counts as a stack.
+      stacked: which subtrees are scanned stacks (``nn.scan`` / ``nnx.vmap`` /
+        ``eqx.filter_vmap`` modules, one leading depth axis on every leaf), measured per layer:
+        ``"auto"`` (a subtree named ``blocks``, as jaxflow's models name theirs, when its shapes
+        leave little doubt), the names of yours (``"layers"``, ``("blocks", "layers")``: each is
+        split, and must be a stack), or ``()`` for none. See the module docs.
       group_by: how leaves form layers for ``layer_norms``: ``None`` (the path up to its last
         layer index, else the first component; see the module docs), a regular expression (the
         layer is its first match in the leaf name, or its first group if it has one; names it
@@ -779,7 +822,8 @@ def gradient_stats(
       A :class:`GradientStats`.
 
     Raises:
-      ValueError: for bad thresholds, a scalar leaf in a stacked subtree, a ``params`` tree that
+      ValueError: for bad thresholds, a subtree named in ``stacked`` whose leaves lack a common
+        leading axis (a scalar among them), a ``params`` tree that
         lacks a measured leaf or has another shape, a bad ``group_by`` pattern, or no
         floating-point leaf at all.
       TypeError: for complex gradients, a ``stacked`` that is not names, or a bad ``group_by``.
@@ -788,7 +832,7 @@ def gradient_stats(
       >>> import jax, jax.numpy as jnp, jaxflow as jf
       >>> grads = {"blocks": {"kernel": jnp.stack([jnp.full((2, 2), 1e-9), jnp.ones((2, 2))])},
       ...          "readout": {"kernel": jnp.array([[jnp.nan], [1.0]])}}
-      >>> stats = jax.jit(jf.gradient_stats)(grads)
+      >>> stats = jax.jit(jf.gradient_stats, static_argnames="stacked")(grads, stacked="blocks")
       >>> stats.names
       ('blocks/00/kernel', 'blocks/01/kernel', 'readout/kernel')
       >>> jf.GradientStatus.name_of(stats.status).tolist()

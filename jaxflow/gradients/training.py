@@ -201,7 +201,7 @@ def _step_fn(objective, optimizer, clip, thresholds, stacked, group_by):
         fired = jnp.any(jnp.stack(changed)) if changed else jnp.array(False)
         updates, new_opt_state = optimizer.update(clipped_grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
-        _, bad_params = _nonfinite_rows(new_params, frozenset(stacked))
+        _, bad_params = _nonfinite_rows(new_params, stacked)
         bad_state = jnp.stack(
             [jnp.array(False)]
             + [~jnp.all(jnp.isfinite(leaf)) for _, leaf in _state_leaves(new_state)]
@@ -437,7 +437,7 @@ def train(
     opt_state=None,
     vanishing: float = 1e-7,
     exploding: float = 1e3,
-    stacked: Any = ("blocks",),
+    stacked: Any = "auto",
     group_by: Any = None,
 ) -> TrainResult:
     """Trains any model with optax, recording gradient health and stopping on NaN/Inf.
@@ -582,7 +582,7 @@ def train(
         )
     _check_thresholds(vanishing, exploding)
     _clipper(clip_norm, clip_value)  # validates the thresholds here, not inside jit
-    stacked = tuple(sorted(_as_names(stacked)))
+    stacked = _as_names(stacked)
     _grouper(group_by)  # validated here, not inside jit
     kind = module_kind(model)
     if kind in _RECIPES:
@@ -699,7 +699,7 @@ def _result(records, params, state, opt_state, clip, stacked, is_model) -> Train
         loss_bad = () if np.isfinite(records["loss"][-1]) else ("loss",)
         nonfinite = loss_bad + last.leaves_with("nonfinite")
         if not nonfinite:  # a finite gradient whose update overflowed the parameters or state
-            param_names = [row.name for row in _plan(params, frozenset(stacked))[0].rows]
+            param_names = [row.name for row in _plan(params, stacked)[0].rows]
             state_names = [name for name, _ in _state_leaves(state)]
             flagged = (
                 ("param", param_names, records["bad_params"][-1]),

@@ -54,3 +54,29 @@ class DocsStyle(eqx.Module):
 
 def build_docs_style():
     return DocsStyle(jax.random.key(0)), jnp.ones((2, 3))
+
+
+class Scanned(eqx.Module):
+    """The Equinox docs' "scan over layers": one Linear stacked by ``filter_vmap``, applied by
+    ``lax.scan``; its leaves carry a leading depth axis under the field name ``layers``."""
+
+    layers: eqx.nn.Linear
+    head: eqx.nn.Linear
+
+    def __init__(self, key, depth=3):
+        keys = jax.random.split(key, depth + 1)
+        self.layers = eqx.filter_vmap(lambda k: eqx.nn.Linear(4, 4, key=k))(keys[:depth])
+        self.head = eqx.nn.Linear(4, 3, key=keys[depth])
+
+    def __call__(self, x):
+        params, static = eqx.partition(self.layers, eqx.is_array)
+
+        def step(h, p):
+            return h + jnp.tanh(eqx.combine(p, static)(h)), None
+
+        h, _ = jax.lax.scan(step, x, params)
+        return self.head(h)
+
+
+def build_scanned():
+    return Scanned(jax.random.key(0)), jax.random.normal(jax.random.key(1), (2, 4))
