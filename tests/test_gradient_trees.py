@@ -255,6 +255,45 @@ def test_the_default_guess_splits_no_bias_free_dense_or_embedding_named_blocks()
     )
 
 
+def test_the_default_guess_splits_no_bias_free_convolution_and_does_split_equinox_stacks():
+    rng = np.random.default_rng(2)
+    # Two bias-free 3×3 convolutions in an unscanned module named "blocks": all 4-D, common
+    # first length 3 (the kernel height), so shapes alone could take them for 3 layers.
+    convs = {f"Conv_{i}": {"kernel": rng.normal(size=(3, 3, 8, 8))} for i in range(2)}
+    stats = jf.gradient_stats({"blocks": convs})
+    _check_leaves(
+        stats, {f"blocks/Conv_{i}/kernel": convs[f"Conv_{i}"]["kernel"] for i in range(2)}
+    )
+    # The Equinox docs' stack of MLPs (filter_vmap): lists inside each layer, a weight and a bias
+    # in each, one leading depth: split per depth, every inner layer inside its depth's row.
+    keys = jax.random.split(jax.random.key(0), 4)
+    mlps = eqx.filter_vmap(lambda k: eqx.nn.MLP(3, 3, 5, 2, key=k))(keys)
+    stats = jf.gradient_stats({"blocks": mlps})
+    assert stats.layer_names == ("blocks/00", "blocks/01", "blocks/02", "blocks/03")
+    for l in range(4):
+        leaves = [
+            np.asarray(a[l], np.float64) for a in jax.tree.leaves(eqx.filter(mlps, eqx.is_array))
+        ]
+        assert _close(stats.layer_norms[l], float(np.sqrt(sum(np.sum(a**2) for a in leaves))))
+
+
+def test_numbering_that_does_not_start_at_zero_is_not_a_layer_index():
+    # GPT-2's names: blocks h_0..h_2, each with ln_1, attn, ln_2, mlp; then ln_f and head.
+    rng = np.random.default_rng(3)
+    parts = ("ln_1", "attn", "ln_2", "mlp")
+    tree = {f"h_{i}": {p: {"w": rng.normal(size=4)} for p in parts} for i in range(3)}
+    tree |= {"ln_f": {"w": rng.normal(size=4)}, "head": {"w": rng.normal(size=4)}}
+    stats = jf.gradient_stats(jax.tree.map(jnp.asarray, tree))
+    _check_layers(
+        stats,
+        {f"h_{i}": [tree[f"h_{i}"][p]["w"] for p in sorted(parts)] for i in range(3)}
+        | {"head": [tree["head"]["w"]], "ln_f": [tree["ln_f"]["w"]]},
+    )
+    # Numbered from 0 they are layers, as before (layers_0, layers_1 under "encoder").
+    tree = {"encoder": {f"layers_{i}": {"w": jnp.ones(2)} for i in range(2)}}
+    assert jf.gradient_stats(tree).layer_names == ("encoder/layers_0", "encoder/layers_1")
+
+
 def test_a_named_stack_is_split_with_its_scalar_gates_and_inner_lists():
     rng = np.random.default_rng(1)
     # A scanned ReZero block: a per-layer scalar gate is an (L,) leaf; an nnx.List inside the
@@ -490,7 +529,7 @@ def test_train_records_layer_norms_by_group_by():
 
 def test_numbered_names_inside_a_scanned_block_stay_in_its_layer():
     stack = {"dense_0": {"kernel": jnp.ones((3, 2, 2))}, "dense_1": {"kernel": jnp.ones((3, 2, 2))}}
-    stats = jf.gradient_stats({"blocks": stack})
+    stats = jf.gradient_stats({"blocks": stack}, stacked="blocks")
     assert stats.layer_names == ("blocks/00", "blocks/01", "blocks/02")
     assert stats.names[:2] == ("blocks/00/dense_0/kernel", "blocks/00/dense_1/kernel")
     assert _close(stats.layer_norms[1], np.sqrt(8.0))

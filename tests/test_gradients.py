@@ -624,7 +624,7 @@ def test_monitor_passes_updates_through_and_records_gradient_stats():
         "readout": {"kernel": jax.random.normal(keys[1], (3, 1))},
     }
     x = jax.random.normal(keys[2], (5, 3))
-    monitored = optax.chain(jf.gradient_monitor(ratio=True), optax.adam(1e-2))
+    monitored = optax.chain(jf.gradient_monitor(ratio=True, stacked="blocks"), optax.adam(1e-2))
     plain = optax.adam(1e-2)
 
     @jax.jit
@@ -642,8 +642,11 @@ def test_monitor_passes_updates_through_and_records_gradient_stats():
         )
 
     state, plain_state = monitored.init(params), plain.init(params)
-    assert int(state[0].count) == 0 and state[0].stats.names == jf.gradient_stats(params).names
-    outside_stats = jax.jit(jf.gradient_stats)
+    assert (
+        int(state[0].count) == 0
+        and state[0].stats.names == jf.gradient_stats(params, stacked="blocks").names
+    )
+    outside_stats = jax.jit(functools.partial(jf.gradient_stats, stacked="blocks"))
     for t in range(3):
         before = params
         params, state, plain_state, grads, updates, plain_updates = step(
@@ -728,7 +731,7 @@ def test_fused_measurement_matches_numpy_float64(monkeypatch):
     monkeypatch.setattr(module, "_fuse_across_leaves", lambda: True)
     monkeypatch.setattr(module, "_FUSE_BELOW", 250)  # "c" and "h" measured alone, in place
     grads, rows = _fused_case()
-    stats = jf.gradient_stats(grads)
+    stats = jf.gradient_stats(grads, stacked="blocks")
     rtol = tol("float32", "gradient")
     for name, g in rows.items():
         leaf = stats.leaf(name)

@@ -23,20 +23,23 @@ Conventions (they change numbers, so they are fixed here and tested):
   you (``stacked="layers"``, ``stacked=("blocks", "layers")``), a subtree is split per layer, and
   its leaves must share one leading length (a per-layer scalar gate is an (L,) leaf; a scalar or
   differing lengths are an error). The default ``"auto"`` guesses, for jaxflow's own models: a
-  subtree named ``blocks`` is split only when no list position is below it, every leaf has at
-  least two axes, the first of one common length, and one has three or more (a scanned layer's
-  weight matrix). So a square ``Dense`` named ``blocks`` (1-D bias), a bias-free ``Dense`` or an
-  ``Embed`` (2-D leaves alone) is one leaf, not a stack of rows; a stack of bias-free layers or of
-  vectors alone, or one with a scalar gate, is measured unsplit until you name it. A list of layers
-  right below the name (``nnx.List``, a Python list, all-digit keys) is split by layer already and
-  never split again; a list inside a named stack's layer is split by the leading axis with the
-  rest. Each split leaf gives L rows, with the index zero-padded to at least two digits
+  subtree named ``blocks`` is split only when every leaf has at least two axes, the first of one
+  common length, and among them are a stacked vector (two axes: a scanned bias or scale) and a
+  stacked matrix or more (a scanned weight). So a square ``Dense`` named ``blocks`` (1-D bias), a
+  bias-free ``Dense``, ``Conv`` or ``DenseGeneral``, or an ``Embed`` is one leaf, not a stack of
+  rows; a stack of bias-free layers, of vectors alone, or with a scalar gate is measured
+  unsplit until you name it. A list of layers right below the name (``nnx.List``, a Python list,
+  all-digit keys) is split by layer already and never split again; a list inside a stack's layer
+  (an Equinox ``MLP`` stacked by ``filter_vmap``) is split by the leading axis with the rest.
+  Each split leaf gives L rows, with the index zero-padded to at least two digits
   (``blocks/07/Dense_0/kernel``).
 * **Layers** group the leaves (``group_by``). By default a leaf's layer is its path up to its
   last *layer index* — a list position (``layers/3``, ``blocks/0``), an all-digit key
   (``blocks/07``) or a lowercase name ending in ``_N`` (``layers_3``, ``blocks_5``,
-  ``Transformer/encoderblock_7``, ``decoder/encoderdecoderblock_0``); linen's automatic CamelCase
-  names (``Dense_0``, ``MlpBlock_0``) number parts of a layer and do not count, and a split stack's
+  ``Transformer/encoderblock_7``, ``decoder/encoderdecoderblock_0``) whose numbering among its
+  siblings starts at 0 (GPT-2's ``ln_1`` and ``ln_2`` inside ``h_0`` name two norms of one block,
+  so its layer is ``h_0``); linen's automatic CamelCase names (``Dense_0``, ``MlpBlock_0``) number
+  parts of a layer and do not count, and a split stack's
   layer is its block (``blocks/07``), whatever is numbered inside it. With nested numbering the
   last index wins (``blocks/3/mlp/layers/0`` in an Equinox block holding an MLP): pass
   ``group_by="blocks/[0-9]+"`` for one row per block. A leaf without a

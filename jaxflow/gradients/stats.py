@@ -235,14 +235,32 @@ def _flatten(tree, prefix=()):
 # digit keys (``blocks/03``), and lowercase names ending in _N (``layers_3``, ``encoderblock_7``:
 # what linen names list attributes and numbered blocks). Linen's automatic CamelCase names
 # (``Dense_0``, ``MlpBlock_0``) number sublayers inside a block, not layers.
-_NUMBERED = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*_\d+")
+# A _N name counts only where its numbering among its siblings starts at 0, as a list's does:
+# GPT-2's ``ln_1``/``ln_2`` inside block ``h_0`` name two norms of one block, not layers 1 and 2.
+_NUMBERED = re.compile(r"([a-z][a-z0-9]*(?:_[a-z0-9]+)*)_(\d+)")
 
 
-def _layer_indices(parts, positional):
-    return tuple(
-        pos or part.isdigit() or _NUMBERED.fullmatch(part) is not None
-        for part, pos in zip(parts, positional, strict=True)
-    )
+def _layer_indices(all_parts):
+    """For each path of ``all_parts`` (a list of (parts, positional)), which parts are layer
+    indices: list positions, all-digit keys, and _N names whose sibling family holds a 0."""
+    families = collections.defaultdict(set)
+    for parts, _ in all_parts:
+        for i, part in enumerate(parts):
+            match = _NUMBERED.fullmatch(part)
+            if match is not None:
+                families[parts[:i], match.group(1)].add(int(match.group(2)))
+
+    def numbered(prefix, part):
+        match = _NUMBERED.fullmatch(part)
+        return match is not None and 0 in families[prefix, match.group(1)]
+
+    return [
+        tuple(
+            pos or part.isdigit() or numbered(parts[:i], part)
+            for i, (part, pos) in enumerate(zip(parts, positional, strict=True))
+        )
+        for parts, positional in all_parts
+    ]
 
 
 def _default_group(parts, indices) -> str:
@@ -344,11 +362,12 @@ def _stacks(measured, stacked: _Stacks):
 
     * named by the caller, it is a stack: every leaf has a leading axis of one common length L
       (a per-layer scalar gate is an (L,) leaf), else a ValueError says which leaves differ;
-    * guessed (``"auto"``), it is split only when its shapes leave little doubt: no list position
-      anywhere below, every leaf with at least two axes, the first of one common length L, and at
-      least one with three or more (a scanned layer's weight matrix). A 1-D leaf is an unscanned
-      module's bias or scale, and a subtree of 2-D leaves alone is as likely a bias-free
-      ``Dense`` or an ``Embed`` as a stack of vectors: neither is split on a guess.
+    * guessed (``"auto"``), it is split only when its shapes leave little doubt: every leaf with
+      at least two axes, the first of one common length L, one of them a stacked vector (two
+      axes: a scanned bias or scale) and one a stacked matrix or more (a scanned weight). A 1-D
+      leaf is an unscanned module's bias or scale; 2-D leaves alone are as likely a bias-free
+      ``Dense`` or an ``Embed`` as a stack of vectors, and ≥3-D leaves alone a bias-free
+      ``Conv`` or ``DenseGeneral`` as a stack of bias-free layers: none is split on a guess.
     """
     names = _AUTO_NAMES if stacked.auto else stacked.names
     found = {}
@@ -368,11 +387,11 @@ def _stacks(measured, stacked: _Stacks):
         if any(ix[:1] == (True,) for _, ix, _ in members):
             split[prefix] = False  # a list of layers
         elif stacked.auto:
-            shapes = [jnp.shape(leaf) for _, ix, leaf in members if not any(ix)]
+            shapes = [jnp.shape(leaf) for _, _, leaf in members]
             split[prefix] = (
-                len(shapes) == len(members)
-                and all(len(s) >= 2 for s in shapes)
+                all(len(s) >= 2 for s in shapes)
                 and len({s[0] for s in shapes}) == 1
+                and any(len(s) == 2 for s in shapes)
                 and any(len(s) >= 3 for s in shapes)
             )
         else:
@@ -473,16 +492,19 @@ def _plan(grads, stacked, group_by=None):
 def _make_plan(grads, stacked, group_by=None):
     """(the static :class:`_Layout`, the measured leaves) of a gradient tree."""
     group = _grouper(group_by)
-    measured, frozen = [], []
+    found, frozen = [], []
     for parts, positional, leaf in _flatten(grads):
         name = "/".join(parts) or _ROOT
         if _measured(name, leaf):
-            listed = tuple(
-                pos or part.isdigit() for part, pos in zip(parts, positional, strict=True)
-            )
-            measured.append((parts, listed, _layer_indices(parts, positional), leaf))
+            found.append((parts, positional, leaf))
         else:
             frozen.append(name)
+    measured = [
+        (parts, tuple(p or part.isdigit() for part, p in zip(parts, pos, strict=True)), ix, leaf)
+        for (parts, pos, leaf), ix in zip(
+            found, _layer_indices([(parts, pos) for parts, pos, _ in found]), strict=True
+        )
+    ]
     stacks = _stacks(measured, stacked)
     rows, leaves, paths, split, anchors = [], [], [], [], {}
     for pos, (parts, _, indices, leaf) in enumerate(measured):
