@@ -406,6 +406,77 @@ def test_equinox_mlp_layers_do_not_feed_each_other():
         jf.block_chain(mlp, None, jnp.ones(4))
 
 
+class _LinenScanBlock(nn.Module):
+    @nn.compact
+    def __call__(self, h, _):
+        return h + jnp.tanh(nn.Dense(4)(h)), None
+
+
+class _LinenScanned(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        scan = nn.scan(
+            _LinenScanBlock, variable_axes={"params": 0}, split_rngs={"params": True}, length=3
+        )
+        h, _ = scan(name="layers")(x, None)
+        return h
+
+
+class _NnxScanBlock(nnx.Module):
+    def __init__(self, rngs):
+        self.linear = nnx.Linear(4, 4, rngs=rngs)
+
+    def __call__(self, h):
+        return h + jnp.tanh(self.linear(h))
+
+
+class _NnxScanned(nnx.Module):
+    """The Flax NNX docs' scan over layers: nnx.vmap builds the stack, nnx.scan applies it."""
+
+    def __init__(self, rngs):
+        @nnx.split_rngs(splits=3)
+        @nnx.vmap(in_axes=(0,), out_axes=0)
+        def create(rngs):
+            return _NnxScanBlock(rngs)
+
+        self.layers = create(rngs)
+
+    def __call__(self, h):
+        @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)
+        def forward(h, block):
+            return block(h)
+
+        return forward(h, self.layers)
+
+
+class _EqxScanned(eqx.Module):
+    layers: eqx.nn.Linear
+
+    def __init__(self, key):
+        self.layers = eqx.filter_vmap(lambda k: eqx.nn.Linear(4, 4, key=k))(
+            jax.random.split(key, 3)
+        )
+
+    def __call__(self, h):
+        params, static = eqx.partition(self.layers, eqx.is_array)
+        return jax.lax.scan(lambda h, p: (eqx.combine(p, static)(h), None), h, params)[0]
+
+
+def test_a_scanned_stack_is_named_as_one_with_what_to_call_instead():
+    # Its layers are never called one by one, so no capture can record them: say what it is
+    # and how to measure it (a layer function over the stacked parameters), for each framework.
+    h0 = jnp.ones(4)
+    linen = _LinenScanned()
+    cases = [
+        (linen, linen.init(jax.random.key(0), h0), "layers"),
+        (_NnxScanned(nnx.Rngs(0)), None, "layers"),
+        (_EqxScanned(jax.random.key(0)), None, ["layers"]),
+    ]
+    for model, variables, blocks in cases:
+        with pytest.raises(ValueError, match=r"'layers' looks like a scanned stack of 3 layers"):
+            jf.block_chain(model, variables, h0, blocks=blocks)
+
+
 # --- (5) plain functions with a change of width: float64 NumPy references --------------------
 
 

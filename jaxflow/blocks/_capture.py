@@ -28,6 +28,56 @@ def _output(out, name):
     return out
 
 
+def _stack_length(arrays):
+    """L when the floating-point arrays look like a scanned stack's parameters: every one with
+    two axes or more, the first of one common length L, one with three or more (a stacked
+    weight); else None. Asked only after a capture failed, to say why."""
+    shapes = [
+        a.shape
+        for a in arrays
+        if hasattr(a, "dtype") and jax.numpy.issubdtype(a.dtype, jax.numpy.floating)
+    ]
+    if not shapes or any(len(s) < 2 for s in shapes) or all(len(s) < 3 for s in shapes):
+        return None
+    lengths = {s[0] for s in shapes}
+    return lengths.pop() if len(lengths) == 1 else None
+
+
+def _linen_scan_length(variables, path, inner):
+    """L when the variables at ``path`` are the module's own (``inner``) with one more leading
+    axis of length L: the module runs inside ``nn.scan``/``nn.vmap``; else None."""
+    outer = variables
+    try:
+        for part in ("params", *path.split("/")):
+            outer = outer[part]
+        inner = inner["params"]
+    except (KeyError, TypeError):
+        return None
+    outer, inner = jax.tree.leaves(outer), jax.tree.leaves(inner)
+    if not inner or len(outer) != len(inner):
+        return None
+    if any(o.shape[1:] != i.shape or o.ndim != i.ndim + 1 for o, i in zip(outer, inner)):
+        return None
+    lengths = {o.shape[0] for o in outer}
+    return lengths.pop() if len(lengths) == 1 else None
+
+
+def _explain_stacks(error, blocks):
+    """Re-raise ``error`` (capture failed) as a ValueError that says so when a selected block is
+    a scanned stack; ``blocks`` is [(name, L or None)]. Returns if none is."""
+    for name, length in blocks:
+        if length is not None:
+            raise ValueError(
+                f"block {name!r} looks like a scanned stack of {length} layers (nn.scan, "
+                "nnx.vmap with nnx.scan, eqx.filter_vmap: its parameters have a leading depth "
+                "axis), which the model applies in one call, so block_chain cannot record the "
+                "layers one by one. Write one layer as a function layer_fn(layer_params, h) -> h "
+                "and pass the stack's parameters: jf.jacobian_chain(layer_fn, stacked_params, "
+                f"h0) (or jf.log_spectrum). The capture failed with {type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}"
+            ) from error
+
+
 def _linen_selector(blocks):
     if isinstance(blocks, type) or (
         isinstance(blocks, tuple) and blocks and all(isinstance(b, type) for b in blocks)
@@ -42,7 +92,7 @@ def _linen_selector(blocks):
 
 def _capture_linen(model, blocks, variables, x, kwargs):
     selected = _linen_selector(blocks)
-    seen, calls, inside = [], [], [0]
+    seen, calls, inside, tried = [], [], [0], []
     apply_options = {k: kwargs.pop(k) for k in ("rngs", "mutable") if k in kwargs}
 
     def interceptor(next_fun, args, kw, context):
@@ -54,6 +104,7 @@ def _capture_linen(model, blocks, variables, x, kwargs):
         if inside[0] or not selected(module, path):
             return next_fun(*args, **kw)
         sub, sub_variables = module.unbind()
+        tried.append((path, _linen_scan_length(variables, path, sub_variables)))
         inside[0] += 1
         try:
             out = next_fun(*args, **kw)
@@ -63,13 +114,25 @@ def _capture_linen(model, blocks, variables, x, kwargs):
         return out
 
     with nn.intercept_methods(interceptor):
-        _forward(model.apply, variables, x, **kwargs, **apply_options)
+        try:
+            _forward(model.apply, variables, x, **kwargs, **apply_options)
+        except Exception as error:
+            _explain_stacks(error, tried)
+            raise
     if isinstance(blocks, tuple) and all(isinstance(b, str) for b in blocks):
         missing = [b for b in blocks if b not in {c[0] for c in calls}]
         if missing:
             _no_match(blocks, seen, f"these names were not called: {missing}")
     if not calls:
         _no_match(blocks, seen)
+    try:
+        return _linen_blocks(calls, apply_options)
+    except Exception as error:
+        _explain_stacks(error, tried)
+        raise
+
+
+def _linen_blocks(calls, apply_options):
     result, counts = [], collections.Counter(c[0] for c in calls)
     index = collections.Counter()
     for path, sub, sub_variables, args, kw, out in calls:
@@ -249,8 +312,14 @@ def _capture_nnx(graphdef, state, blocks, x, kwargs):
     calls = []
     for name, parent, key, block in found:
         _set(parent, key, _Recorder(name, block, calls))
-    _forward(model, x, **kwargs)
-    return _blocks_from_calls(found, calls, make_fn)
+    try:
+        _forward(model, x, **kwargs)
+        return _blocks_from_calls(found, calls, make_fn)
+    except Exception as error:
+        _explain_stacks(
+            error, [(n, _stack_length(jax.tree.leaves(p[1]))) for n, p in pure.items() if p]
+        )
+        raise
 
 
 def _capture_pytree(model, blocks, x, kwargs):
@@ -282,8 +351,15 @@ def _capture_pytree(model, blocks, x, kwargs):
         replace=[_Recorder(name, b, calls) for name, b in zip(names, leaves)],
         is_leaf=lambda node: any(node is b for b in leaves),
     )
-    _forward(recorded, x, **kwargs)
-    return _blocks_from_calls(found, calls, make_fn)
+    try:
+        _forward(recorded, x, **kwargs)
+        return _blocks_from_calls(found, calls, make_fn)
+    except Exception as error:
+        _explain_stacks(
+            error,
+            [(n, _stack_length(jax.tree.leaves(b))) for n, b in zip(names, leaves, strict=True)],
+        )
+        raise
 
 
 def _at(model, name):

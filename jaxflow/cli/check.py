@@ -712,6 +712,9 @@ def run_check(args) -> int:
                             f"jaxflow check: --blocks {args.blocks!r} selects {problem}"
                         ) from None
                     note = f"no per-block spectra: the blocks {problem}"
+                elif "looks like a scanned stack" in str(error):
+                    # No pattern helps: the stack's layers are never called one by one.
+                    note = f"no per-block spectra: {_one_line(error, 700)}"
                 elif args.blocks is not None:
                     raise UsageError(
                         f"jaxflow check: --blocks {args.blocks!r} selects {names}, "
