@@ -86,7 +86,7 @@ def known_keys(source: str, mapping, allowed) -> None:
 
 def module_kind(model) -> str | None:
     """``"linen"``, ``"nnx"`` or ``"equinox"`` for a module of that framework, else None (a
-    function, a jaxflow model is ``"linen"``). Reads ``sys.modules``: an object cannot be an
+    function, also one wrapped by ``eqx.filter_jit``; a jaxflow model is ``"linen"``). Reads ``sys.modules``: an object cannot be an
     instance of a class whose module was never imported, so nothing is imported for the check.
 
     Example:
@@ -102,5 +102,6 @@ def module_kind(model) -> str | None:
     }.items():
         module = sys.modules.get(name)
         if module is not None and isinstance(model, getattr(module, attr)):
-            return kind
+            # eqx.filter_jit, filter_grad, ... wrap a function in a Module: still a function.
+            return None if kind == "equinox" and hasattr(model, "__wrapped__") else kind
     return None

@@ -437,3 +437,86 @@ def test_a_linen_model_with_batch_norm_in_the_model_form_is_refused_with_the_rec
     plain = nn.Dense(1)
     result = jf.train(plain, plain.init(jax.random.key(0), x), (x, y), optax.sgd(0.1), 2)
     assert result.loss.shape == (2,)
+
+
+# ---------------------------------------------------------------------------------------------
+# What users hand to jf.train as they write it: a list of batches, a jitted loss, a second-order
+# optimiser, an integer leaf, a model that draws random numbers.
+
+
+def _linear_loss(params, batch, rng):
+    x, y = batch
+    return jnp.mean((x @ params["w"] - y) ** 2)
+
+
+def _linear_batches(n):
+    rng = np.random.default_rng(11)
+    return [
+        (rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32))
+        for _ in range(n)
+    ]
+
+
+def test_a_list_of_batches_is_iterated_in_epochs_against_numpy_sgd():
+    batches, lr, steps = _linear_batches(3), 0.1, 7
+    result = jf.train(_linear_loss, {"w": jnp.zeros((3, 1))}, batches, optax.sgd(lr), steps)
+    w, losses = np.zeros((3, 1)), []
+    for t in range(steps):  # float64 SGD on the same batches, the list restarting each epoch
+        x, y = (np.asarray(a, np.float64) for a in batches[t % 3])
+        r = x @ w - y
+        losses.append(np.mean(r**2))
+        w = w - lr * 2 * x.T @ r / r.size
+    assert _relative(result.loss, losses) < RTOL
+    assert _relative(result.params["w"], w) < RTOL
+
+
+def test_a_loss_wrapped_by_equinox_filter_jit_is_a_loss_function():
+    batches = _linear_batches(1)[0]
+    wrapped = jf.train(
+        eqx.filter_jit(_linear_loss), {"w": jnp.zeros((3, 1))}, batches, optax.sgd(0.1), 3
+    )
+    plain = jf.train(_linear_loss, {"w": jnp.zeros((3, 1))}, batches, optax.sgd(0.1), 3)
+    np.testing.assert_allclose(wrapped.loss, plain.loss, rtol=tol("float32", "gradient"))
+
+
+def test_optimisers_with_extra_arguments_get_the_loss():
+    # L-BFGS with its line search reaches the least-squares minimum (NumPy float64 lstsq);
+    # reduce_on_plateau reads the loss without failing.
+    x, y = (np.asarray(a, np.float64) for a in _linear_batches(1)[0])
+    w, *_ = np.linalg.lstsq(x, y, rcond=None)
+    best = np.mean((x @ w - y) ** 2)
+    data = tuple(jnp.asarray(a, jnp.float32) for a in (x, y))
+    result = jf.train(_linear_loss, {"w": jnp.zeros((3, 1))}, data, optax.lbfgs(), 10)
+    assert abs(float(result.loss[-1]) - best) < 1e-5 * best
+    plateau = optax.chain(optax.sgd(0.1), optax.contrib.reduce_on_plateau())
+    assert np.all(
+        np.isfinite(jf.train(_linear_loss, {"w": jnp.zeros((3, 1))}, data, plateau, 3).loss)
+    )
+
+
+def test_an_integer_leaf_in_params_is_refused_by_name():
+    params = {"w": jnp.zeros((3, 1)), "perm": jnp.arange(3)}
+    with pytest.raises(TypeError, match=r"params leaf \"\['perm'\]\" is an array of int32"):
+        jf.train(_linear_loss, params, _linear_batches(1)[0], optax.sgd(0.1), 2)
+
+
+class _DropoutByDefault(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = True):
+        return nn.Dense(1)(nn.Dropout(0.5, deterministic=not train)(nn.Dense(4)(x)))
+
+
+def test_random_numbers_the_model_form_cannot_give_are_named():
+    model = _DropoutByDefault()
+    x, y = jnp.ones((4, 3)), jnp.ones((4, 1))
+    variables = model.init(jax.random.key(0), x, train=False)
+    with pytest.raises(TypeError, match=r"without random numbers.*loss-function form with key="):
+        jf.train(model, variables, (x, y), optax.sgd(0.1), 2)
+
+    def loss_fn(params, batch, rng):  # forgets key=: rng is None
+        prediction = model.apply({"params": params}, batch[0], rngs={"dropout": rng})
+        return jnp.mean((prediction - batch[1]) ** 2)
+
+    with pytest.raises(Exception) as caught:
+        jf.train(loss_fn, variables["params"], (x, y), optax.sgd(0.1), 2)
+    assert any("pass key=jax.random.key(0)" in note for note in caught.value.__notes__)

@@ -11,6 +11,7 @@ import math
 import numbers
 from typing import Any, NamedTuple
 
+import flax.errors
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -127,11 +128,19 @@ class _ModelObjective:
     def __call__(self, params, rest, batch, rng):
         x, y = batch
         variables = {"params": params, **rest}
-        if self.train_mode:
-            prediction, updated = self.model.apply(variables, x, train=True, mutable=list(rest))
-            rest = {**rest, **updated}
-        else:
-            prediction = self.model.apply(variables, x)
+        try:
+            if self.train_mode:
+                prediction, updated = self.model.apply(variables, x, train=True, mutable=list(rest))
+                rest = {**rest, **updated}
+            else:
+                prediction = self.model.apply(variables, x)
+        except flax.errors.InvalidRngError as error:
+            raise TypeError(
+                f"the model form runs model.apply(variables, x) without random numbers, but the "
+                f"model draws some ({str(error).splitlines()[0]}); make its Dropout "
+                "deterministic by default, or train it in the loss-function form with key= "
+                "(jf.train(loss_fn, params, data, optimizer, steps, key=...), see jf.train's docs)"
+            ) from None
         return jnp.mean(jax.vmap(self.loss_fn)(prediction, y)), rest
 
 
@@ -145,6 +154,17 @@ class _LossObjective:
 
     def __call__(self, params, state, batch, rng):
         name = getattr(self.loss_fn, "__name__", "loss_fn")
+        try:
+            return self._call(name, params, state, batch, rng)
+        except Exception as error:
+            if rng is None:
+                error.add_note(
+                    f"(jf.train called {name} with rng=None, as no key= was given; pass "
+                    "key=jax.random.key(0) if the model draws random numbers, e.g. for dropout)"
+                )
+            raise
+
+    def _call(self, name, params, state, batch, rng):
         if self.stateful:
             out = self.loss_fn(params, state, batch, rng)
             if not (isinstance(out, (tuple, list)) and len(out) == 2):
@@ -199,7 +219,16 @@ def _step_fn(objective, optimizer, clip, thresholds, stacked, group_by):
         clipped_grads, _ = clipper.update(grads, clipper.init(params))
         changed = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.any(a != b), clipped_grads, grads))
         fired = jnp.any(jnp.stack(changed)) if changed else jnp.array(False)
-        updates, new_opt_state = optimizer.update(clipped_grads, opt_state, params)
+        extra = {}
+        if isinstance(optimizer, optax.GradientTransformationExtraArgs):
+            # optax.lbfgs's line search, reduce_on_plateau: the loss, its gradient and the loss
+            # as a function of the parameters at this step's batch (ignored by the others).
+            extra = dict(
+                value=loss,
+                grad=clipped_grads,
+                value_fn=lambda p: objective(p, state, batch, rng)[0],
+            )
+        updates, new_opt_state = optimizer.update(clipped_grads, opt_state, params, **extra)
         new_params = optax.apply_updates(params, updates)
         _, bad_params = _nonfinite_rows(new_params, stacked)
         bad_state = jnp.stack(
@@ -382,6 +411,32 @@ def _in_memory(data, batch_size):
     return jax.tree.unflatten(treedef, [jnp.asarray(a) for a in leaves]), batch_size
 
 
+def _check_differentiable(params):
+    """Every array leaf of ``params`` is differentiated and updated: refuse an integer or boolean
+    one here, by name, rather than inside ``jax.grad``."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None or not hasattr(leaf, "shape"):
+            continue
+        if not jnp.issubdtype(dtype, jnp.inexact) and not jnp.issubdtype(dtype, jax.dtypes.float0):
+            raise TypeError(
+                f"params leaf {jax.tree_util.keystr(path)!r} is an array of {dtype}; jf.train "
+                "differentiates and updates every array in params, so it holds floating-point "
+                "arrays only: partition an Equinox model with eqx.is_inexact_array (not "
+                "eqx.is_array), or keep integer arrays in the loss function's closure or state="
+            )
+
+
+def _list_of_batches(data) -> bool:
+    """A list whose entries are all containers (tuples, dicts, lists) of one tree structure, as
+    ``[(x1, y1), (x2, y2)]``: batches to iterate over, not one pytree of in-memory arrays."""
+    if not isinstance(data, list) or not data:
+        return False
+    if not all(isinstance(b, (tuple, list, dict)) for b in data):
+        return False
+    return len({jax.tree.structure(b) for b in data}) == 1
+
+
 def _signature(batch):
     leaves, treedef = jax.tree.flatten(batch)
     return treedef, tuple((tuple(np.shape(a)), str(getattr(a, "dtype", type(a)))) for a in leaves)
@@ -465,7 +520,7 @@ def train(
     ``(x, y)``) run as one ``lax.while_loop`` under ``jit``; step t uses the ``batch_size``
     examples starting at (t mod ⌊N/batch_size⌋)·batch_size, in order (shuffle beforehand; the
     last N mod batch_size examples are unused), or all N without ``batch_size``. An iterator (or
-    any other iterable, e.g. a data loader) of batches — any pytree, the same shapes every time —
+    any other iterable, e.g. a data loader or a list of ``(x, y)`` tuples) of batches — any pytree, the same shapes every time —
     runs one jitted step per batch in a Python loop, compiled once per batch shape; an iterable
     restarts when it runs out (epochs), an iterator ends the run early. Both recompile only for a
     new ``loss_fn``/model or optimizer object (``optax.sgd(0.1)`` builds new functions on every
@@ -518,7 +573,10 @@ def train(
         a model, ``(x, y)``: one batch x (B, d), y (B, out) reused every step, or N batches
         x (N, B, d), y (N, B, out), step t using batch t mod N.
       optimizer: an ``optax.GradientTransformation`` (without clipping: pass it here instead, so it
-        is recorded).
+        is recorded). One that takes extra arguments (``optax.lbfgs``,
+        ``optax.contrib.reduce_on_plateau``) is given the step's ``value`` (the loss), ``grad``
+        (the clipped gradient) and ``value_fn`` (the loss of other parameters on the same batch
+        and key).
       steps: number of steps ≥ 1.
       loss: model form only: ``"mse"`` or a per-example ``loss(prediction, y) -> scalar``; the
         batch loss is their mean.
@@ -643,6 +701,7 @@ def train(
                 "loss= belongs to the model form; a loss function computes its own loss"
             )
         params = variables
+        _check_differentiable(params)
         objective = _LossObjective(model, stateful=state is not None)
     else:
         raise TypeError(
@@ -659,7 +718,9 @@ def train(
         stacked=stacked,
         group_by=group_by,
     )
-    in_memory = is_model or isinstance(data, (tuple, list, dict)) or hasattr(data, "shape")
+    in_memory = not _list_of_batches(data) and (
+        is_model or isinstance(data, (tuple, list, dict)) or hasattr(data, "shape")
+    )
     if in_memory and not hasattr(data, "__next__"):
         data, batch_size = _in_memory(data, batch_size)
         t, params, state, opt_state, records = _train_loop(
