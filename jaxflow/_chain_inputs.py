@@ -17,6 +17,7 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxflow._checks import module_kind, network_input
 from jaxflow.models import Network, Stack
@@ -110,39 +111,62 @@ def resolve(model, variables, x, wrt) -> tuple[Stack, jax.Array]:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _row_mixing(block_fn, first, x):
-    """(max |f(x) − vmap(f)(x)|, max |vmap(f)(x)|) for the first block f on a 2-D h_0; (0, 1)
-    when f maps the whole h_0 to another shape (then it does not treat it as one state)."""
-    rows = jax.vmap(block_fn.value, in_axes=(None, 0))(first, x)
-    whole = block_fn.value(first, x)
-    if jnp.shape(whole) != jnp.shape(rows):
-        return jnp.zeros((), rows.dtype), jnp.ones((), rows.dtype)
-    return jnp.max(jnp.abs(whole - rows)), jnp.max(jnp.abs(rows))
+def _row_mixing(block_fn, blocks, x):
+    """Per block l, (max |f_l(x) − vmap(f_l)(x)|, max |vmap(f_l)(x)|) on a 2-D h_0; (0, 1) when
+    f maps the whole h_0 to another shape (then it does not treat it as one state)."""
+
+    def one(params):
+        rows = jax.vmap(block_fn.value, in_axes=(None, 0))(params, x)
+        whole = block_fn.value(params, x)
+        if jnp.shape(whole) != jnp.shape(rows):
+            return jnp.zeros((), rows.dtype), jnp.ones((), rows.dtype)
+        return jnp.max(jnp.abs(whole - rows)), jnp.max(jnp.abs(rows))
+
+    return jax.vmap(one)(blocks)
+
+
+def _stand_ins(tree):
+    """``tree`` with each traced leaf replaced by standard normal draws of its shape and dtype,
+    or None when a traced leaf is not floating-point (no stand-in keeps its meaning)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(jax.random.key(0), max(len(leaves), 1))
+    out = []
+    for key, leaf in zip(keys, leaves, strict=False):
+        if not isinstance(leaf, jax.core.Tracer):
+            out.append(leaf)
+        elif jnp.issubdtype(leaf.dtype, jnp.floating):
+            out.append(jax.random.normal(key, leaf.shape, leaf.dtype))
+        else:
+            return None
+    return jax.tree.unflatten(treedef, out)
 
 
 def check_rows_independent(block_fn, blocks, x) -> None:
     """``ValueError`` when ``block_fn`` mixes the rows of a 2-D h_0, which the chain measurements
     read as a batch of independent examples: a (tokens × width) state passed as it is would give
     each token's Jacobian with the other tokens held out of the block, silently wrong. Compares
-    the first block applied to h_0 whole with it mapped over the rows (one small compiled
-    program per block function and shape); skipped under a trace, where no value is known, and
-    for a block that only takes one example."""
-    arrays = [x, *jax.tree.leaves(blocks)]
-    if any(isinstance(a, jax.core.Tracer) for a in arrays):
-        return
-    first = jax.tree.map(lambda a: a[0], blocks)
-    try:
-        mixed, scale = (float(v) for v in _row_mixing(Static(block_fn), first, x))
-    except Exception:  # noqa: BLE001 — a block that cannot take the whole batch cannot mix it
-        return
-    if mixed > 1e-3 * scale:  # (a NaN in h0 is not a sign of mixing)
+    every block applied to h_0 whole with it mapped over the rows (one small compiled program
+    per block function and shape). Under ``jit`` or ``vmap``, where the values are tracers, the
+    same comparison runs while tracing on standard normal stand-ins of their shapes (mixing is a
+    property of the function, which a random point shows); skipped only when a traced leaf is not
+    floating-point, and for a block that cannot take the whole h_0 at once."""
+    with jax.ensure_compile_time_eval():
+        inputs = _stand_ins((blocks, x))
+        if inputs is None:
+            return
+        try:
+            mixed, scale = (np.asarray(v) for v in _row_mixing(Static(block_fn), *inputs))
+        except Exception:  # noqa: BLE001 — a block that cannot take the whole batch cannot mix it
+            return
+    worst = int(np.argmax(np.where(np.isfinite(mixed), mixed / np.maximum(scale, 1e-30), 0)))
+    if mixed[worst] > 1e-3 * scale[worst]:  # (a NaN in h0 is not a sign of mixing)
         n_rows, n = jnp.shape(x)
         raise ValueError(
-            f"block_fn mixes the rows of h0 (shape {jnp.shape(x)}): its output on h0 as a whole "
-            f"differs from it applied to each row alone (by {mixed:.3g}, against |h| up to "
-            f"{scale:.3g}), and a 2-D h0 is read as a batch of independent examples. For a "
-            f"({n_rows} × {n}) state such as tokens × width, flatten it: "
-            f"block_fn=lambda p, h: f(p, h.reshape({n_rows}, {n})).reshape(-1) with "
+            f"block_fn mixes the rows of h0 (shape {jnp.shape(x)}): block {worst}'s output on h0 "
+            f"as a whole differs from it applied to each row alone (by {mixed[worst]:.3g}, "
+            f"against |h| up to {scale[worst]:.3g}), and a 2-D h0 is read as a batch of "
+            f"independent examples. For a ({n_rows} × {n}) state such as tokens × width, flatten "
+            f"it: block_fn=lambda p, h: f(p, h.reshape({n_rows}, {n})).reshape(-1) with "
             "h0.reshape(-1), or measure the model with jf.block_chain"
         )
 

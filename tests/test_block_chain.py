@@ -477,6 +477,31 @@ def test_a_scanned_stack_is_named_as_one_with_what_to_call_instead():
             jf.block_chain(model, variables, h0, blocks=blocks)
 
 
+class _X0Block(nn.Module):
+    @nn.compact
+    def __call__(self, h, x0):
+        return h + jnp.tanh(nn.Dense(4)(h + 0.5 * x0))
+
+
+class _X0Net(nn.Module):
+    """modded-nanogpt's pattern: the stem's output x0 goes to every block beside the state."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = x0 = nn.Dense(4, name="stem")(x)
+        for i in range(3):
+            h = _X0Block(name=f"block_{i}")(h, x0)
+        return h
+
+
+def test_a_block_that_also_takes_an_earlier_state_is_refused():
+    # Held fixed, x0 would cut the paths through it: P_L would not be ∂h_L/∂h_0.
+    model, x = _X0Net(), jnp.ones(3)
+    variables = model.init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match=r"'block_0' takes, besides its state, the input of"):
+        jf.block_chain(model, variables, x, blocks=r"block_\d")
+
+
 # --- (5) plain functions with a change of width: float64 NumPy references --------------------
 
 

@@ -325,6 +325,42 @@ def test_a_block_that_mixes_the_rows_of_a_2d_h0_is_refused(measure):
         measure(_token_mixing, ws, h0, **options)
 
 
+@pytest.mark.parametrize(
+    "measure", [jf.jacobian_chain, jf.layer_jacobians, jf.log_spectrum, jf.lyapunov_exponents]
+)
+def test_mixing_is_refused_under_jit_and_vmap_too(measure):
+    """Traced, the values are unknown: the check runs on random stand-ins of their shapes, so a
+    (tokens × width) state inside jit or vmap is refused as it is eagerly."""
+    ws = jax.random.normal(jax.random.key(0), (3, 6, 6)) / 3
+    h0 = jax.random.normal(jax.random.key(1), (4, 6))
+    options = {"batches": 3} if measure is jf.lyapunov_exponents else {}
+    run = functools.partial(measure, _token_mixing, **options)
+    with pytest.raises(ValueError, match=r"mixes the rows of h0 \(shape \(4, 6\)\)"):
+        jax.jit(run)(ws, h0)
+    with pytest.raises(ValueError, match=r"mixes the rows of h0 \(shape \(4, 6\)\)"):
+        jax.vmap(run, in_axes=(None, 0))(ws, jnp.stack([h0, h0]))
+    # Rows that do not mix pass traced as eagerly.
+    plain = jax.jit(functools.partial(measure, _row_wise, **options))(ws, h0)
+    assert jax.tree.leaves(plain)
+
+
+def _row_wise(w, h):
+    return h + jnp.tanh(h @ w)
+
+
+def _gated_mixing(p, h):
+    """ReZero: h + α·mix(h); α = 0 makes the block the identity, mixing nothing."""
+    return h + p["alpha"] * _token_mixing(p["w"], h)
+
+
+def test_every_block_is_checked_not_the_first_alone():
+    ws = jax.random.normal(jax.random.key(0), (3, 6, 6)) / 3
+    params = {"w": ws, "alpha": jnp.array([0.0, 0.5, 0.5])}
+    h0 = jax.random.normal(jax.random.key(1), (4, 6))
+    with pytest.raises(ValueError, match=r"block 1's output on h0 as a whole differs"):
+        jf.jacobian_chain(_gated_mixing, params, h0)
+
+
 def test_the_flattened_token_state_matches_numpy_float64():
     """The error's recipe, flattened to (tokens·width,): J_1 against an explicit float64 Jacobian
     (finite differences would blur it; the block is written out by hand in NumPy)."""

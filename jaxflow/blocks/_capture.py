@@ -146,7 +146,38 @@ def _linen_blocks(calls, apply_options):
             return _output(out, name)
 
         result.append(_Block(name, fn, args[0], _output(out, name)))
+    _check_side_inputs(result, [(args[1:], kw) for _, _, _, args, kw, _ in calls])
     return result
+
+
+def _check_side_inputs(blocks, extras):
+    """``ValueError`` when a block takes, besides its state, an earlier state (x0 fed to every
+    block, input injection, a dense skip): the chain holds it fixed, so P_l would miss the path
+    through it and not be ∂h_l/∂h_0. Under a trace a state is recognised as the same array object
+    (a copy or a function of it is not)."""
+    states = []
+    for block, (args, kw) in zip(blocks, extras, strict=True):
+        states.append((f"the input of block {block.name!r}", block.h_in))
+        for arg in [*args, *kw.values()]:
+            if not hasattr(arg, "shape"):
+                continue
+            for which, h in states:
+                # Traced (the capture runs under jit): the same array object is the same state.
+                if arg is h or (
+                    arg.shape == h.shape
+                    and not isinstance(arg, jax.core.Tracer)
+                    and not isinstance(h, jax.core.Tracer)
+                    and bool(jax.numpy.array_equal(arg, h))
+                ):
+                    raise ValueError(
+                        f"block {block.name!r} takes, besides its state, {which} {arg.shape} "
+                        "as another argument (x0 fed to every block, input injection); "
+                        "block_chain holds every argument but the first fixed, so "
+                        "P_l = J_l ⋯ J_1 would miss the path through it and not be ∂h_l/∂h_0. "
+                        "Measure such a model with one state that carries both (e.g. h and x0 "
+                        "concatenated) in a block function, with jf.jacobian_chain"
+                    )
+        states.append((f"the output of block {block.name!r}", block.h_out))
 
 
 def _forward(fn, *args, **kwargs):
@@ -271,6 +302,7 @@ def _blocks_from_calls(found, calls, make_fn):
         raise ValueError(
             f"the selected blocks {missing} were not called by the model's forward pass"
         )
+    _check_side_inputs(result, [(args[1:], kw) for _, args, kw, _ in calls])
     return result
 
 
