@@ -100,9 +100,9 @@ def resolve(model, variables, x, wrt) -> tuple[Stack, jax.Array]:
         )
     if jnp.ndim(x) not in (1, 2):
         raise ValueError(f"h0 has shape {jnp.shape(x)}; it must be (n,) or (batch, n)")
-    if not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
         raise TypeError(
-            f"h0 has dtype {jnp.result_type(x)}; a Jacobian needs a floating-point h0 "
+            f"h0 has dtype {jnp.result_type(x)}; a Jacobian needs a real floating-point h0 "
             "(e.g. h0.astype(jnp.float32))"
         )
     if jnp.ndim(x) == 2:

@@ -172,7 +172,7 @@ def test_linen_errors_name_what_is_available(resnet):
     # error, with a note on how it was called and what to pass instead.
     with pytest.raises(Exception) as info:
         jf.block_chain(model, variables, x[0], blocks=ResNetBlock, train=False)
-    assert "pass x[None] with batch_axis=0" in "".join(getattr(info.value, "__notes__", []))
+    assert "takes x[None] with batch_axis=0" in "".join(getattr(info.value, "__notes__", []))
     with pytest.raises(ValueError, match="batch_axis=1 is not allowed"):
         jf.block_chain(model, variables, x, blocks=ResNetBlock, batch_axis=1)
 
@@ -500,6 +500,158 @@ def test_a_block_that_also_takes_an_earlier_state_is_refused():
     variables = model.init(jax.random.key(0), x)
     with pytest.raises(ValueError, match=r"'block_0' takes, besides its state, the input of"):
         jf.block_chain(model, variables, x, blocks=r"block_\d")
+
+
+class _HalfBlock(nn.Module):
+    dtype: object = jnp.bfloat16
+
+    @nn.compact
+    def __call__(self, h):
+        return h + jnp.tanh(nn.Dense(6, dtype=self.dtype)(h))
+
+
+class _HalfNet(nn.Module):
+    """The Flax ImageNet example's mixed precision: bfloat16 compute, float32 parameters."""
+
+    dtype: object = jnp.bfloat16
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        block = nn.remat(_HalfBlock) if self.remat else _HalfBlock
+        for i in range(3):
+            x = block(self.dtype, name=f"block_{i}")(x)
+        return x
+
+
+def _np_half_net(variables, x):
+    """σ(P_3) of _HalfNet in float64 NumPy."""
+    h, P = np.asarray(x, np.float64), np.eye(6)
+    for i in range(3):
+        p = variables["params"][f"block_{i}"]["Dense_0"]
+        w, b = np.asarray(p["kernel"], np.float64), np.asarray(p["bias"], np.float64)
+        z = h @ w + b
+        J = np.eye(6) + (1 - np.tanh(z) ** 2)[:, None] * w.T
+        P, h = J @ P, h + np.tanh(z)
+    return np.linalg.svd(P, compute_uv=False)
+
+
+def test_a_bfloat16_model_is_measured_in_float32_against_float64():
+    x = jax.random.normal(jax.random.key(1), (6,))
+    variables = _HalfNet().init(jax.random.key(0), x)
+    chain = jf.block_chain(_HalfNet(), variables, x, blocks=r"block_\d")
+    assert chain.product_singular_values[-1].dtype == jnp.float32
+    # bfloat16 rounding (8 bits) bounds the difference from float64 on the same weights.
+    expected = _np_half_net(variables, x)
+    np.testing.assert_allclose(chain.product_singular_values[-1], expected, rtol=3e-2, atol=3e-2)
+
+
+def test_blocks_under_nn_remat_are_measured():
+    # The Flax examples' BlockCls = nn.remat(Block): recomputation changes memory, not values.
+    model = _HalfNet(jnp.float32, remat=True)
+    x = jax.random.normal(jax.random.key(1), (6,))
+    variables = model.init(jax.random.key(0), x)
+    chain = jf.block_chain(model, variables, x, blocks=r"block_\d")
+    np.testing.assert_allclose(
+        chain.product_singular_values[-1], _np_half_net(variables, x), rtol=tol(F32, "svd")
+    )
+
+
+class _NnxWrapped(nnx.Module):
+    """Blocks handed to nnx.remat inside the forward pass, module and all."""
+
+    def __init__(self, rngs):
+        self.blocks = nnx.List([_NnxScanBlock(rngs) for _ in range(2)])
+
+    def __call__(self, h):
+        for block in self.blocks:
+            h = nnx.remat(lambda b, h: b(h))(block, h)
+        return h
+
+
+def test_blocks_passed_through_an_nnx_transformation_are_named():
+    with pytest.raises(ValueError, match=r"passed through a transformation inside the model"):
+        jf.block_chain(_NnxWrapped(nnx.Rngs(0)), None, jnp.ones(4), blocks="blocks")
+
+
+class _Two(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        for i in range(2):
+            x = _HalfBlock(jnp.float32, name=f"block_{i}")(x)
+        return x
+
+
+_TWO_VARIABLES = _Two().init(jax.random.key(0), jnp.ones(6))
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: jf.block_chain([], None, jnp.ones(3)), ValueError, "model is an empty list"),
+        (
+            lambda: jf.block_chain(_Two(), _TWO_VARIABLES, jnp.ones(6), blocks=3),
+            TypeError,
+            "blocks=3 is not allowed",
+        ),
+        (
+            lambda: jf.block_chain([jnp.tanh], None, jnp.arange(3)),
+            TypeError,
+            "'block_0''s input has dtype int32; a Jacobian needs real floating-point",
+        ),
+        (
+            lambda: jf.jacobian_chain(
+                lambda w, h: jnp.tanh(w @ h), jnp.ones((2, 3, 3)), jnp.ones(3, jnp.complex64)
+            ),
+            TypeError,
+            "h0 has dtype complex64; a Jacobian needs a real floating-point h0",
+        ),
+        (
+            lambda: jf.block_chain(
+                _Two(), _TWO_VARIABLES["params"], jnp.ones(6), blocks=r"block_\d"
+            ),
+            ValueError,
+            r"not variables\['params'\]",
+        ),
+        (
+            lambda: jf.block_chain(
+                _Two(), _TWO_VARIABLES, jnp.ones(6), blocks=r"block_\d", method=_Two.__call__
+            ),
+            ValueError,
+            "for the model's own method= keyword, use model_kwargs=",
+        ),
+    ],
+    ids=["empty", "blocks-int", "int-h0", "complex-h0", "params-only", "method-clash"],
+)
+def test_argument_mistakes_name_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_model_keywords_named_like_options_go_in_model_kwargs():
+    # An Equinox model whose __call__ takes key= (dropout) beside block_chain's own key=.
+    class Residual(eqx.Module):
+        linear: eqx.nn.Linear
+
+        def __call__(self, x):
+            return x + jnp.tanh(self.linear(x))
+
+    class Net(eqx.Module):
+        layers: list
+
+        def __init__(self, key):
+            keys = jax.random.split(key, 2)
+            self.layers = [Residual(eqx.nn.Linear(4, 4, key=k)) for k in keys]
+
+        def __call__(self, x, *, key):
+            for layer in self.layers:
+                x = layer(x)
+            return x
+
+    net, x = Net(jax.random.key(0)), jnp.ones(4)
+    chain = jf.block_chain(net, None, x, blocks="layers", model_kwargs={"key": jax.random.key(1)})
+    plain = jf.block_chain(list(net.layers), None, x)  # the same blocks called in order
+    np.testing.assert_allclose(chain.product_singular_values[-1], plain.product_singular_values[-1])
 
 
 # --- (5) plain functions with a change of width: float64 NumPy references --------------------

@@ -159,6 +159,7 @@ def block_chain(
     num_probes: int = 100,
     num_iters: int = 200,
     tol: float = 1e-3,
+    model_kwargs: dict | None = None,
     **apply_kwargs,
 ) -> BlockChain:
     """Per-block Jacobians J_l, products P_l = J_l ⋯ J_1 and their spectra, for any network.
@@ -219,6 +220,9 @@ def block_chain(
         value lies within a relative ``tol``; the Rayleigh quotient itself is accurate to about
         ``tol²`` times the relative gap). A diagnostic rarely needs more; the estimates'
         ``converged`` and ``error`` fields say what was reached.
+      model_kwargs: keywords for the model's ``apply``/``__call__`` whose names block_chain
+        takes itself (``key=`` of an Equinox model with dropout, linen's ``method=``), as a
+        dict; any other keyword can be given directly.
       **apply_kwargs: passed to the model's ``apply`` (linen) or ``__call__`` (NNX, Equinox).
 
     Returns:
@@ -226,8 +230,11 @@ def block_chain(
 
     Raises:
       ValueError: when no block matches (the message lists the submodule paths), when a block's
-        output does not feed the next block's input, for a bad ``batch_axis`` or option.
-      TypeError: for a model of another kind.
+        output does not feed the next block's input, a block takes an earlier state besides its
+        own, a selected block is a scanned stack or is handed to a transformation inside the
+        forward pass, for a bad ``batch_axis`` or option.
+      TypeError: for a model of another kind, a bad ``blocks``, or a state that is not real
+        floating-point.
 
     Example:
       >>> import jax.numpy as jnp, jaxflow as jf
@@ -237,7 +244,10 @@ def block_chain(
       ([(2, 3), (2, 3)], [2.0, 1.0])
     """
     if method not in METHODS:
-        raise ValueError(f"method={method!r} is not allowed; use one of {METHODS}")
+        raise ValueError(
+            f"method={method!r} is not allowed; use one of {METHODS} (for the model's own "
+            "method= keyword, use model_kwargs=)"
+        )
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not allowed; use one of {MODES}")
     if batch_axis not in (None, 0) or isinstance(batch_axis, bool):
@@ -260,6 +270,30 @@ def block_chain(
             f"variables must be None for a {kind} model (its parameters live in the model); got "
             f"{type(variables).__name__}"
         )
+    if isinstance(model, (list, tuple)) and not model:
+        raise ValueError("model is an empty list; pass the blocks, a list of callables h -> h")
+    if not (
+        blocks is None
+        or isinstance(blocks, (str, type))
+        or (
+            isinstance(blocks, (list, tuple))
+            and blocks
+            and (
+                all(isinstance(b, str) for b in blocks) or all(isinstance(b, type) for b in blocks)
+            )
+        )
+    ):
+        raise TypeError(
+            f"blocks={blocks!r} is not allowed; pass None, submodule or attribute paths (a str or "
+            "a list of str), a regex (str), or a module type (or a tuple of types)"
+        )
+    if model_kwargs is not None:
+        if not isinstance(model_kwargs, dict):
+            raise TypeError(f"model_kwargs={model_kwargs!r} must be a dict of keyword arguments")
+        clash = sorted(set(model_kwargs) & set(apply_kwargs))
+        if clash:
+            raise ValueError(f"{clash} given both as keywords and in model_kwargs; give them once")
+        apply_kwargs = {**apply_kwargs, **model_kwargs}
     key = jax.random.key(0) if key is None else key
     options = (method, mode, batch_axis == 0, top_k, num_probes, num_iters, tol, bool(log_spectrum))
     kw_arrays, kw_static = _split_arrays(apply_kwargs)
@@ -322,11 +356,11 @@ def block_chain(
         dynamic = (arrays,)
         keepalive = model
     result = _compiled(static, kind, build, keepalive)(*dynamic, x, kw_arrays, key)
-    _check_connected(result)
+    _check_connected(result, batched=batch_axis == 0)
     return result
 
 
-def _check_connected(result):
+def _check_connected(result, *, batched):
     try:
         connected = np.asarray(result.connected)
     except jax.errors.JAXTypeError:
@@ -340,7 +374,7 @@ def _check_connected(result):
             "Jacobians is not ∂h_L/∂h_0. Select blocks that follow one another directly"
         )
     bad = [name for name, ok in zip(result.names, np.asarray(result.reproduced)) if not ok]
-    if bad:
+    if bad and batched:
         raise ValueError(
             f"blocks {bad} do not give their forward-pass output when their Jacobian is taken "
             "(one example at a time with batch_axis=0): they mix the examples of a batch "
@@ -350,4 +384,11 @@ def _check_connected(result):
             "mode (NNX: model.eval(); linen: train=False / deterministic=True; Equinox: "
             "inference=True), or batch_axis=None (the whole batch as one state, or one example "
             "per call)"
+        )
+    if bad:
+        raise ValueError(
+            f"blocks {bad} do not give their forward-pass output when their Jacobian is taken: "
+            "they draw other random numbers each time they run (Dropout in training mode), so "
+            "their Jacobians would describe another function. Use inference mode (NNX: "
+            "model.eval(); linen: train=False / deterministic=True; Equinox: inference=True)"
         )

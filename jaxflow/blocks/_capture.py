@@ -6,6 +6,7 @@ block over its own variables.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import re
 import sys
@@ -78,6 +79,25 @@ def _explain_stacks(error, blocks):
             ) from error
 
 
+@contextlib.contextmanager
+def _remat_as_identity():
+    """``nn.remat`` blocks (the Flax examples' ``BlockCls = nn.remat(Block)``) run their module
+    inside ``jax.checkpoint``, whose inner tracers the capture would keep after it returns.
+    Rematerialisation changes memory, never values, so during the capture's one forward pass
+    linen's lift (which looks ``jax.remat`` up when the block is called) gets the function back
+    unchanged."""
+
+    def identity(fun=None, **_):
+        return (lambda f: f) if fun is None else fun
+
+    saved = jax.remat, jax.checkpoint
+    jax.remat = jax.checkpoint = identity
+    try:
+        yield
+    finally:
+        jax.remat, jax.checkpoint = saved
+
+
 def _linen_selector(blocks):
     if isinstance(blocks, type) or (
         isinstance(blocks, tuple) and blocks and all(isinstance(b, type) for b in blocks)
@@ -113,7 +133,7 @@ def _capture_linen(model, blocks, variables, x, kwargs):
         calls.append((path, sub, sub_variables, args, kw, out))
         return out
 
-    with nn.intercept_methods(interceptor):
+    with nn.intercept_methods(interceptor), _remat_as_identity():
         try:
             _forward(model.apply, variables, x, **kwargs, **apply_options)
         except Exception as error:
@@ -186,12 +206,28 @@ def _forward(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except Exception as error:
+        if "_Recorder" in str(error):
+            raise ValueError(
+                "a selected block is passed through a transformation inside the model's forward "
+                "pass (nnx.remat, nnx.jit, nnx.vmap, jax.checkpoint, ... given the module "
+                "itself), where block_chain cannot stand in for it to record its input and "
+                "output: select blocks the forward pass calls directly, or build the model "
+                f"without that transformation to measure it ({type(error).__name__}: "
+                f"{str(error).splitlines()[0]})"
+            ) from error
+        if type(error).__name__ == "ScopeCollectionNotFound":
+            raise ValueError(
+                f"the model's variables lack a collection it needs ({str(error).splitlines()[0]}):"
+                " pass the whole dict model.init returns as variables (not variables['params'])"
+            ) from error
         error.add_note(
-            f"(jaxflow.block_chain ran the model's forward pass on x of shape {x.shape} as ONE "
-            "example with keywords "
-            f"{sorted(kwargs)}. If the model needs a batch axis, pass x[None] with "
-            "batch_axis=0; pass inference-mode keywords such as train=False or "
-            "deterministic=True, or mutable=[...] for a training-mode BatchNorm.)"
+            f"(jaxflow.block_chain ran the model's forward pass once on x of shape {x.shape}, as "
+            f"given, with keywords {sorted(kwargs)}: batch_axis=0 does not map the model over "
+            "the batch, so a model that takes one example at a time (as Equinox models do) "
+            "needs batch_axis=None, and a model that needs a batch axis takes x[None] with "
+            "batch_axis=0. Pass inference-mode keywords such as train=False or "
+            "deterministic=True, mutable=[...] for a training-mode BatchNorm, and keywords "
+            "named like block_chain's own options (key=, method=) in model_kwargs=.)"
         )
         raise
 

@@ -148,6 +148,18 @@ def _flat(fn, shape):
     return lambda v: jnp.reshape(fn(jnp.reshape(v, shape)), (-1,))
 
 
+def _at_least_float32(fn, dtype):
+    """``fn`` taking and giving at least float32, computing in ``dtype`` as the model does."""
+    if jnp.promote_types(dtype, jnp.float32) == dtype:
+        return fn
+
+    def wide(v):
+        out = fn(v.astype(dtype))
+        return out.astype(jnp.promote_types(out.dtype, jnp.float32))
+
+    return wide
+
+
 def _svd(a):
     return jnp.linalg.svd(a, compute_uv=False)
 
@@ -336,6 +348,12 @@ def _measure(captured, options, key):
     """BlockChain from the captured blocks (inside the compiled function)."""
     method, mode, batched, top_k, num_probes, num_iters, tol, want_log = options
     names = tuple(b.name for b in captured)
+    for b in captured:
+        if not jnp.issubdtype(b.h_in.dtype, jnp.floating):
+            raise TypeError(
+                f"block {b.name!r}'s input has dtype {b.h_in.dtype}; a Jacobian needs real "
+                "floating-point states (for a list of callables, pass h_0 as float32)"
+            )
     for a, b in zip(captured, captured[1:]):
         if a.h_out.shape != b.h_in.shape:
             raise ValueError(
@@ -367,6 +385,10 @@ def _measure(captured, options, key):
         shapes = tuple(b.h_in.shape for b in captured) + (captured[-1].h_out.shape,)
         fns = [_flat(b.fn, b.h_in.shape) for b in captured]
         h_ins = [jnp.reshape(b.h_in, (-1,)) for b in captured]
+    # Mixed precision (bfloat16 or float16 states): the Jacobians, products and decompositions
+    # run in float32 on the blocks' own half-precision arithmetic (LAPACK has no half types).
+    fns = [_at_least_float32(fn, h.dtype) for fn, h in zip(fns, h_ins, strict=True)]
+    h_ins = [h.astype(jnp.promote_types(h.dtype, jnp.float32)) for h in h_ins]
 
     # Each block as its Jacobian sees it must give the forward pass's output; a block that mixes
     # the examples of a batch, or draws other random numbers, has no such Jacobian.
