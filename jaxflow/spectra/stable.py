@@ -119,6 +119,14 @@ def log_spectrum(
     shapes and kept (a block function is recognised by identity; as under ``jax.jit`` it must
     be pure: a global or attribute it reads is fixed at its first call).
 
+    Accuracy in float32 (absolute, in ln σ; measured against float64 NumPy and mpmath): the
+    graded values carry a relative error of order ε·κ per layer, so the largest singular values
+    come within about 1e-6–1e-5 at depths 1–100 (random tanh chains, width 32), and values
+    5–30 nats below the top within 1e-5–3e-4 — where the plain SVD cannot resolve them at all
+    (σ_i < n·ε·σ_1). The tests hold every value to 1e-3. At shallow depth, for the top few
+    values alone, ``method="svd"`` is several times closer (2e-7–1e-6).
+    ``python benchmarks/log_spectrum_accuracy.py`` prints these numbers.
+
     Args:
       model: a jaxflow model or a block function ``block_fn(block_params, h) -> h``.
       variables: the model's variables, or the stacked block params of a block function.
