@@ -339,7 +339,9 @@ def _model_gradients(spec, loss, kwargs):
             f"jaxflow check: the forward pass {_call_text(kind, kwargs)} on x {x.shape} fails "
             f"({_one_line(error)}); pass the arguments it needs with --apply-kwarg NAME=VALUE "
             "(e.g. train=False, deterministic=True), or return x as a batch with a leading "
-            "batch axis (an Equinox model gets one example at a time)"
+            "batch axis (an Equinox model gets one example at a time); for a model that needs "
+            "an argument no literal gives (an Equinox State, a key), return a dict with loss_fn, "
+            "params, batch"
         ) from None
     if not isinstance(prediction, jax.ShapeDtypeStruct):
         raise UsageError(
