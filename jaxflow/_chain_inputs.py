@@ -107,7 +107,24 @@ def resolve(model, variables, x, wrt) -> tuple[Stack, jax.Array]:
         )
     if jnp.ndim(x) == 2:
         check_rows_independent(model, variables, x)
+    if jnp.promote_types(x.dtype, jnp.float32) != x.dtype:
+        # bfloat16 / float16 h0: the chain (Jacobians, products, SVDs: LAPACK has no half
+        # types) runs in float32 on the block's own half-precision arithmetic.
+        model = _at_least_float32(model, jnp.dtype(x.dtype))
+        x = x.astype(jnp.float32)
     return Stack(lambda h: h, model, variables, lambda h: h, int(depth)), x
+
+
+@functools.lru_cache(maxsize=64)
+def _at_least_float32(block_fn, dtype):
+    """``block_fn`` taking and giving float32 states while computing on ``dtype`` ones, the same
+    object for the same pair (the compiled programs are keyed by the block function)."""
+
+    def widened(params, h):
+        out = block_fn(params, h.astype(dtype))
+        return out.astype(jnp.promote_types(out.dtype, jnp.float32))
+
+    return widened
 
 
 @functools.partial(jax.jit, static_argnums=0)

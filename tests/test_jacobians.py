@@ -443,3 +443,24 @@ def test_non_finite_inputs_and_parameters_are_reported():
     assert not bool(_compiled_chain(model)(bad, x).finite)
     check = jf.chain_rule_check(model, bad, x, jnp.zeros(2))
     assert not bool(check.finite)
+
+
+def test_a_bfloat16_block_function_is_measured_in_float32():
+    """Half-precision h0 and params: the chain runs in float32 (LAPACK has no bfloat16) on the
+    block's own bfloat16 arithmetic, against float64 NumPy to bfloat16's 8 bits."""
+    ws = (jax.random.normal(jax.random.key(0), (3, 6, 6)) / np.sqrt(6)).astype(jnp.bfloat16)
+    h0 = jax.random.normal(jax.random.key(1), (6,)).astype(jnp.bfloat16)
+    block = lambda w, h: jnp.tanh(w @ h)  # noqa: E731
+    for measure in (jf.jacobian_chain, jax.jit(jf.jacobian_chain, static_argnums=0)):
+        chain = measure(block, ws, h0)
+        assert chain.product_singular_values.dtype == jnp.float32
+        h, P = np.asarray(h0, np.float64), np.eye(6)
+        for w in np.asarray(ws, np.float64):
+            z = w @ h
+            P, h = ((1 - np.tanh(z) ** 2)[:, None] * w) @ P, np.tanh(z)
+        expected = np.linalg.svd(P, compute_uv=False)
+        np.testing.assert_allclose(
+            chain.product_singular_values[-1], expected, rtol=5e-2, atol=1e-2
+        )
+    values = jf.log_spectrum(block, ws, h0, layers="last").values[0]
+    np.testing.assert_allclose(values, np.log(expected), atol=5e-2)
