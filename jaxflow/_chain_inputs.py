@@ -63,9 +63,11 @@ def as_input(x):
     return x if hasattr(x, "shape") else jnp.asarray(x)
 
 
-def resolve(model, variables, x, wrt) -> tuple[Stack, jax.Array]:
+def resolve(model, variables, x, wrt, *, check_rows=True) -> tuple[Stack, jax.Array]:
     """(stack, x) for a jaxflow model (x its input) or a block function (x is h_0, and the
-    stack's input map and readout are the identity)."""
+    stack's input map and readout are the identity, the input map widening a half-precision
+    h_0 to float32). ``check_rows=False`` inside the library's own compiled functions, whose
+    public caller has checked the rows already."""
     if isinstance(model, Network):
         x = network_input("x", x, model)
         return model.decompose(variables, wrt), x
@@ -105,14 +107,18 @@ def resolve(model, variables, x, wrt) -> tuple[Stack, jax.Array]:
             f"h0 has dtype {jnp.result_type(x)}; a Jacobian needs a real floating-point h0 "
             "(e.g. h0.astype(jnp.float32))"
         )
-    if jnp.ndim(x) == 2:
+    if jnp.ndim(x) == 2 and check_rows:
         check_rows_independent(model, variables, x)
     if jnp.promote_types(x.dtype, jnp.float32) != x.dtype:
         # bfloat16 / float16 h0: the chain (Jacobians, products, SVDs: LAPACK has no half
         # types) runs in float32 on the block's own half-precision arithmetic.
-        model = _at_least_float32(model, jnp.dtype(x.dtype))
-        x = x.astype(jnp.float32)
+        block_fn = _at_least_float32(model, jnp.dtype(x.dtype))
+        return Stack(_to_float32, block_fn, variables, lambda h: h, int(depth)), x
     return Stack(lambda h: h, model, variables, lambda h: h, int(depth)), x
+
+
+def _to_float32(h):
+    return h.astype(jnp.float32)
 
 
 @functools.lru_cache(maxsize=64)
@@ -168,15 +174,17 @@ def check_rows_independent(block_fn, blocks, x) -> None:
     property of the function, which a random point shows); skipped only when a traced leaf is not
     floating-point, and for a block that cannot take the whole h_0 at once."""
     with jax.ensure_compile_time_eval():
-        inputs = _stand_ins((blocks, x))
-        if inputs is None:
-            return
         try:
+            inputs = _stand_ins((blocks, x))  # (symbolic shapes, as in jax.export, have none)
+            if inputs is None:
+                return
             mixed, scale = (np.asarray(v) for v in _row_mixing(Static(block_fn), *inputs))
         except Exception:  # noqa: BLE001 — a block that cannot take the whole batch cannot mix it
             return
+    # Rounding of the state's dtype (bfloat16: 8 bits) is not mixing.
+    threshold = max(1e-3, 16 * float(jnp.finfo(x.dtype).eps))
     worst = int(np.argmax(np.where(np.isfinite(mixed), mixed / np.maximum(scale, 1e-30), 0)))
-    if mixed[worst] > 1e-3 * scale[worst]:  # (a NaN in h0 is not a sign of mixing)
+    if mixed[worst] > threshold * scale[worst]:  # (a NaN in h0 is not a sign of mixing)
         n_rows, n = jnp.shape(x)
         raise ValueError(
             f"block_fn mixes the rows of h0 (shape {jnp.shape(x)}): block {worst}'s output on h0 "
@@ -184,7 +192,10 @@ def check_rows_independent(block_fn, blocks, x) -> None:
             f"against |h| up to {scale[worst]:.3g}), and a 2-D h0 is read as a batch of "
             f"independent examples. For a ({n_rows} × {n}) state such as tokens × width, flatten "
             f"it: block_fn=lambda p, h: f(p, h.reshape({n_rows}, {n})).reshape(-1) with "
-            "h0.reshape(-1), or measure the model with jf.block_chain"
+            "h0.reshape(-1), or measure the model with jf.block_chain. If block_fn is written "
+            "for one example (n,) and only its arithmetic on a 2-D array mixes the rows (a mean "
+            "without axis=, W @ h), give its reductions axis=-1 or map it over the batch "
+            "yourself: jax.vmap(lambda h: measure(block_fn, params, h))(h0)"
         )
 
 

@@ -183,7 +183,7 @@ def _check_mode(mode):
 # eager call does not trace again; the arguments were checked eagerly by the public function.
 @functools.partial(fast_compiling_jit, static_argnums=(0, 3, 4))
 def _layer_jacobians(model, variables, x, wrt, mode):
-    stack, x = resolve(model.value, variables, x, wrt)
+    stack, x = resolve(model.value, variables, x, wrt, check_rows=False)
 
     def one(x):
         h0 = stack.input_map(x)
@@ -247,7 +247,7 @@ def jacobian_chain(
 
 @functools.partial(fast_compiling_jit, static_argnums=(0, 3, 4))
 def _jacobian_chain(model, variables, x, wrt, mode):
-    stack, x = resolve(model.value, variables, x, wrt)
+    stack, x = resolve(model.value, variables, x, wrt, check_rows=False)
 
     def one(x):
         h0 = stack.input_map(x)

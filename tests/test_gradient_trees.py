@@ -289,9 +289,25 @@ def test_numbering_that_does_not_start_at_zero_is_not_a_layer_index():
         {f"h_{i}": [tree[f"h_{i}"][p]["w"] for p in sorted(parts)] for i in range(3)}
         | {"head": [tree["head"]["w"]], "ln_f": [tree["ln_f"]["w"]]},
     )
-    # Numbered from 0 they are layers, as before (layers_0, layers_1 under "encoder").
-    tree = {"encoder": {f"layers_{i}": {"w": jnp.ones(2)} for i in range(2)}}
-    assert jf.gradient_stats(tree).layer_names == ("encoder/layers_0", "encoder/layers_1")
+    # Outside another layer index they are layers however they are numbered: from 0, from 1,
+    # or with layer 0 frozen (no gradient), as before.
+    for first in (0, 1):
+        tree = {"encoder": {f"layers_{i}": {"w": jnp.ones(2)} for i in range(first, 3)}}
+        names = tuple(f"encoder/layers_{i}" for i in range(first, 3))
+        assert jf.gradient_stats(tree).layer_names == names
+    tree["encoder"]["layers_0"] = {"w": None}
+    assert jf.gradient_stats(tree).layer_names == names
+
+
+def test_jaxflow_bias_free_stacks_are_split_on_the_guess():
+    model = jf.mlp(depth=3, width=4, in_dim=4, out_dim=1, use_bias=False)
+    x = jnp.ones((2, 4))
+    params = model.init(jax.random.key(0), x)["params"]
+    grads = jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x) ** 2))(params)
+    stats = jf.gradient_stats(grads)
+    assert [n for n in stats.layer_names if n.startswith("blocks")] == [
+        f"blocks/{l:02d}" for l in range(jax.tree.leaves(grads["blocks"])[0].shape[0])
+    ]
 
 
 def test_a_named_stack_is_split_with_its_scalar_gates_and_inner_lists():

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import re
 import sys
+import threading
 
 import flax.linen as nn
 import jax
@@ -79,23 +80,46 @@ def _explain_stacks(error, blocks):
             ) from error
 
 
+class _NoRemat:
+    """What ``flax.core.lift`` sees as ``jax`` during a capture: jax itself, but ``remat`` and
+    ``checkpoint`` give the function back unchanged."""
+
+    def __getattr__(self, name):
+        return getattr(jax, name)
+
+    @staticmethod
+    def remat(fun=None, **_):
+        return (lambda f: f) if fun is None else fun
+
+    checkpoint = remat
+
+
+_REMAT_LOCK = threading.Lock()
+_REMAT_USERS = [0]
+
+
 @contextlib.contextmanager
 def _remat_as_identity():
     """``nn.remat`` blocks (the Flax examples' ``BlockCls = nn.remat(Block)``) run their module
     inside ``jax.checkpoint``, whose inner tracers the capture would keep after it returns.
     Rematerialisation changes memory, never values, so during the capture's one forward pass
-    linen's lift (which looks ``jax.remat`` up when the block is called) gets the function back
-    unchanged."""
+    linen's lift (which looks ``jax.remat`` up in its own module when a block is called) sees
+    :class:`_NoRemat`. Only linen's lifted remat is touched, never ``jax.checkpoint`` itself;
+    overlapping captures in several threads share one replacement, put back by the last."""
+    from flax.core import lift
 
-    def identity(fun=None, **_):
-        return (lambda f: f) if fun is None else fun
-
-    saved = jax.remat, jax.checkpoint
-    jax.remat = jax.checkpoint = identity
+    with _REMAT_LOCK:
+        if _REMAT_USERS[0] == 0:
+            _REMAT_USERS.append(lift.jax)
+            lift.jax = _NoRemat()
+        _REMAT_USERS[0] += 1
     try:
         yield
     finally:
-        jax.remat, jax.checkpoint = saved
+        with _REMAT_LOCK:
+            _REMAT_USERS[0] -= 1
+            if _REMAT_USERS[0] == 0:
+                lift.jax = _REMAT_USERS.pop()
 
 
 def _linen_selector(blocks):

@@ -654,7 +654,10 @@ def run_check(args) -> int:
         loss_value, grads, params, described = _model_gradients(spec, args.loss or "mse", kwargs)
     try:
         stats = jf.gradient_stats(
-            grads, params, stacked=args.stacked or "auto", group_by=args.group_by
+            grads,
+            params,
+            stacked="auto" if args.stacked in (None, ["auto"]) else args.stacked,
+            group_by=args.group_by,
         )
     except (ValueError, TypeError) as error:
         raise UsageError(f"jaxflow check: gradient statistics fail: {_one_line(error)}") from None
@@ -818,8 +821,8 @@ def add_parser(commands) -> None:
         action="append",
         metavar="NAME",
         help="a subtree that is a scanned stack (nn.scan, nnx.vmap, eqx.filter_vmap: one leading "
-        "depth axis on every leaf), reported per layer; repeat for several (default: jaxflow's "
-        "'blocks' where its shapes say it is one; gradient_stats' stacked)",
+        "depth axis on every leaf), reported per layer; repeat for several (default, or 'auto': "
+        "jaxflow's 'blocks' where its shapes say it is one; gradient_stats' stacked)",
     )
     check.add_argument(
         "--group-by",

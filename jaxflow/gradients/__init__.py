@@ -25,10 +25,12 @@ Conventions (they change numbers, so they are fixed here and tested):
   differing lengths are an error). The default ``"auto"`` guesses, for jaxflow's own models: a
   subtree named ``blocks`` is split only when every leaf has at least two axes, the first of one
   common length, and among them are a stacked vector (two axes: a scanned bias or scale) and a
-  stacked matrix or more (a scanned weight). So a square ``Dense`` named ``blocks`` (1-D bias), a
-  bias-free ``Dense``, ``Conv`` or ``DenseGeneral``, or an ``Embed`` is one leaf, not a stack of
-  rows; a stack of bias-free layers, of vectors alone, or with a scalar gate is measured
-  unsplit until you name it. A list of layers right below the name (``nnx.List``, a Python list,
+  stacked matrix or more (a scanned weight), or only stacked matrices (three axes each: scanned
+  bias-free ``Dense`` layers, as ``jf.mlp(use_bias=False)`` makes). So a square ``Dense`` named
+  ``blocks`` (1-D bias), a bias-free ``Dense`` or ``Conv``, or an ``Embed`` is one leaf, not a
+  stack of rows (a bias-free ``DenseGeneral`` or 1-D ``Conv`` kernel, 3-D, would be taken for a
+  stack: pass ``stacked=()``); a stack of bias-free convolutions, of vectors alone, or with a
+  scalar gate is measured unsplit until you name it. A list of layers right below the name (``nnx.List``, a Python list,
   all-digit keys) is split by layer already and never split again; a list inside a stack's layer
   (an Equinox ``MLP`` stacked by ``filter_vmap``) is split by the leading axis with the rest.
   Each split leaf gives L rows, with the index zero-padded to at least two digits
@@ -36,9 +38,9 @@ Conventions (they change numbers, so they are fixed here and tested):
 * **Layers** group the leaves (``group_by``). By default a leaf's layer is its path up to its
   last *layer index* — a list position (``layers/3``, ``blocks/0``), an all-digit key
   (``blocks/07``) or a lowercase name ending in ``_N`` (``layers_3``, ``blocks_5``,
-  ``Transformer/encoderblock_7``, ``decoder/encoderdecoderblock_0``) whose numbering among its
-  siblings starts at 0 (GPT-2's ``ln_1`` and ``ln_2`` inside ``h_0`` name two norms of one block,
-  so its layer is ``h_0``); linen's automatic CamelCase names (``Dense_0``, ``MlpBlock_0``) number
+  ``Transformer/encoderblock_7``, ``decoder/encoderdecoderblock_0``), except, inside another
+  layer index, a name whose numbering among its siblings does not start at 0 (GPT-2's ``ln_1``
+  and ``ln_2`` inside ``h_0`` name two norms of one block, so its layer is ``h_0``); linen's automatic CamelCase names (``Dense_0``, ``MlpBlock_0``) number
   parts of a layer and do not count, and a split stack's
   layer is its block (``blocks/07``), whatever is numbered inside it. With nested numbering the
   last index wins (``blocks/3/mlp/layers/0`` in an Equinox block holding an MLP): pass

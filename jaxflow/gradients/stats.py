@@ -240,9 +240,12 @@ def _flatten(tree, prefix=()):
 _NUMBERED = re.compile(r"([a-z][a-z0-9]*(?:_[a-z0-9]+)*)_(\d+)")
 
 
-def _layer_indices(all_parts):
-    """For each path of ``all_parts`` (a list of (parts, positional)), which parts are layer
-    indices: list positions, all-digit keys, and _N names whose sibling family holds a 0."""
+def _layer_indices(all_parts, paths):
+    """For each path of ``paths`` (a list of (parts, positional)), which parts are layer
+    indices: list positions, all-digit keys, and _N names, except a _N name inside another
+    layer index whose sibling family (over ``all_parts``, every leaf's path, frozen ones
+    included) has no 0: GPT-2's ``ln_1``/``ln_2`` in ``h_0``, while ``encoder/layer_1`` numbered
+    from 1 stays a layer."""
     families = collections.defaultdict(set)
     for parts, _ in all_parts:
         for i, part in enumerate(parts):
@@ -250,17 +253,17 @@ def _layer_indices(all_parts):
             if match is not None:
                 families[parts[:i], match.group(1)].add(int(match.group(2)))
 
-    def numbered(prefix, part):
-        match = _NUMBERED.fullmatch(part)
-        return match is not None and 0 in families[prefix, match.group(1)]
+    def flags(parts, positional):
+        out = []
+        for i, (part, pos) in enumerate(zip(parts, positional, strict=True)):
+            match = _NUMBERED.fullmatch(part)
+            numbered = match is not None and (
+                not any(out) or 0 in families[parts[:i], match.group(1)]
+            )
+            out.append(pos or part.isdigit() or numbered)
+        return tuple(out)
 
-    return [
-        tuple(
-            pos or part.isdigit() or numbered(parts[:i], part)
-            for i, (part, pos) in enumerate(zip(parts, positional, strict=True))
-        )
-        for parts, positional in all_parts
-    ]
+    return [flags(parts, positional) for parts, positional in paths]
 
 
 def _default_group(parts, indices) -> str:
@@ -363,11 +366,12 @@ def _stacks(measured, stacked: _Stacks):
     * named by the caller, it is a stack: every leaf has a leading axis of one common length L
       (a per-layer scalar gate is an (L,) leaf), else a ValueError says which leaves differ;
     * guessed (``"auto"``), it is split only when its shapes leave little doubt: every leaf with
-      at least two axes, the first of one common length L, one of them a stacked vector (two
-      axes: a scanned bias or scale) and one a stacked matrix or more (a scanned weight). A 1-D
-      leaf is an unscanned module's bias or scale; 2-D leaves alone are as likely a bias-free
-      ``Dense`` or an ``Embed`` as a stack of vectors, and ≥3-D leaves alone a bias-free
-      ``Conv`` or ``DenseGeneral`` as a stack of bias-free layers: none is split on a guess.
+      at least two axes, the first of one common length L, and either a stacked vector (two
+      axes: a scanned bias or scale) beside a stacked matrix or more (a scanned weight), or
+      only stacked matrices (three axes: scanned bias-free ``Dense`` layers, as in
+      ``jf.mlp(use_bias=False)``). A 1-D leaf is an unscanned module's bias or scale; 2-D leaves
+      alone are as likely a bias-free ``Dense`` or an ``Embed`` as a stack of vectors, and 4-D
+      leaves alone a bias-free ``Conv`` as a stack of 3-D kernels: neither is split on a guess.
     """
     names = _AUTO_NAMES if stacked.auto else stacked.names
     found = {}
@@ -391,8 +395,10 @@ def _stacks(measured, stacked: _Stacks):
             split[prefix] = (
                 all(len(s) >= 2 for s in shapes)
                 and len({s[0] for s in shapes}) == 1
-                and any(len(s) == 2 for s in shapes)
-                and any(len(s) >= 3 for s in shapes)
+                and (
+                    (any(len(s) == 2 for s in shapes) and any(len(s) >= 3 for s in shapes))
+                    or all(len(s) == 3 for s in shapes)
+                )
             )
         else:
             split[prefix] = _check_named_stack(prefix, members)
@@ -492,18 +498,18 @@ def _plan(grads, stacked, group_by=None):
 def _make_plan(grads, stacked, group_by=None):
     """(the static :class:`_Layout`, the measured leaves) of a gradient tree."""
     group = _grouper(group_by)
-    found, frozen = [], []
+    found, frozen, every = [], [], []
     for parts, positional, leaf in _flatten(grads):
         name = "/".join(parts) or _ROOT
+        every.append((parts, positional))
         if _measured(name, leaf):
             found.append((parts, positional, leaf))
         else:
             frozen.append(name)
+    indices = _layer_indices(every, [(parts, pos) for parts, pos, _ in found])
     measured = [
         (parts, tuple(p or part.isdigit() for part, p in zip(parts, pos, strict=True)), ix, leaf)
-        for (parts, pos, leaf), ix in zip(
-            found, _layer_indices([(parts, pos) for parts, pos, _ in found]), strict=True
-        )
+        for (parts, pos, leaf), ix in zip(found, indices, strict=True)
     ]
     stacks = _stacks(measured, stacked)
     rows, leaves, paths, split, anchors = [], [], [], [], {}

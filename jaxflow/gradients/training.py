@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import math
 import numbers
+import re
 from typing import Any, NamedTuple
 
 import flax.errors
@@ -157,7 +158,7 @@ class _LossObjective:
         try:
             return self._call(name, params, state, batch, rng)
         except Exception as error:
-            if rng is None:
+            if rng is None and re.search(r"rng|prng|key", str(error), re.IGNORECASE):
                 error.add_note(
                     f"(jf.train called {name} with rng=None, as no key= was given; pass "
                     "key=jax.random.key(0) if the model draws random numbers, e.g. for dropout)"
@@ -520,7 +521,8 @@ def train(
     ``(x, y)``) run as one ``lax.while_loop`` under ``jit``; step t uses the ``batch_size``
     examples starting at (t mod ⌊N/batch_size⌋)·batch_size, in order (shuffle beforehand; the
     last N mod batch_size examples are unused), or all N without ``batch_size``. An iterator (or
-    any other iterable, e.g. a data loader or a list of ``(x, y)`` tuples) of batches — any pytree, the same shapes every time —
+    any other iterable, e.g. a data loader, or a list of ``(x, y)`` tuples — a list of
+    containers is read as batches, so give in-memory arrays as a tuple or dict) of batches — any pytree, the same shapes every time —
     runs one jitted step per batch in a Python loop, compiled once per batch shape; an iterable
     restarts when it runs out (epochs), an iterator ends the run early. Both recompile only for a
     new ``loss_fn``/model or optimizer object (``optax.sgd(0.1)`` builds new functions on every
@@ -730,8 +732,9 @@ def train(
     elif hasattr(data, "__iter__") or hasattr(data, "__next__"):
         if batch_size is not None:
             raise ValueError(
-                f"batch_size={batch_size!r} is not allowed with an iterator of batches (it yields "
-                "its own batches); batch_size splits in-memory arrays"
+                f"batch_size={batch_size!r} is not allowed with batches (an iterator, or a list "
+                "of (x, y) batches: each is one step's batch); batch_size splits in-memory "
+                "arrays, given as a tuple or dict such as (x, y)"
             )
         carry = [params, state, opt_state]
 

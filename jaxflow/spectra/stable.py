@@ -174,7 +174,7 @@ def log_spectrum(
 # eager call does not trace again; the arguments were checked eagerly by the public functions.
 @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6))
 def _log_spectrum(model, variables, x, method, selected, wrt, mode):
-    stack, x = resolve(model.value, variables, x, wrt)
+    stack, x = resolve(model.value, variables, x, wrt, check_rows=False)
     selected = np.asarray(selected, np.int64)
     wanted = np.zeros(stack.depth, bool)
     wanted[selected - 1] = True
