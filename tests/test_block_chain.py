@@ -544,6 +544,9 @@ def test_a_bfloat16_model_is_measured_in_float32_against_float64():
     # bfloat16 rounding (8 bits) bounds the difference from float64 on the same weights.
     expected = _np_half_net(variables, x)
     np.testing.assert_allclose(chain.product_singular_values[-1], expected, rtol=3e-2, atol=3e-2)
+    # A batch, example by example: bfloat16's own rounding is not a difference.
+    batch = jf.block_chain(_HalfNet(), variables, x[None], blocks=r"block_\d", batch_axis=0)
+    np.testing.assert_allclose(batch.product_singular_values[-1][0], expected, rtol=3e-2, atol=3e-2)
 
 
 def test_blocks_under_nn_remat_are_measured():
@@ -551,10 +554,14 @@ def test_blocks_under_nn_remat_are_measured():
     model = _HalfNet(jnp.float32, remat=True)
     x = jax.random.normal(jax.random.key(1), (6,))
     variables = model.init(jax.random.key(0), x)
+    checkpoint = jax.checkpoint
     chain = jf.block_chain(model, variables, x, blocks=r"block_\d")
     np.testing.assert_allclose(
         chain.product_singular_values[-1], _np_half_net(variables, x), rtol=tol(F32, "svd")
     )
+    from flax.core import lift
+
+    assert lift.jax is jax and jax.checkpoint is checkpoint  # nothing left replaced
 
 
 class _NnxWrapped(nnx.Module):
