@@ -73,8 +73,11 @@ def resolve(model, variables, x, wrt, *, check_rows=True) -> tuple[Stack, jax.Ar
         return model.decompose(variables, wrt), x
     if isinstance(model, nn.Module):
         raise TypeError(
-            f"model is a {type(model).__name__}; jacobian_chain takes a jaxflow model (jf.mlp, "
-            "jf.residual_stack) or a block function block_fn(block_params, h) -> h"
+            f"model is a flax.linen module ({type(model).__name__}) not built by jaxflow; the "
+            "chain measurements (jacobian_chain, log_spectrum, lyapunov_exponents, ...) take a "
+            "jaxflow model (jf.mlp, jf.residual_stack) or a block function "
+            "block_fn(block_params, h) -> h. Measure a linen model's blocks with "
+            "jf.block_chain(model, variables, x, blocks=...)"
         )
     if not callable(model):
         raise TypeError(
@@ -87,8 +90,8 @@ def resolve(model, variables, x, wrt, *, check_rows=True) -> tuple[Stack, jax.Ar
     framework = {"nnx": "flax.nnx", "equinox": "equinox"}.get(kind)
     if framework is not None and (kind == "nnx" or not leaves):
         raise TypeError(
-            f"model is a {framework} module ({type(model).__name__}); jacobian_chain and the "
-            "spectra take a jaxflow model or a block function block_fn(block_params, h) -> h "
+            f"model is a {framework} module ({type(model).__name__}); the chain measurements "
+            "(jacobian_chain, log_spectrum, ...) take a jaxflow model or a block function block_fn(block_params, h) -> h "
             "with stacked block params. Measure the module's blocks with "
             "jf.block_chain(model, None, x, blocks=...), or write its block as such a function"
         )

@@ -62,13 +62,15 @@ def singular_values(a: jax.Array) -> jax.Array:
       a: (..., m, n).
 
     Returns:
-      (..., min(m, n)), descending.
+      (..., min(m, n)), descending; float32 for a bfloat16 or float16 ``a``.
 
     Example:
       >>> import jax.numpy as jnp, jaxflow as jf
       >>> jf.singular_values(jnp.diag(jnp.array([1.0, 3.0, 2.0]))).tolist()
       [3.0, 2.0, 1.0]
     """
+    # LAPACK has no half types: bfloat16 / float16 matrices are decomposed in float32.
+    a = a.astype(jnp.promote_types(a.dtype, jnp.float32))
     with jax.default_matmul_precision("float32"):
         return jnp.linalg.svd(a, compute_uv=False)
 

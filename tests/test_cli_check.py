@@ -161,6 +161,14 @@ def test_nnx_table_rows_equal_the_library(capsys):
         assert p_min == pytest.approx(float(chain.product_singular_values[i][0, -1]), rel=1e-4)
 
 
+def test_an_nnx_sequential_is_chained_entry_by_entry(capsys):
+    out = _run_json(capsys, "tests.check_models.nnx_models:build_sequential")
+    model, x = nnx_models.build_sequential()
+    assert out["blocks"]["names"] == ["layers.0", "layers.1", "layers.2", "layers.3"]
+    chain = jf.block_chain(model, None, x[:1], blocks="layers", batch_axis=0)
+    _assert_spectra(out["spectra"], chain, example=0)
+
+
 def test_nnx_in_training_mode_gradients_and_why_no_spectra(capsys):
     # The model as the Flax docs leave it after construction: BatchNorm on batch statistics,
     # Dropout drawing masks. The gradients are the training-mode ones (nnx.grad of the same
@@ -350,3 +358,17 @@ def test_a_file_imports_its_sibling_modules(tmp_path, capsys, monkeypatch):
     out = _run_json(capsys, f"{tmp_path / 'my_build.py'}:build")
     # loss = Σ (b W)² with b = (1, 1), W = I: ∂/∂W = 2 bᵀ(b W) = 2·ones(2, 2), norm 4
     assert out["gradients"]["global_norm"] == pytest.approx(4.0, rel=tol(F32, "gradient"))
+
+
+def test_a_smallest_singular_value_below_rounding_is_marked():
+    # A rank-2 3×3 block: float32's SVD returns rounding (≈1e-8·σ_max) as σ_min, not 0.
+    from jaxflow.cli._common import format_spectra_table
+    from jaxflow.cli.check import spectra_rows_of
+
+    w = jnp.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])  # rank 2, exactly
+    chain = jf.block_chain([lambda h: w @ h, lambda h: 2.0 * h], None, jnp.array([0.1, 0.2, 0.3]))
+    rows = spectra_rows_of(chain)
+    assert [r["J_min_resolved"] for r in rows] == [False, True]
+    assert [r["P_min_resolved"] for r in rows] == [False, False]
+    lines = format_spectra_table(rows).splitlines()[1:]
+    assert lines[0].split()[2].endswith("*") and not lines[1].split()[2].endswith("*")

@@ -361,10 +361,9 @@ def block_chain(
 
 
 def _check_connected(result, *, batched):
-    try:
-        connected = np.asarray(result.connected)
-    except jax.errors.JAXTypeError:
-        return  # under an outer jit or vmap: the field says it
+    if any(isinstance(a, jax.core.Tracer) for a in (result.connected, result.reproduced)):
+        return  # under an outer jit or vmap: the fields connected and reproduced say it
+    connected = np.asarray(result.connected)
     bad = [i for i, ok in enumerate(connected) if not ok]
     if bad:
         pairs = [(result.names[i], result.names[i + 1]) for i in bad]

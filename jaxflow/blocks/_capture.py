@@ -331,10 +331,12 @@ def _resolve_paths(model, blocks, available):
 class _Recorder:
     """Stands in for a block during the capture pass: calls it and records input and output."""
 
-    def __init__(self, name, block, calls):
+    def __init__(self, name, block, calls, entered=None):
         self.name, self.block, self.calls = name, block, calls
+        self.entered = set() if entered is None else entered
 
     def __call__(self, *args, **kw):
+        self.entered.add(self.name)  # called as a block, even if the call then fails
         out = self.block(*args, **kw)
         self.calls.append((self.name, args, kw, out))
         return out
@@ -401,15 +403,21 @@ def _capture_nnx(graphdef, state, blocks, x, kwargs):
 
     if sequence:
         return _record_in_order(found, x, kwargs, make_fn)
-    calls = []
+    calls, entered = [], set()
     for name, parent, key, block in found:
-        _set(parent, key, _Recorder(name, block, calls))
+        _set(parent, key, _Recorder(name, block, calls, entered))
     try:
         _forward(model, x, **kwargs)
         return _blocks_from_calls(found, calls, make_fn)
     except Exception as error:
+        # A stack is never called as one block; a block that was called failed by itself.
         _explain_stacks(
-            error, [(n, _stack_length(jax.tree.leaves(p[1]))) for n, p in pure.items() if p]
+            error,
+            [
+                (n, _stack_length(jax.tree.leaves(p[1])))
+                for n, p in pure.items()
+                if p and n not in entered
+            ],
         )
         raise
 
@@ -434,13 +442,13 @@ def _capture_pytree(model, blocks, x, kwargs):
     import equinox as eqx
 
     found = _resolve_paths(model, blocks, lambda: _fields(model))
-    calls = []
+    calls, entered = [], set()
     names = [name for name, _, _, _ in found]
     leaves = [block for _, _, _, block in found]
     recorded = eqx.tree_at(
         lambda m: [_at(m, name) for name in names],
         model,
-        replace=[_Recorder(name, b, calls) for name, b in zip(names, leaves)],
+        replace=[_Recorder(name, b, calls, entered) for name, b in zip(names, leaves)],
         is_leaf=lambda node: any(node is b for b in leaves),
     )
     try:
@@ -449,7 +457,11 @@ def _capture_pytree(model, blocks, x, kwargs):
     except Exception as error:
         _explain_stacks(
             error,
-            [(n, _stack_length(jax.tree.leaves(b))) for n, b in zip(names, leaves, strict=True)],
+            [
+                (n, _stack_length(jax.tree.leaves(b)))
+                for n, b in zip(names, leaves, strict=True)
+                if n not in entered
+            ],
         )
         raise
 

@@ -218,7 +218,10 @@ def format_spectra_table(rows, *, fancy: bool = False, width: int | None = None)
     lines = [header + ("  resolved" if width is not None else "") + ("  block" if named else "")]
     for row in rows:
         values = (row["J_norm"], row["J_min"], row["P_norm"], row["P_min"])
-        line = f"{row['layer']:>5}  " + "  ".join(_number(v, 11, ".4e") for v in values)
+        marks = ("", _floor_mark(row, "J_min"), "", _floor_mark(row, "P_min"))
+        line = f"{row['layer']:>5}  " + "  ".join(
+            _number(v, 11 - len(m), ".4e") + m for v, m in zip(values, marks, strict=True)
+        )
         if spread:
             line += "  " + _number(row.get("log_spread"), 8, ".3f")
         if width is not None:
@@ -228,6 +231,11 @@ def format_spectra_table(rows, *, fancy: bool = False, width: int | None = None)
             line += f"  {row.get('block', '')}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def _floor_mark(row, key):
+    """``*`` after a σ_min the row marks as below its rounding floor (``key + "_resolved"``)."""
+    return "*" if row.get(f"{key}_resolved") is False else ""
 
 
 def _number(value, width, spec):

@@ -455,8 +455,6 @@ def _attribute_paths(model, kind, depth=3):
 
             if isinstance(obj, (nnx.List, list, tuple)):
                 return [(str(i), v) for i, v in enumerate(obj)]
-            if isinstance(obj, nnx.Sequential):
-                return [(str(i), v) for i, v in enumerate(obj.layers)]
             if isinstance(obj, nnx.Module):
                 return [(k, v) for k, v in vars(obj).items() if not k.startswith("_")]
         if isinstance(obj, (list, tuple)):
@@ -547,7 +545,9 @@ def spectra_rows_of(chain, *, example=None):
     P_l = J_l ⋯ J_1, ``P_resolved`` how many singular values of P_l lie above its rounding floor
     σ_max·n·ε, and ``log_spread`` = ln σ_max(P_l) − ln σ_min(P_l) over those resolved values
     (exact zeros, e.g. of dead ReLU units or a rank-deficient projection, and rounding left out;
-    ``P_min`` shows what was left out). Matrix-free chains give only σ_max; the rest is ``None``.
+    ``P_min`` shows what was left out; ``J_min_resolved`` and ``P_min_resolved`` say whether
+    σ_min lies above the rounding floor). Matrix-free chains give only σ_max; the rest is
+    ``None``.
     ``example`` indexes a batched chain's (``batch_axis=0``) leading axis.
     """
     import numpy as np
@@ -562,9 +562,15 @@ def spectra_rows_of(chain, *, example=None):
         row["J_min"] = row["P_min"] = row["P_resolved"] = row["log_spread"] = None
         row["P_norm"] = _finite_or_none(at(chain.product_sigma_max)[i])
         if chain.method == "dense":
-            row["J_min"] = _finite_or_none(at(chain.layer_singular_values[i])[-1])
+            layer_sv = at(chain.layer_singular_values[i])
+            row["J_min"] = _finite_or_none(layer_sv[-1])
             row["P_min"] = _finite_or_none(at(chain.product_singular_values[i])[-1])
             row["P_resolved"] = int(at(chain.resolved)[i])
+            # Below σ_max·n·ε a singular value is the SVD's rounding, not a measurement.
+            eps = float(np.finfo(np.asarray(chain.layer_singular_values[i]).dtype).eps)
+            n = max(np.shape(chain.layers[i])[-2:])
+            row["J_min_resolved"] = bool(layer_sv[-1] > layer_sv[0] * n * eps)
+            row["P_min_resolved"] = row["P_resolved"] == at(chain.product_singular_values[i]).size
             resolved = at(chain.product_singular_values[i])[: row["P_resolved"]]
             row["log_spread"] = (
                 float(np.log(resolved[0]) - np.log(resolved[-1])) if resolved.size else None
@@ -776,6 +782,15 @@ def run_check(args) -> int:
         "its singular values above rounding):"
     )
     print(format_spectra_table(output["spectra"]))
+    if any(
+        row.get(k) is False
+        for row in output["spectra"]
+        for k in ("J_min_resolved", "P_min_resolved")
+    ):
+        print(
+            "(* below the rounding floor smax·n·eps: the SVD's rounding of a (near-)singular "
+            "matrix, not a measured value; the spread leaves it out)"
+        )
     return 0
 
 

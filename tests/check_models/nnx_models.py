@@ -68,3 +68,12 @@ def build_one_sequence():
     model = SequenceModel(rngs=nnx.Rngs(0))
     model.eval()
     return model, jnp.asarray(np.random.default_rng(1).standard_normal((5, 3)), jnp.float32)
+
+
+def build_sequential():
+    """An nnx.Sequential of layers and activations, as the NNX docs write a small MLP."""
+    rngs = nnx.Rngs(0)
+    model = nnx.Sequential(
+        nnx.Linear(3, 4, rngs=rngs), nnx.tanh, nnx.Linear(4, 4, rngs=rngs), nnx.tanh
+    )
+    return model, jnp.asarray(np.random.default_rng(2).standard_normal((2, 3)), jnp.float32)
