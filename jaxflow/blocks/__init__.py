@@ -236,6 +236,10 @@ def block_chain(
       TypeError: for a model of another kind, a bad ``blocks``, or a state that is not real
         floating-point.
 
+      Under an outer ``jax.jit`` or ``jax.vmap`` the two checks on values (blocks that follow
+      one another, blocks that reproduce their forward-pass output) cannot raise: read the
+      result's ``connected`` and ``reproduced`` fields.
+
     Example:
       >>> import jax.numpy as jnp, jaxflow as jf
       >>> W = jnp.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # 3 → 2: a change of width
