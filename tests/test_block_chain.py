@@ -637,11 +637,7 @@ def test_argument_mistakes_name_the_argument(call, error, match):
 
 def test_model_keywords_named_like_options_go_in_model_kwargs():
     # An Equinox model whose __call__ takes key= (dropout) beside block_chain's own key=.
-    class Residual(eqx.Module):
-        linear: eqx.nn.Linear
-
-        def __call__(self, x):
-            return x + jnp.tanh(self.linear(x))
+    from tests.check_models.eqx_models import Residual
 
     class Net(eqx.Module):
         layers: list

@@ -406,20 +406,9 @@ def _capture_nnx(graphdef, state, blocks, x, kwargs):
     calls, entered = [], set()
     for name, parent, key, block in found:
         _set(parent, key, _Recorder(name, block, calls, entered))
-    try:
-        _forward(model, x, **kwargs)
-        return _blocks_from_calls(found, calls, make_fn)
-    except Exception as error:
-        # A stack is never called as one block; a block that was called failed by itself.
-        _explain_stacks(
-            error,
-            [
-                (n, _stack_length(jax.tree.leaves(p[1])))
-                for n, p in pure.items()
-                if p and n not in entered
-            ],
-        )
-        raise
+    return _run_recorded(
+        model, x, kwargs, found, calls, make_fn, {n: p[1] for n, p in pure.items() if p}, entered
+    )
 
 
 def _capture_pytree(model, blocks, x, kwargs):
@@ -451,15 +440,24 @@ def _capture_pytree(model, blocks, x, kwargs):
         replace=[_Recorder(name, b, calls, entered) for name, b in zip(names, leaves)],
         is_leaf=lambda node: any(node is b for b in leaves),
     )
+    return _run_recorded(
+        recorded, x, kwargs, found, calls, make_fn, dict(zip(names, leaves, strict=True)), entered
+    )
+
+
+def _run_recorded(model, x, kwargs, found, calls, make_fn, parameters, entered):
+    """The forward pass with the blocks recorded, then the blocks; a failure is explained when a
+    selected block that was never called (``entered``) looks like a scanned stack (its
+    ``parameters``): a block that was called failed by itself."""
     try:
-        _forward(recorded, x, **kwargs)
+        _forward(model, x, **kwargs)
         return _blocks_from_calls(found, calls, make_fn)
     except Exception as error:
         _explain_stacks(
             error,
             [
-                (n, _stack_length(jax.tree.leaves(b)))
-                for n, b in zip(names, leaves, strict=True)
+                (n, _stack_length(jax.tree.leaves(p)))
+                for n, p in parameters.items()
                 if n not in entered
             ],
         )
