@@ -112,26 +112,38 @@ def resolve(model, variables, x, wrt, *, check_rows=True) -> tuple[Stack, jax.Ar
         )
     if jnp.ndim(x) == 2 and check_rows:
         check_rows_independent(model, variables, x)
-    if jnp.promote_types(x.dtype, jnp.float32) != x.dtype:
-        # bfloat16 / float16 h0: the chain (Jacobians, products, SVDs: LAPACK has no half
-        # types) runs in float32 on the block's own half-precision arithmetic.
-        block_fn = _at_least_float32(model, jnp.dtype(x.dtype))
-        return Stack(_to_float32, block_fn, variables, lambda h: h, int(depth)), x
-    return Stack(lambda h: h, model, variables, lambda h: h, int(depth)), x
+    # Half precision (a bfloat16 / float16 h0, or a block that returns one): the chain
+    # (Jacobians, products, SVDs: LAPACK has no half types) runs in at least float32 on the
+    # block's own arithmetic, its state in one dtype from layer to layer.
+    work = jnp.promote_types(x.dtype, jnp.float32)
+    try:
+        first = jax.tree.map(lambda a: a[0], variables)
+        row = jax.ShapeDtypeStruct(jnp.shape(x)[-1:], x.dtype)
+        out = jax.eval_shape(model, first, row).dtype
+    except Exception:  # noqa: BLE001 — check_square reports a block that does not fit
+        out = x.dtype
+    if work != x.dtype or out != work:
+        block_fn = _widened(model, jnp.dtype(x.dtype), jnp.dtype(work))
+        cast = functools.partial(_cast, dtype=work)
+        return Stack(cast, block_fn, variables, _same, int(depth)), x
+    return Stack(_same, model, variables, _same, int(depth)), x
 
 
-def _to_float32(h):
-    return h.astype(jnp.float32)
+def _same(h):
+    return h
+
+
+def _cast(h, dtype):
+    return h.astype(dtype)
 
 
 @functools.lru_cache(maxsize=64)
-def _at_least_float32(block_fn, dtype):
-    """``block_fn`` taking and giving float32 states while computing on ``dtype`` ones, the same
-    object for the same pair (the compiled programs are keyed by the block function)."""
+def _widened(block_fn, dtype, work):
+    """``block_fn`` taking and giving ``work`` states while computing on ``dtype`` ones, the same
+    object for the same triple (the compiled programs are keyed by the block function)."""
 
     def widened(params, h):
-        out = block_fn(params, h.astype(dtype))
-        return out.astype(jnp.promote_types(out.dtype, jnp.float32))
+        return block_fn(params, h.astype(dtype)).astype(work)
 
     return widened
 
@@ -176,6 +188,9 @@ def check_rows_independent(block_fn, blocks, x) -> None:
     same comparison runs while tracing on standard normal stand-ins of their shapes (mixing is a
     property of the function, which a random point shows); skipped only when a traced leaf is not
     floating-point, and for a block that cannot take the whole h_0 at once."""
+    if not isinstance(x, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(x))):
+        # A NaN in h0 would hide the comparison: mixing is the function's, checked on a stand-in.
+        x = jax.random.normal(jax.random.key(0), jnp.shape(x), x.dtype)
     with jax.ensure_compile_time_eval():
         try:
             inputs = _stand_ins((blocks, x))  # (symbolic shapes, as in jax.export, have none)

@@ -577,7 +577,7 @@ class _NnxWrapped(nnx.Module):
 
 
 def test_blocks_passed_through_an_nnx_transformation_are_named():
-    with pytest.raises(ValueError, match=r"passed through a transformation inside the model"):
+    with pytest.raises(ValueError, match=r"runs inside a transformation in the model"):
         jf.block_chain(_NnxWrapped(nnx.Rngs(0)), None, jnp.ones(4), blocks="blocks")
 
 
@@ -655,6 +655,23 @@ def test_model_keywords_named_like_options_go_in_model_kwargs():
     chain = jf.block_chain(net, None, x, blocks="layers", model_kwargs={"key": jax.random.key(1)})
     plain = jf.block_chain(list(net.layers), None, x)  # the same blocks called in order
     np.testing.assert_allclose(chain.product_singular_values[-1], plain.product_singular_values[-1])
+
+
+def test_blocks_inside_a_checkpoint_are_named():
+    class Checkpointed(eqx.Module):
+        layers: list
+
+        def __init__(self, key):
+            keys = jax.random.split(key, 2)
+            self.layers = [eqx.nn.Linear(4, 4, key=k) for k in keys]
+
+        def __call__(self, h):
+            for layer in self.layers:
+                h = eqx.filter_checkpoint(lambda m, h: h + jnp.tanh(m(h)))(layer, h)
+            return h
+
+    with pytest.raises(ValueError, match="runs inside a transformation"):
+        jf.block_chain(Checkpointed(jax.random.key(0)), None, jnp.ones(4), blocks="layers")
 
 
 # --- (5) plain functions with a change of width: float64 NumPy references --------------------

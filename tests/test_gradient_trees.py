@@ -299,6 +299,32 @@ def test_numbering_that_does_not_start_at_zero_is_not_a_layer_index():
     assert jf.gradient_stats(tree).layer_names == names
 
 
+def test_one_based_blocks_that_hold_modules_stay_layers():
+    # A ResNet named from 1: stage_1/block_2/conv_1 groups per block, conv_1 and bn_1 inside it.
+    tree = {
+        f"stage_{s}": {
+            f"block_{b}": {m: {"w": jnp.full(2, float(s + b))} for m in ("conv_1", "bn_1")}
+            for b in (1, 2)
+        }
+        for s in (1, 2)
+    }
+    stats = jf.gradient_stats(tree)
+    assert stats.layer_names == tuple(f"stage_{s}/block_{b}" for s in (1, 2) for b in (1, 2))
+    assert _close(stats.layer_norms[0], 4.0)  # two leaves of [2, 2]
+
+
+def test_the_guess_leaves_convolutions_whole():
+    rng = np.random.default_rng(4)
+    trees = {
+        "Equinox Conv1d with bias (C, 1)": {"w": rng.normal(size=(4, 4, 3)), "b": rng.normal(size=(4, 1))},
+        "linen Conv1D without bias": {f"Conv_{i}": {"kernel": rng.normal(size=(3, 8, 8))} for i in range(2)},
+        "eqx.nn.Sequential of bias-free Conv1d": {"layers": [{"weight": rng.normal(size=(4, 4, 3))}] * 2},
+    }  # fmt: skip
+    for what, blocks in trees.items():
+        stats = jf.gradient_stats({"blocks": jax.tree.map(jnp.asarray, blocks)})
+        assert not any(n.startswith("blocks/0") for n in stats.names), what
+
+
 def test_jaxflow_bias_free_stacks_are_split_on_the_guess():
     model = jf.mlp(depth=3, width=4, in_dim=4, out_dim=1, use_bias=False)
     x = jnp.ones((2, 4))

@@ -464,3 +464,17 @@ def test_a_bfloat16_block_function_is_measured_in_float32():
         )
     values = jf.log_spectrum(block, ws, h0, layers="last").values[0]
     np.testing.assert_allclose(values, np.log(expected), atol=5e-2)
+
+
+def test_mixing_is_refused_with_a_nan_in_h0_and_half_blocks_run_on_float32_h0():
+    ws = jax.random.normal(jax.random.key(0), (3, 6, 6)) / 3
+    h0 = jax.random.normal(jax.random.key(1), (4, 6)).at[0, 0].set(jnp.nan)
+    with pytest.raises(ValueError, match="mixes the rows"):
+        jf.jacobian_chain(_token_mixing, ws, h0)
+    # float32 h0, a block returning bfloat16: one float32 state from layer to layer.
+    half = lambda w, h: jnp.tanh(w.astype(jnp.bfloat16) @ h.astype(jnp.bfloat16))  # noqa: E731
+    chain = jf.jacobian_chain(half, ws, jnp.ones(6))
+    full = jf.jacobian_chain(lambda w, h: jnp.tanh(w @ h), ws, jnp.ones(6))
+    np.testing.assert_allclose(
+        chain.product_singular_values, full.product_singular_values, rtol=5e-2, atol=1e-2
+    )

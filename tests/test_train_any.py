@@ -520,3 +520,33 @@ def test_random_numbers_the_model_form_cannot_give_are_named():
     with pytest.raises(Exception) as caught:
         jf.train(loss_fn, variables["params"], (x, y), optax.sgd(0.1), 2)
     assert any("pass key=jax.random.key(0)" in note for note in caught.value.__notes__)
+
+
+def test_a_list_of_inputs_and_targets_stays_in_memory_arrays():
+    # [(xa, xb), (ya, yb)]: two inputs, two targets of other shapes, one pytree of N examples.
+    rng = np.random.default_rng(12)
+    xa, xb = (rng.normal(size=(6, 2)).astype(np.float32) for _ in range(2))
+    ya, yb = rng.normal(size=(6, 1)).astype(np.float32), rng.normal(size=(6, 3)).astype(np.float32)
+
+    def loss_fn(params, batch, rng):
+        (xa, xb), (ya, yb) = batch
+        h = xa @ params["a"] + xb @ params["b"]
+        return jnp.mean((h[:, :1] - ya) ** 2) + jnp.mean((h - yb) ** 2)
+
+    params = {"a": jnp.zeros((2, 3)), "b": jnp.zeros((2, 3))}
+    listed = jf.train(loss_fn, params, [(xa, xb), (ya, yb)], optax.sgd(0.1), 3)
+    tupled = jf.train(loss_fn, params, ((xa, xb), (ya, yb)), optax.sgd(0.1), 3)
+    np.testing.assert_array_equal(listed.loss, tupled.loss)
+    assert float(listed.loss[0]) == pytest.approx(np.mean(ya**2) + np.mean(yb**2), rel=1e-6)
+
+
+def test_a_model_that_needs_more_arguments_is_named():
+    class Needs(nn.Module):
+        @nn.compact
+        def __call__(self, x, train):
+            return nn.Dense(1)(x)
+
+    x = jnp.ones((2, 3))
+    variables = Needs().init(jax.random.key(0), x, False)
+    with pytest.raises(TypeError, match=r"needs more arguments.*loss-function form"):
+        jf.train(Needs(), variables, (x, jnp.ones((2, 1))), optax.sgd(0.1), 2)

@@ -359,7 +359,16 @@ def block_chain(
 
         dynamic = (arrays,)
         keepalive = model
-    result = _compiled(static, kind, build, keepalive)(*dynamic, x, kw_arrays, key)
+    try:
+        result = _compiled(static, kind, build, keepalive)(*dynamic, x, kw_arrays, key)
+    except jax.errors.UnexpectedTracerError as error:
+        raise ValueError(
+            "a selected block runs inside a transformation in the model's forward pass "
+            "(jax.checkpoint, eqx.filter_checkpoint, nnx.remat, nnx.jit, ...), whose values "
+            "block_chain cannot keep to take the block's Jacobian (only linen's nn.remat is seen "
+            "through): select blocks the forward pass calls directly, or build the model "
+            "without that transformation to measure it"
+        ) from error
     _check_connected(result, batched=batch_axis == 0)
     return result
 

@@ -75,8 +75,7 @@ def _explain_stacks(error, blocks):
                 "axis), which the model applies in one call, so block_chain cannot record the "
                 "layers one by one. Write one layer as a function layer_fn(layer_params, h) -> h "
                 "and pass the stack's parameters: jf.jacobian_chain(layer_fn, stacked_params, "
-                f"h0) (or jf.log_spectrum). The capture failed with {type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else ''}"
+                "h0) (or jf.log_spectrum)."
             ) from error
 
 
@@ -230,14 +229,13 @@ def _forward(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except Exception as error:
-        if "_Recorder" in str(error):
+        if "_Recorder" in str(error) or isinstance(error, jax.errors.UnexpectedTracerError):
             raise ValueError(
-                "a selected block is passed through a transformation inside the model's forward "
-                "pass (nnx.remat, nnx.jit, nnx.vmap, jax.checkpoint, ... given the module "
-                "itself), where block_chain cannot stand in for it to record its input and "
-                "output: select blocks the forward pass calls directly, or build the model "
-                f"without that transformation to measure it ({type(error).__name__}: "
-                f"{str(error).splitlines()[0]})"
+                "a selected block runs inside a transformation in the model's forward pass "
+                "(nnx.remat, nnx.jit, nnx.vmap, jax.checkpoint, eqx.filter_checkpoint, ...), "
+                "where block_chain cannot record its input and output (only linen's nn.remat is "
+                "seen through): select blocks the forward pass calls directly, or build the "
+                "model without that transformation to measure it"
             ) from error
         if type(error).__name__ == "ScopeCollectionNotFound":
             raise ValueError(

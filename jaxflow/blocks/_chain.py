@@ -38,7 +38,7 @@ class BlockChain:
 
     Attributes:
       names: (static) the blocks' names: linen module paths (``"layers_0/block"``), NNX attribute
-        paths (``"blocks.3"``), Equinox attribute paths (``"layers[2]"``) or ``"block_2"``.
+        paths (``"blocks.3"``), Equinox attribute paths (``"layers.2"``) or ``"block_2"``.
       shapes: (static) the state shapes h_0, h_1, …, h_L of one example; n_l is their size.
       method: (static) ``"dense"`` or ``"matrix_free"``, what was computed.
       layers: dense: tuple of J_l, (n_l, n_{l−1}).

@@ -767,6 +767,8 @@ def run_check(args) -> int:
     print(jf.format_gradient_report(stats, stream=sys.stdout))
     width = max(len("block"), *(len(n) for n in stats.layer_names))
     grouping = "gradient_stats' default grouping" if args.group_by is None else args.group_by
+    if args.stacked not in (None, ["auto"]):
+        grouping += f", stacks {', '.join(args.stacked)} per layer"
     print(f"\ngradient norm per block ({grouping}), global {float(stats.global_norm):.4e}:")
     print(f"{'block':<{width}}  {'|g|_2':>11}")
     for name, norm in zip(stats.layer_names, np.asarray(stats.layer_norms), strict=True):

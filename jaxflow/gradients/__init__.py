@@ -29,7 +29,8 @@ Conventions (they change numbers, so they are fixed here and tested):
   bias-free ``Dense`` layers, as ``jf.mlp(use_bias=False)`` makes). So a square ``Dense`` named
   ``blocks`` (1-D bias), a bias-free ``Dense`` or ``Conv``, or an ``Embed`` is one leaf, not a
   stack of rows (a bias-free ``DenseGeneral`` or 1-D ``Conv`` kernel, 3-D, would be taken for a
-  stack: pass ``stacked=()``); a stack of bias-free convolutions, of vectors alone, or with a
+  stack outside a module named like ``conv``: pass ``stacked=()``); a stack of bias-free
+  convolutions, of vectors alone, or with a
   scalar gate is measured unsplit until you name it. A list of layers right below the name (``nnx.List``, a Python list,
   all-digit keys) is split by layer already and never split again; a list inside a stack's layer
   (an Equinox ``MLP`` stacked by ``filter_vmap``) is split by the leading axis with the rest.
@@ -39,8 +40,9 @@ Conventions (they change numbers, so they are fixed here and tested):
   last *layer index* — a list position (``layers/3``, ``blocks/0``), an all-digit key
   (``blocks/07``) or a lowercase name ending in ``_N`` (``layers_3``, ``blocks_5``,
   ``Transformer/encoderblock_7``, ``decoder/encoderdecoderblock_0``), except, inside another
-  layer index, a name whose numbering among its siblings does not start at 0 (GPT-2's ``ln_1``
-  and ``ln_2`` inside ``h_0`` name two norms of one block, so its layer is ``h_0``); linen's automatic CamelCase names (``Dense_0``, ``MlpBlock_0``) number
+  layer index, a module holding parameters only whose numbering among its siblings does not
+  start at 0 (GPT-2's ``ln_1`` and ``ln_2`` inside ``h_0`` name two norms of one block, so its
+  layer is ``h_0``; a ResNet's ``stage_1/block_2/conv_1`` groups as ``stage_1/block_2``); linen's automatic CamelCase names (``Dense_0``, ``MlpBlock_0``) number
   parts of a layer and do not count, and a split stack's
   layer is its block (``blocks/07``), whatever is numbered inside it. With nested numbering the
   last index wins (``blocks/3/mlp/layers/0`` in an Equinox block holding an MLP): pass

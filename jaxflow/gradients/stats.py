@@ -243,9 +243,9 @@ _NUMBERED = re.compile(r"([a-z][a-z0-9]*(?:_[a-z0-9]+)*)_(\d+)")
 def _layer_indices(all_parts, paths):
     """For each path of ``paths`` (a list of (parts, positional)), which parts are layer
     indices: list positions, all-digit keys, and _N names, except a _N name inside another
-    layer index whose sibling family (over ``all_parts``, every leaf's path, frozen ones
-    included) has no 0: GPT-2's ``ln_1``/``ln_2`` in ``h_0``, while ``encoder/layer_1`` numbered
-    from 1 stays a layer."""
+    layer index that holds leaves only and whose sibling family (over ``all_parts``, every
+    leaf's path, frozen ones included) has no 0: GPT-2's ``ln_1``/``ln_2`` in ``h_0``, while
+    ``encoder/layer_1`` and ``stage_1/block_2`` numbered from 1 stay layers."""
     families = collections.defaultdict(set)
     for parts, _ in all_parts:
         for i, part in enumerate(parts):
@@ -257,8 +257,10 @@ def _layer_indices(all_parts, paths):
         out = []
         for i, (part, pos) in enumerate(zip(parts, positional, strict=True)):
             match = _NUMBERED.fullmatch(part)
+            # Excluded: a name inside another index, numbered from 1, holding leaves only (the
+            # module of parts[-1]): ln_1 in h_0; block_1 of stage_1 holds modules and counts.
             numbered = match is not None and (
-                not any(out) or 0 in families[parts[:i], match.group(1)]
+                not any(out) or 0 in families[parts[:i], match.group(1)] or i < len(parts) - 2
             )
             out.append(pos or part.isdigit() or numbered)
         return tuple(out)
@@ -392,12 +394,21 @@ def _stacks(measured, stacked: _Stacks):
             split[prefix] = False  # a list of layers
         elif stacked.auto:
             shapes = [jnp.shape(leaf) for _, _, leaf in members]
+            # A stacked vector has width > 1 (Equinox's conv biases are (C, 1) and (C, 1, 1)),
+            # and 3-D leaves alone are a stack only outside convolutions (a 1-D conv's kernel)
+            # and lists.
+            convolution = any("conv" in p.lower() for parts, _, _ in members for p in parts) or any(
+                any(ix) for _, ix, _ in members
+            )  # (a list below: an eqx.nn.Sequential of bias-free convolutions)
             split[prefix] = (
                 all(len(s) >= 2 for s in shapes)
                 and len({s[0] for s in shapes}) == 1
                 and (
-                    (any(len(s) == 2 for s in shapes) and any(len(s) >= 3 for s in shapes))
-                    or all(len(s) == 3 for s in shapes)
+                    (
+                        any(len(s) == 2 and s[1] > 1 for s in shapes)
+                        and any(len(s) >= 3 for s in shapes)
+                    )
+                    or (all(len(s) == 3 for s in shapes) and not convolution)
                 )
             )
         else:

@@ -135,6 +135,15 @@ class _ModelObjective:
                 rest = {**rest, **updated}
             else:
                 prediction = self.model.apply(variables, x)
+        except TypeError as error:
+            if "required" not in str(error):
+                raise
+            raise TypeError(
+                f"the model form runs model.apply(variables, x), but the model needs more "
+                f"arguments ({str(error).splitlines()[0]}); give them defaults, or train it in "
+                "the loss-function form (jf.train(loss_fn, params, data, optimizer, steps), "
+                "see jf.train's docs)"
+            ) from None
         except flax.errors.InvalidRngError as error:
             raise TypeError(
                 f"the model form runs model.apply(variables, x) without random numbers, but the "
@@ -429,13 +438,19 @@ def _check_differentiable(params):
 
 
 def _list_of_batches(data) -> bool:
-    """A list whose entries are all containers (tuples, dicts, lists) of one tree structure, as
-    ``[(x1, y1), (x2, y2)]``: batches to iterate over, not one pytree of in-memory arrays."""
-    if not isinstance(data, list) or not data:
+    """A list of two or more containers (tuples, dicts, lists) with one tree structure and the
+    same leaf shapes, as ``[(x1, y1), (x2, y2)]`` (the last may be smaller): batches to iterate
+    over. ``[(xa, xb), (ya, yb)]``, inputs and targets of other shapes, stays one pytree of
+    in-memory arrays, as does a list of arrays ``[x, y]``."""
+    if not isinstance(data, list) or len(data) < 2:
         return False
     if not all(isinstance(b, (tuple, list, dict)) for b in data):
         return False
-    return len({jax.tree.structure(b) for b in data}) == 1
+    signatures = [_signature(b) for b in data]
+    if len({s[0] for s in signatures}) != 1:
+        return False
+    full = signatures[:-1] if len(signatures) > 2 else signatures
+    return len({s[1] for s in full}) == 1
 
 
 def _signature(batch):
@@ -521,8 +536,8 @@ def train(
     ``(x, y)``) run as one ``lax.while_loop`` under ``jit``; step t uses the ``batch_size``
     examples starting at (t mod ⌊N/batch_size⌋)·batch_size, in order (shuffle beforehand; the
     last N mod batch_size examples are unused), or all N without ``batch_size``. An iterator (or
-    any other iterable, e.g. a data loader, or a list of ``(x, y)`` tuples — a list of
-    containers is read as batches, so give in-memory arrays as a tuple or dict) of batches — any pytree, the same shapes every time —
+    any other iterable, e.g. a data loader, or a list of ``(x, y)`` batches of one shape) of
+    batches — any pytree, the same shapes every time —
     runs one jitted step per batch in a Python loop, compiled once per batch shape; an iterable
     restarts when it runs out (epochs), an iterator ends the run early. Both recompile only for a
     new ``loss_fn``/model or optimizer object (``optax.sgd(0.1)`` builds new functions on every
