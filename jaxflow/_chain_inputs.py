@@ -116,17 +116,32 @@ def resolve(model, variables, x, wrt, *, check_rows=True) -> tuple[Stack, jax.Ar
     # (Jacobians, products, SVDs: LAPACK has no half types) runs in at least float32 on the
     # block's own arithmetic, its state in one dtype from layer to layer.
     work = jnp.promote_types(x.dtype, jnp.float32)
-    try:
-        first = jax.tree.map(lambda a: a[0], variables)
-        row = jax.ShapeDtypeStruct(jnp.shape(x)[-1:], x.dtype)
-        out = jax.eval_shape(model, first, row).dtype
-    except Exception:  # noqa: BLE001 — check_square reports a block that does not fit
-        out = x.dtype
+    out = _output_dtype(model, variables, x) if work == x.dtype else work
     if work != x.dtype or out != work:
-        block_fn = _widened(model, jnp.dtype(x.dtype), jnp.dtype(work))
+        block_fn = _widened(Static(model), jnp.dtype(x.dtype), jnp.dtype(work))
         cast = functools.partial(_cast, dtype=work)
         return Stack(cast, block_fn, variables, _same, int(depth)), x
     return Stack(_same, model, variables, _same, int(depth)), x
+
+
+def _output_dtype(block_fn, blocks, x):
+    """The dtype ``block_fn`` returns for one row of ``x`` with one block's parameters, from
+    shapes alone and worked out once per function, parameter structure and input (a repeated
+    eager call traces nothing); ``x.dtype`` when the block does not fit (check_square says so)."""
+    leaves, treedef = jax.tree.flatten(blocks)
+    spec = (treedef, tuple((tuple(jnp.shape(a)[1:]), jnp.result_type(a)) for a in leaves))
+    row = (tuple(jnp.shape(x)[-1:]), jnp.result_type(x))
+    return _output_dtype_of(Static(block_fn), spec, row)  # (Static: unhashable ones by identity)
+
+
+@functools.lru_cache(maxsize=256)
+def _output_dtype_of(block_fn, spec, row):
+    treedef, leaves = spec
+    first = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(s, d) for s, d in leaves])
+    try:
+        return jax.eval_shape(block_fn.value, first, jax.ShapeDtypeStruct(*row)).dtype
+    except Exception:  # noqa: BLE001 — check_square reports a block that does not fit
+        return row[1]
 
 
 def _same(h):
@@ -143,7 +158,7 @@ def _widened(block_fn, dtype, work):
     object for the same triple (the compiled programs are keyed by the block function)."""
 
     def widened(params, h):
-        return block_fn(params, h.astype(dtype)).astype(work)
+        return block_fn.value(params, h.astype(dtype)).astype(work)
 
     return widened
 
