@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxflow._checks import module_kind, network_input
+from jaxflow._numerics import same_up_to_rounding
 from jaxflow.models import Network, Stack
 
 
@@ -215,7 +216,7 @@ def check_rows_independent(block_fn, blocks, x) -> None:
         except Exception:  # noqa: BLE001 — a block that cannot take the whole batch cannot mix it
             return
     # Rounding of the state's dtype (bfloat16: 8 bits) is not mixing.
-    threshold = max(1e-3, 16 * float(jnp.finfo(x.dtype).eps))
+    threshold = same_up_to_rounding(x.dtype)
     worst = int(np.argmax(np.where(np.isfinite(mixed), mixed / np.maximum(scale, 1e-30), 0)))
     if mixed[worst] > threshold * scale[worst]:  # (a NaN in h0 is not a sign of mixing)
         n_rows, n = jnp.shape(x)

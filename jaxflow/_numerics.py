@@ -74,3 +74,10 @@ def relative_error(a, b):
     """‖a − b‖ / ‖b‖ (the absolute error where ‖b‖ = 0)."""
     norm = jnp.linalg.norm(b)
     return jnp.linalg.norm(a - b) / jnp.where(norm > 0, norm, 1.0)
+
+
+def same_up_to_rounding(dtype) -> float:
+    """The relative difference below which two evaluations of one function in ``dtype`` (whole
+    against mapped over rows, traced against recorded) count as the same: 1e-3, or 16 ulps where
+    the dtype is coarser (bfloat16's 8 bits)."""
+    return max(1e-3, 16 * float(jnp.finfo(dtype).eps))

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxflow._chain_kernels import METHODS as _KERNELS
-from jaxflow._numerics import HIGHEST, all_finite, scaled_norm
+from jaxflow._numerics import HIGHEST, all_finite, same_up_to_rounding, scaled_norm
 from jaxflow.jacobians import JacobianChain
 from jaxflow.spectra import SpectralEstimates, mean_squared_singular_value, top_singular_value
 
@@ -401,7 +401,7 @@ def _measure(captured, options, key):
         finite = jnp.isfinite(h_out)
         scale = jnp.max(jnp.where(finite, jnp.abs(h_out), 0))
         # Rounding of the state's own dtype (bfloat16: 8 bits) is not a difference.
-        rtol = max(1e-3, 16 * float(jnp.finfo(h_out.dtype).eps))
+        rtol = same_up_to_rounding(h_out.dtype)
         close = jnp.abs(out - h_out) <= rtol * scale + jnp.finfo(h_out.dtype).tiny
         same = (out == h_out) | (jnp.isnan(out) & jnp.isnan(h_out))
         return jnp.all(jnp.where(finite, close, same))
